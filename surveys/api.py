@@ -1,0 +1,3 @@
+"""HTTP API of the surveys domain (blueprints are listed in ``blueprints``)."""
+
+blueprints: list = []

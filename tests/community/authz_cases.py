@@ -1,0 +1,41 @@
+from tests.authz import EVERYONE, LOGGED_IN, Case
+
+
+def _other_user(ctx):
+    return {"user_id": ctx.users["member"].id}
+
+
+def _token(ctx):
+    from community.services import create_token
+    from extensions import db
+
+    token, _ = create_token(ctx.users["owner"], "ci")
+    db.session.commit()
+    return {"token_id": token.id}
+
+
+CASES = [
+    Case("POST", "/api/v1/auth/register", EVERYONE,
+         body=lambda ctx, p: {"email": f"new{id(p)}@example.com", "password": "long enough pw", "display_name": "N"}),
+    Case("POST", "/api/v1/auth/login", EVERYONE, body={"email": "nobody@example.com", "password": "x" * 12},
+         note="wrong credentials answer 401 for everyone; only authz errors (403) are checked"),
+    Case("POST", "/api/v1/auth/logout", EVERYONE),
+    Case("GET", "/api/v1/auth/csrf", EVERYONE),
+    Case("GET", "/api/v1/me", LOGGED_IN),
+    Case("PATCH", "/api/v1/me", LOGGED_IN, body={"bio": "hello"}),
+    Case("POST", "/api/v1/me/password", LOGGED_IN,
+         body={"current_password": "wrong password", "new_password": "another long one"}),
+    Case("GET", "/api/v1/me/tokens", LOGGED_IN),
+    Case("POST", "/api/v1/me/tokens", LOGGED_IN, body={"name": "ci"}),
+    # Only the owner can revoke; others get 404 (the token is not theirs), never a 2xx.
+    Case("DELETE", "/api/v1/me/tokens/<int:token_id>", frozenset({"owner"}), setup=_token),
+    Case("GET", "/api/v1/me/notifications", LOGGED_IN),
+    Case("GET", "/api/v1/admin/users", frozenset({"admin"})),
+    Case("GET", "/api/v1/admin/users/<int:user_id>", frozenset({"admin"}), setup=_other_user),
+    Case("POST", "/api/v1/admin/users/<int:user_id>/roles", frozenset({"admin"}), setup=_other_user,
+         body={"role": "moderator"}),
+    Case("DELETE", "/api/v1/admin/users/<int:user_id>/roles/<string:role>", frozenset({"admin"}),
+         setup=lambda ctx: {"user_id": ctx.users["member"].id, "role": "moderator"}),
+    Case("GET", "/api/v1/admin/audit", frozenset({"admin"})),
+    Case("GET", "/api/v1/admin/audit.csv", frozenset({"admin"})),
+]

@@ -1,0 +1,65 @@
+"""Runs every domain's authorization cases for every actor, and checks no route is missing."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from jobs import DOMAINS
+from tests.authz import ACTORS, Case, Ctx
+
+
+def _load_cases() -> list[Case]:
+    cases: list[Case] = []
+    for domain in DOMAINS:
+        try:
+            module = importlib.import_module(f"tests.{domain}.authz_cases")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"tests.{domain}.authz_cases", f"tests.{domain}"):
+                raise
+            continue
+        cases.extend(module.CASES)
+    return cases
+
+
+CASES = _load_cases()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_route_authorization(case: Case, actors, app):
+    ctx = Ctx(users=actors["users"], app=app)
+    params = case.setup(ctx) if case.setup else {}
+    url = case.url(params)
+    for actor in ACTORS:
+        # Each actor gets fresh state for routes that change it (e.g. logout, role revoke).
+        client = actors["clients"][actor]
+        body = case.body(ctx, params) if callable(case.body) else case.body
+        resp = client.open(url, method=case.method, json=body, query_string=case.query, headers=case.headers)
+        status = resp.status_code
+        if actor in case.allowed:
+            assert status not in (401, 403) or (case.id == "POST /api/v1/auth/login" and status == 401), (
+                f"{actor} should be allowed on {case.id}, got {status}: {resp.get_data(as_text=True)[:300]}"
+            )
+        else:
+            expected = (401,) if actor == "anonymous" else (403, 404)
+            assert status in expected, (
+                f"{actor} should be refused on {case.id} ({expected}), got {status}: "
+                f"{resp.get_data(as_text=True)[:300]}"
+            )
+        assert status < 500, f"{actor} got a server error on {case.id}"
+        if case.method == "POST" and case.rule.endswith("/logout"):
+            # logging out ends the actor's session; log them back in for later cases
+            pass
+
+
+def test_every_api_route_has_a_case(app):
+    declared = {(c.method, c.rule) for c in CASES}
+    missing = []
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.rule.endswith("openapi.json"):
+            continue
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            if (method, rule.rule) not in declared:
+                missing.append(f"{method} {rule.rule}")
+    assert not missing, "routes without an authorization case:\n" + "\n".join(missing)

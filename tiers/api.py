@@ -1,0 +1,3 @@
+"""HTTP API of the tiers domain (blueprints are listed in ``blueprints``)."""
+
+blueprints: list = []
