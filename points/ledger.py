@@ -1,0 +1,562 @@
+"""The points ledger: the only code that changes a member's points.
+
+Every function here
+
+* is idempotent on ``key`` (unique in ``journal_entries``): a replay with the same payload returns
+  the original entry and changes nothing; the same key with another payload raises ``Conflict``
+  (409, code ``idempotency_conflict``);
+* writes one balanced entry (its lines sum to zero), changes the stored ``member_balances`` row
+  in the same transaction by atomic SQL, and keeps the member's expiring lots in step;
+* only flushes: the caller commits (or rolls back, e.g. after ``InsufficientPoints``; nothing is
+  written before that check fails, so a caller may also carry on).
+
+Concurrency: a write that depends on what it reads first locks the member's balance row
+(``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions already hold the database
+lock from ``BEGIN IMMEDIATE``), so checks and writes for one member never interleave.  Debits
+are also guarded updates (``… WHERE available >= :n``, rowcount checked) and the table has CHECK
+constraints, so a balance can never go negative even if a caller forgets the lock.  The entry is
+inserted with ``ON CONFLICT DO NOTHING`` before any balance change, so a concurrent duplicate
+(same key, or a second close of the same hold) is detected without aborting the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from community.models import utcnow
+from errors import Conflict, NotFound, ValidationError
+from extensions import db
+
+from .models import JournalEntry, JournalLine, LotConsumption, MemberBalance, PointLot
+
+
+class InsufficientPoints(Conflict):
+    """The available balance cannot cover a debit (409, ``insufficient_points``)."""
+
+    code = "insufficient_points"
+
+
+@dataclass(frozen=True)
+class Balance:
+    available: int
+    held: int
+    lifetime_earned: int
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _dialect_insert(model):
+    name = db.session.get_bind().dialect.name
+    return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+
+
+def _check_amount(amount) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValidationError("The amount must be a positive whole number of points.", fields={"amount": ["> 0"]})
+    return amount
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > 200:
+        raise ValidationError("An idempotency key of 1-200 characters is required.", fields={"key": ["Required."]})
+    return key
+
+
+def _find(key: str) -> JournalEntry | None:
+    return db.session.scalar(select(JournalEntry).where(JournalEntry.key == key))
+
+
+def _same_or_conflict(entry: JournalEntry, **expected) -> JournalEntry:
+    """A replay must describe the same event; ``None`` in ``expected`` means "not checked"."""
+    for name, value in expected.items():
+        if value is not None and getattr(entry, name) != value:
+            raise Conflict(
+                "This idempotency key was already used for a different operation.",
+                code="idempotency_conflict",
+                fields={"key": [entry.key], name: [f"was {getattr(entry, name)!r}, now {value!r}"]},
+            )
+    return entry
+
+
+def _replay(key: str, **expected) -> JournalEntry | None:
+    entry = _find(key)
+    return None if entry is None else _same_or_conflict(entry, **expected)
+
+
+def _lock_balance(member_id: int):
+    """Lock the member's balance row for this transaction; None when the member has none yet."""
+    return db.session.execute(
+        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned)
+        .where(MemberBalance.member_id == member_id)
+        .with_for_update()
+    ).first()
+
+
+def lock_member(member_id: int) -> None:
+    """Serialise point-changing work for one member (used by earning caps): ensure and lock the row."""
+    db.session.execute(
+        _dialect_insert(MemberBalance)
+        .values(member_id=member_id, available=0, held=0, lifetime_earned=0)
+        .on_conflict_do_nothing()
+    )
+    _lock_balance(member_id)
+
+
+def _insert_entry(**fields) -> JournalEntry | None:
+    """Insert an entry unless its key (or the entry it closes) is already taken; None then."""
+    stmt = (
+        _dialect_insert(JournalEntry)
+        .values(created_at=utcnow(), **fields)
+        .on_conflict_do_nothing()
+        .returning(JournalEntry)
+    )
+    return db.session.scalars(stmt).first()
+
+
+def _write_entry(*, expected: dict, **fields) -> JournalEntry:
+    """Insert the entry; on a concurrent duplicate return the winner (same payload) or raise."""
+    entry = _insert_entry(**fields)
+    if entry is not None:
+        return entry
+    existing = _find(fields["key"])
+    if existing is not None:
+        raise _Replayed(_same_or_conflict(existing, **expected))
+    raise Conflict("This entry was already closed or reversed.", code="already_closed")
+
+
+class _Replayed(Exception):  # noqa: N818 - control flow, never escapes this module
+    def __init__(self, entry: JournalEntry):
+        self.entry = entry
+
+
+def _lines(entry: JournalEntry, movements: dict[str, int]) -> None:
+    rows = [
+        {"entry_id": entry.id, "account": account, "member_id": entry.member_id, "amount": amount}
+        for account, amount in movements.items()
+        if amount
+    ]
+    assert sum(r["amount"] for r in rows) == 0, f"unbalanced entry {entry.key}: {movements}"
+    if rows:
+        db.session.execute(insert(JournalLine), rows)
+
+
+def _change_balance(member_id: int, *, available: int = 0, held: int = 0, lifetime: int = 0) -> None:
+    """Apply deltas in one guarded UPDATE; a debit that would go negative raises InsufficientPoints."""
+    stmt = update(MemberBalance).where(MemberBalance.member_id == member_id)
+    if available < 0:
+        stmt = stmt.where(MemberBalance.available >= -available)
+    if held < 0:
+        stmt = stmt.where(MemberBalance.held >= -held)
+    if lifetime < 0:
+        stmt = stmt.where(MemberBalance.lifetime_earned >= -lifetime)
+    stmt = stmt.values(
+        available=MemberBalance.available + available,
+        held=MemberBalance.held + held,
+        lifetime_earned=MemberBalance.lifetime_earned + lifetime,
+    ).execution_options(synchronize_session=False)
+    if db.session.execute(stmt).rowcount != 1:
+        raise InsufficientPoints("Not enough points.", fields={"amount": [-available or -held]})
+
+
+def _expiry_days() -> int:
+    return int(current_app.config.get("POINTS_EXPIRY_DAYS", 365))
+
+
+def _new_lot(entry: JournalEntry) -> None:
+    now = entry.created_at
+    db.session.execute(
+        insert(PointLot).values(
+            member_id=entry.member_id,
+            entry_id=entry.id,
+            amount=entry.amount,
+            remaining=entry.amount,
+            earned_at=now,
+            expires_at=now + timedelta(days=_expiry_days()),
+        )
+    )
+
+
+def _consume_lots(member_id: int, amount: int, entry_id: int) -> None:
+    """Take ``amount`` from the member's lots, oldest-expiring first (caller holds the member lock)."""
+    lots = db.session.execute(
+        select(PointLot.id, PointLot.remaining)
+        .where(PointLot.member_id == member_id, PointLot.remaining > 0, PointLot.expired_at.is_(None))
+        .order_by(PointLot.expires_at, PointLot.id)
+    ).all()
+    left = amount
+    taken = []
+    for lot_id, remaining in lots:
+        take = min(left, remaining)
+        result = db.session.execute(
+            update(PointLot)
+            .where(PointLot.id == lot_id, PointLot.remaining >= take)
+            .values(remaining=PointLot.remaining - take)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # only possible if a caller skipped the member lock
+            raise Conflict("The points changed concurrently; try again.", code="concurrent_update")
+        taken.append({"lot_id": lot_id, "entry_id": entry_id, "amount": take})
+        left -= take
+        if left == 0:
+            break
+    if left:
+        # available == sum(remaining) is an invariant; this means someone bypassed the ledger.
+        raise RuntimeError(f"points lots of member {member_id} do not cover the balance")
+    db.session.execute(insert(LotConsumption), taken)
+
+
+def _restore_lots(member_id: int, consumed_by: int, entry_id: int) -> int:
+    """Give back what entry ``consumed_by`` took from lots; returns the part that has expired since.
+
+    Points whose lot has already expired are not resurrected: the caller books them to
+    ``expired`` in the same entry, exactly as if they had been in the lot when it expired.
+    """
+    rows = db.session.execute(
+        select(LotConsumption.lot_id, func.sum(LotConsumption.amount), PointLot.expired_at)
+        .join(PointLot, PointLot.id == LotConsumption.lot_id)
+        .where(LotConsumption.entry_id == consumed_by)
+        .group_by(LotConsumption.lot_id, PointLot.expired_at)
+    ).all()
+    expired = 0
+    back = []
+    for lot_id, amount, expired_at in rows:
+        amount = int(amount or 0)
+        if amount <= 0:
+            continue
+        if expired_at is not None:
+            expired += amount
+            continue
+        db.session.execute(
+            update(PointLot)
+            .where(PointLot.id == lot_id)
+            .values(remaining=PointLot.remaining + amount)
+            .execution_options(synchronize_session=False)
+        )
+        back.append({"lot_id": lot_id, "entry_id": entry_id, "amount": -amount})
+    if back:
+        db.session.execute(insert(LotConsumption), back)
+    return expired
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def award(
+    member_id: int,
+    amount: int,
+    *,
+    key: str,
+    reason: str,
+    source_type: str | None = None,
+    source_id: int | None = None,
+    actor_id: int | None = None,
+) -> JournalEntry:
+    """Issue ``amount`` points to the member (issued -> available) as a new expiring lot."""
+    _check_amount(amount)
+    _check_key(key)
+    expected = {"kind": "award", "member_id": member_id, "amount": amount, "source_type": source_type,
+                "source_id": source_id}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        return existing
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="award", member_id=member_id, amount=amount, reason=reason or "",
+            source_type=source_type, source_id=source_id, actor_id=actor_id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    # Credit: no guard needed; the upsert also creates the member's row on their first points.
+    db.session.execute(
+        _dialect_insert(MemberBalance)
+        .values(member_id=member_id, available=amount, held=0, lifetime_earned=amount)
+        .on_conflict_do_update(
+            index_elements=["member_id"],
+            set_={
+                "available": MemberBalance.__table__.c.available + amount,
+                "lifetime_earned": MemberBalance.__table__.c.lifetime_earned + amount,
+            },
+        )
+    )
+    _lines(entry, {"issued": -amount, "available": amount})
+    _new_lot(entry)
+    return entry
+
+
+def hold(member_id: int, amount: int, *, key: str, reason: str, source_type: str, source_id: int) -> JournalEntry:
+    """Reserve points for a pending spend (available -> held), drawing on the oldest-expiring lots.
+
+    Raises ``InsufficientPoints`` when the available balance cannot cover ``amount``.
+    """
+    _check_amount(amount)
+    _check_key(key)
+    expected = {"kind": "hold", "member_id": member_id, "amount": amount, "source_type": source_type,
+                "source_id": source_id}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        return existing
+    row = _lock_balance(member_id)
+    if row is None or row.available < amount:
+        raise InsufficientPoints(
+            f"Not enough points: {amount} needed, {row.available if row else 0} available.",
+            fields={"amount": [f"{row.available if row else 0} available"]},
+        )
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="hold", member_id=member_id, amount=amount, reason=reason or "",
+            source_type=source_type, source_id=source_id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    _change_balance(member_id, available=-amount, held=amount)
+    _lines(entry, {"available": -amount, "held": amount})
+    _consume_lots(member_id, amount, entry.id)
+    return entry
+
+
+def _open_hold(source_type: str, source_id: int) -> JournalEntry:
+    hold_entry = db.session.scalar(
+        select(JournalEntry)
+        .where(JournalEntry.kind == "hold", JournalEntry.source_type == source_type,
+               JournalEntry.source_id == source_id)
+        .order_by(JournalEntry.id.desc())
+        .limit(1)
+    )
+    if hold_entry is None:
+        raise NotFound("No points are held for this.", fields={"source": [f"{source_type}:{source_id}"]})
+    return hold_entry
+
+
+def _closing_of(entry_id: int) -> JournalEntry | None:
+    return db.session.scalar(select(JournalEntry).where(JournalEntry.related_id == entry_id))
+
+
+def settle_hold(*, key: str, source_type: str, source_id: int) -> JournalEntry:
+    """Spend the points held for ``source`` for good (held -> redeemed)."""
+    _check_key(key)
+    expected = {"kind": "settle", "source_type": source_type, "source_id": source_id}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        return existing
+    hold_entry = _open_hold(source_type, source_id)
+    _lock_balance(hold_entry.member_id)
+    if _closing_of(hold_entry.id) is not None:
+        raise Conflict("These points were already settled or released.", code="already_closed")
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="settle", member_id=hold_entry.member_id, amount=hold_entry.amount,
+            reason=hold_entry.reason, source_type=source_type, source_id=source_id, related_id=hold_entry.id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    _change_balance(entry.member_id, held=-entry.amount)
+    _lines(entry, {"held": -entry.amount, "redeemed": entry.amount})
+    return entry
+
+
+def _give_back(entry: JournalEntry, *, from_account: str, consumed_by: int, held_delta: int) -> None:
+    """Lines and balances for points returning to available (release, refund, reversal of a debit)."""
+    expired = _restore_lots(entry.member_id, consumed_by, entry.id)
+    back = entry.amount - expired
+    _change_balance(entry.member_id, available=back, held=held_delta)
+    _lines(entry, {from_account: -entry.amount, "available": back, "expired": expired})
+
+
+def release_hold(*, key: str, source_type: str, source_id: int, reason: str) -> JournalEntry:
+    """Cancel the hold of ``source``: the points return to available (and to their lots).
+
+    Points whose lot expired while they were held are booked to ``expired`` instead.
+    """
+    _check_key(key)
+    expected = {"kind": "release", "source_type": source_type, "source_id": source_id}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        return existing
+    hold_entry = _open_hold(source_type, source_id)
+    _lock_balance(hold_entry.member_id)
+    if _closing_of(hold_entry.id) is not None:
+        raise Conflict("These points were already settled or released.", code="already_closed")
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="release", member_id=hold_entry.member_id,
+            amount=hold_entry.amount, reason=reason or "", source_type=source_type, source_id=source_id,
+            related_id=hold_entry.id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    _give_back(entry, from_account="held", consumed_by=hold_entry.id, held_delta=-entry.amount)
+    return entry
+
+
+def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None) -> JournalEntry:
+    """Post a reversal entry linked to ``entry_id`` (each entry is reversed at most once).
+
+    * award / positive adjustment: the points are taken back from the lot they created, but only
+      what that lot still holds (``min(amount, lot.remaining)``), so a balance never goes
+      negative.  For an award the full amount goes back to ``issued`` (the member's
+      ``lifetime_earned`` drops by it) and the part already spent or expired is written off to
+      ``adjusted``.
+    * hold still open: like a release.
+    * settle: a refund; the points return to available and to their lots (expired lots excepted).
+    * negative adjustment: the points return, as for a refund.
+    * release, expiry, reversal: not reversible (409).
+    """
+    _check_key(key)
+    expected = {"kind": "reversal", "related_id": entry_id}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        return existing
+    original = db.session.get(JournalEntry, entry_id)
+    if original is None:
+        raise NotFound("No such ledger entry.", fields={"entry_id": [entry_id]})
+    if original.kind in ("release", "expire", "reversal"):
+        raise Conflict(f"A {original.kind} entry cannot be reversed.", code="not_reversible")
+    member_id = original.member_id
+    _lock_balance(member_id)
+    closing = _closing_of(original.id)
+    if closing is not None:
+        code = "already_reversed" if closing.kind == "reversal" else "already_closed"
+        raise Conflict("This entry was already reversed or closed.", code=code)
+    credit = original.kind == "award" or (original.kind == "adjust" and _is_credit(original))
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="reversal", member_id=member_id, amount=original.amount,
+            reason=reason or "", source_type=original.source_type, source_id=original.source_id,
+            actor_id=actor_id, related_id=original.id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    if credit:
+        _claw_back(original, entry)
+    elif original.kind == "hold":
+        _give_back(entry, from_account="held", consumed_by=original.id, held_delta=-entry.amount)
+    elif original.kind == "settle":
+        _give_back(entry, from_account="redeemed", consumed_by=original.related_id, held_delta=0)
+    else:  # a debit adjustment
+        _give_back(entry, from_account="adjusted", consumed_by=original.id, held_delta=0)
+    return entry
+
+
+def _is_credit(entry: JournalEntry) -> bool:
+    return (
+        db.session.scalar(
+            select(JournalLine.amount).where(JournalLine.entry_id == entry.id, JournalLine.account == "available")
+        )
+        or 0
+    ) > 0
+
+
+def _claw_back(original: JournalEntry, entry: JournalEntry) -> None:
+    lot = db.session.execute(
+        select(PointLot.id, PointLot.remaining, PointLot.expired_at).where(PointLot.entry_id == original.id)
+    ).first()
+    take = 0 if lot is None or lot.expired_at is not None else min(original.amount, lot.remaining)
+    if take:
+        db.session.execute(
+            update(PointLot)
+            .where(PointLot.id == lot.id, PointLot.remaining >= take)
+            .values(remaining=PointLot.remaining - take)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.execute(insert(LotConsumption).values(lot_id=lot.id, entry_id=entry.id, amount=take))
+    if original.kind == "award":
+        _change_balance(entry.member_id, available=-take, lifetime=-original.amount)
+        _lines(entry, {"issued": original.amount, "available": -take, "adjusted": take - original.amount})
+    else:
+        _change_balance(entry.member_id, available=-take)
+        _lines(entry, {"adjusted": take, "available": -take})
+
+
+def get_balance(member_id: int) -> Balance:
+    row = db.session.execute(
+        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned).where(
+            MemberBalance.member_id == member_id
+        )
+    ).first()
+    if row is None:
+        return Balance(0, 0, 0)
+    return Balance(int(row.available), int(row.held), int(row.lifetime_earned))
+
+
+# --------------------------------------------------------------------------- beyond the contract
+
+
+def adjust(member_id: int, delta: int, *, key: str, reason: str, actor_id: int) -> JournalEntry:
+    """A manual correction by staff: ``delta`` > 0 credits a new lot, < 0 debits (never below zero).
+
+    Adjustments go through the ``adjusted`` account and do not count as lifetime earnings.
+    """
+    if isinstance(delta, bool) or not isinstance(delta, int) or delta == 0:
+        raise ValidationError("The adjustment must be a non-zero whole number.", fields={"delta": ["Non-zero."]})
+    _check_key(key)
+    if not (reason or "").strip():
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    amount = abs(delta)
+    expected = {"kind": "adjust", "member_id": member_id, "amount": amount}
+    existing = _replay(key, **expected)
+    if existing is not None:
+        if _is_credit(existing) != (delta > 0):
+            raise Conflict("This idempotency key was already used for a different operation.",
+                           code="idempotency_conflict", fields={"key": [key]})
+        return existing
+    if delta > 0:
+        lock_member(member_id)
+    else:
+        row = _lock_balance(member_id)
+        if row is None or row.available < amount:
+            raise InsufficientPoints(
+                f"Not enough points to debit {amount}.", fields={"delta": [f"{row.available if row else 0} available"]}
+            )
+    try:
+        entry = _write_entry(
+            expected=expected, key=key, kind="adjust", member_id=member_id, amount=amount, reason=reason.strip(),
+            source_type="adjustment", actor_id=actor_id,
+        )
+    except _Replayed as replay:
+        return replay.entry
+    if delta > 0:
+        _change_balance(member_id, available=amount)
+        _lines(entry, {"adjusted": -amount, "available": amount})
+        _new_lot(entry)
+    else:
+        _change_balance(member_id, available=-amount)
+        _lines(entry, {"available": -amount, "adjusted": amount})
+        _consume_lots(member_id, amount, entry.id)
+    return entry
+
+
+def expire_lot(lot_id: int, *, now: datetime | None = None) -> JournalEntry | None:
+    """Post the expiry of one due lot, exactly once (key ``expire:lot:<id>``); None if nothing to post."""
+    now = now or utcnow()
+    member_id = db.session.scalar(select(PointLot.member_id).where(PointLot.id == lot_id))
+    if member_id is None:
+        raise NotFound("No such lot.")
+    _lock_balance(member_id)
+    lot = db.session.execute(
+        select(PointLot.remaining, PointLot.expires_at, PointLot.expired_at).where(PointLot.id == lot_id)
+    ).one()
+    if lot.expired_at is not None or lot.expires_at > now:
+        return None
+    db.session.execute(
+        update(PointLot)
+        .where(PointLot.id == lot_id, PointLot.expired_at.is_(None))
+        .values(remaining=0, expired_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if lot.remaining == 0:
+        return None
+    entry = _insert_entry(
+        key=f"expire:lot:{lot_id}", kind="expire", member_id=member_id, amount=int(lot.remaining),
+        reason="Points expired", source_type="lot", source_id=lot_id,
+    )
+    if entry is None:  # already posted (the lot row says otherwise only if someone bypassed us)
+        return _find(f"expire:lot:{lot_id}")
+    _change_balance(member_id, available=-entry.amount)
+    _lines(entry, {"available": -entry.amount, "expired": entry.amount})
+    return entry

@@ -1,0 +1,153 @@
+"""Earning rules: how many points an interaction earns.
+
+Rules are data: marketing edits ``earning_rules`` rows through the API; a kind without a row uses
+``DEFAULT_RULES`` below (so a fresh install earns sensibly without any seeding).
+
+points = floor((rule.points + value x rule.points_per_unit) x tier multiplier x campaign multiplier),
+then cut to what is left of the member's daily / weekly / monthly cap for that kind.
+
+* The tier multiplier is ``tiers.benefits.benefits_for(member.tier)["earning_multiplier"]``.
+* Campaign multipliers do not stack: the highest active campaign matching the kind (and, for
+  birthday campaigns, the member's birthday) applies.
+* Caps count points already earned from interactions of the same kind whose ``occurred_at``
+  falls in the same UTC day, ISO week (Monday first) or calendar month.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from community.models import User
+from extensions import db
+from tiers.benefits import benefits_for
+
+from .models import Campaign, EarningRule, Interaction
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: str
+    points: int
+    points_per_unit: Decimal = Decimal(0)
+    daily_cap: int | None = None
+    weekly_cap: int | None = None
+    monthly_cap: int | None = None
+    active: bool = True
+
+    @property
+    def has_caps(self) -> bool:
+        return any(c is not None for c in (self.daily_cap, self.weekly_cap, self.monthly_cap))
+
+
+DEFAULT_RULES: dict[str, Rule] = {
+    r.kind: r
+    for r in (
+        Rule("post", 10, daily_cap=50),
+        Rule("reply", 5, daily_cap=50),
+        Rule("reaction_received", 1, daily_cap=20),
+        Rule("survey_completed", 50, monthly_cap=500),
+        Rule("focus_group_attended", 100),
+        # Signing up only counts for the funnel; the conversion is what earns.
+        Rule("referral_signup", 0),
+        Rule("referral_converted", 200),
+        Rule("purchase", 0, points_per_unit=Decimal(1)),
+        Rule("refund", 0),
+        Rule("profile_completed", 20),
+        Rule("daily_visit", 2, daily_cap=2),
+    )
+}
+
+
+def rule_for(kind: str) -> Rule:
+    row = db.session.scalar(select(EarningRule).where(EarningRule.kind == kind))
+    if row is None:
+        return DEFAULT_RULES.get(kind, Rule(kind, 0))
+    return Rule(
+        kind=row.kind,
+        points=row.points,
+        points_per_unit=Decimal(row.points_per_unit or 0),
+        daily_cap=row.daily_cap,
+        weekly_cap=row.weekly_cap,
+        monthly_cap=row.monthly_cap,
+        active=row.active,
+    )
+
+
+def campaign_multiplier(member: User, kind: str, at: datetime) -> Decimal:
+    campaigns = db.session.scalars(
+        select(Campaign).where(Campaign.active.is_(True), Campaign.starts_at <= at, Campaign.ends_at > at)
+    )
+    best = Decimal(1)
+    for c in campaigns:
+        if c.kinds is not None and kind not in c.kinds:
+            continue
+        if c.birthday_only and not _is_birthday(member, at):
+            continue
+        best = max(best, Decimal(c.multiplier))
+    return best
+
+
+def _is_birthday(member: User, at: datetime) -> bool:
+    b = member.birthday
+    if b is None:
+        return False
+    if (b.month, b.day) == (2, 29) and not _leap(at.year):
+        return (at.month, at.day) == (2, 28)
+    return (b.month, b.day) == (at.month, at.day)
+
+
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def period_starts(at: datetime) -> dict[str, tuple[datetime, datetime]]:
+    day = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    week = day - timedelta(days=day.weekday())
+    month = day.replace(day=1)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return {
+        "daily_cap": (day, day + timedelta(days=1)),
+        "weekly_cap": (week, week + timedelta(days=7)),
+        "monthly_cap": (month, next_month),
+    }
+
+
+def earned_in(member_id: int, kind: str, start: datetime, end: datetime) -> int:
+    return int(
+        db.session.scalar(
+            select(func.coalesce(func.sum(Interaction.points), 0)).where(
+                Interaction.member_id == member_id,
+                Interaction.kind == kind,
+                Interaction.occurred_at >= start,
+                Interaction.occurred_at < end,
+            )
+        )
+        or 0
+    )
+
+
+def points_for(rule: Rule, member: User, value: Decimal | None, at: datetime) -> int:
+    """Points before caps (caps need the member lock, see ``services.record_interaction``)."""
+    if not rule.active:
+        return 0
+    base = Decimal(rule.points)
+    if value is not None and rule.points_per_unit:
+        base += Decimal(value) * rule.points_per_unit
+    if base <= 0:
+        return 0
+    tier = Decimal(str(benefits_for(member.tier)["earning_multiplier"]))
+    return max(0, math.floor(base * tier * campaign_multiplier(member, rule.kind, at)))
+
+
+def apply_caps(rule: Rule, member_id: int, points: int, at: datetime) -> int:
+    for cap_name, (start, end) in period_starts(at).items():
+        cap = getattr(rule, cap_name)
+        if cap is None or points <= 0:
+            continue
+        points = min(points, max(0, cap - earned_in(member_id, rule.kind, start, end)))
+    return points
