@@ -1,0 +1,391 @@
+"""The tier engine: requirement metrics and tier decisions for a range of members, in set-based SQL.
+
+One pipeline serves the per-member job (a range of one id) and the full recomputation (ranges
+of thousands), on SQLite and PostgreSQL alike:
+
+1. ``metric_rows`` aggregates the requirement metrics from the points ledger and the
+   ``interactions`` table (one grouped pass, optionally limited to a member-id range);
+2. ``apply_range`` upserts each member's state with the metrics, the tier the rules give
+   (``qualified_tier``) and the decided ``target_tier`` (promotion at once; demotion after the
+   grace period below the bar to stay; a pin wins), writes a ``tier_changes`` row with its
+   reason and an outbox notification for every member whose tier changes, and finally updates
+   ``users.tier``.
+
+Row locks keep the per-member job, the full run and admin pins from overwriting each other on
+PostgreSQL: every path touches ``member_tier_states`` before ``users``, in that order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    case,
+    cast,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from community.models import TIERS, Notification, User
+from extensions import db
+from points.models import Interaction, JournalEntry
+
+from .models import MemberTierState, TierChange
+from .rules import REQUIREMENTS, UPPER_TIERS, Rules
+
+METRICS = tuple(REQUIREMENTS)  # column names in member_tier_states and tier_metric_stage
+# Counted from the history; no_suspension comes from users.suspended_until at decision time.
+HISTORY_METRICS = tuple(k for k in METRICS if k != "no_suspension")
+# Interactions that are something the member did (a reaction *received* is someone else's act).
+PASSIVE_KINDS = ("reaction_received",)
+POST_KINDS = ("post", "reply")
+NPS_PROMOTER_MIN = 9
+
+users = User.__table__
+states = MemberTierState.__table__
+changes = TierChange.__table__
+interactions = Interaction.__table__
+entries = JournalEntry.__table__
+
+
+# --------------------------------------------------------------------------- portable SQL pieces
+
+
+class week_index(FunctionElement):
+    """Whole weeks (Monday to Sunday) since Monday 1970-01-05: a distinct-weeks key."""
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(week_index, "postgresql")
+def _week_index_pg(element, compiler, **kw):
+    (arg,) = element.clauses
+    return f"CAST(floor((extract(epoch FROM {compiler.process(arg, **kw)}) - 345600) / 604800) AS INTEGER)"
+
+
+@compiles(week_index, "sqlite")
+def _week_index_sqlite(element, compiler, **kw):
+    (arg,) = element.clauses
+    return f"CAST(floor((julianday({compiler.process(arg, **kw)}) - 2440591.5) / 7) AS INTEGER)"
+
+
+class json_object(FunctionElement):
+    """A JSON object from alternating key/value arguments."""
+
+    inherit_cache = True
+
+
+@compiles(json_object, "postgresql")
+def _json_object_pg(element, compiler, **kw):
+    return f"json_build_object({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_object, "sqlite")
+def _json_object_sqlite(element, compiler, **kw):
+    return f"json_object({compiler.process(element.clauses, **kw)})"
+
+
+def tier_rank(column) -> ColumnElement:
+    """0 for aware … 4 for advocate (the SQL twin of community.models.tier_rank)."""
+    return case({t: i for i, t in enumerate(TIERS)}, value=column, else_=0)
+
+
+def rank_tier(column) -> ColumnElement:
+    return case({i: t for i, t in enumerate(TIERS)}, value=column, else_=TIERS[0])
+
+
+def _meets(value, threshold: int, keep_percent: int | None) -> ColumnElement:
+    # Integer arithmetic, exactly as tiers.rules.meets: no float rounding at the boundary.
+    if keep_percent is None:
+        return value >= literal(threshold, BigInteger)
+    return value * literal(100, BigInteger) >= literal(threshold * keep_percent, BigInteger)
+
+
+def rank_expr(cols, rules: Rules, *, keep: bool) -> ColumnElement:
+    """The rank of the highest tier whose every requirement ``cols`` meets."""
+    factor = rules.keep_percent if keep else None
+    whens = []
+    for index in range(len(TIERS) - 1, 0, -1):
+        reqs = rules.for_tier(TIERS[index])
+        cond = and_(*[_meets(cols[k], t, factor) for k, t in reqs.items()]) if reqs else true()
+        whens.append((cond, index))
+    return case(*whens, else_=0)
+
+
+def _keep_minimum(threshold: int, keep_percent: int) -> int:
+    return -(-threshold * keep_percent // 100)  # ceil without floats
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def points_earned_in_window(cutoff: datetime, now: datetime, lo: int | None = None, hi: int | None = None):
+    """Rows (member_id, points) of awards made in [cutoff, now] that were not reversed.
+
+    ``reverse`` reverses an entry whole and at most once (``related_id`` is unique), so an
+    award either counts fully or not at all.
+    """
+    rev = entries.alias("rev")
+    query = (
+        select(entries.c.member_id.label("member_id"), entries.c.amount.label("points"))
+        .select_from(entries.outerjoin(rev, and_(rev.c.related_id == entries.c.id, rev.c.kind == "reversal")))
+        .where(entries.c.kind == "award", entries.c.created_at >= cutoff, entries.c.created_at <= now,
+               rev.c.id.is_(None))
+    )
+    if lo is not None:
+        query = query.where(entries.c.member_id.between(lo, hi))
+    return query
+
+
+def _interaction_rows(cutoff: datetime, now: datetime, lo: int | None, hi: int | None):
+    """One row per interaction in the window, with 0/1 flags per requirement it counts for."""
+    rev = entries.alias("post_rev")
+    kind = interactions.c.kind
+
+    def flag(cond):
+        return case((cond, 1), else_=0)
+
+    query = (
+        select(
+            interactions.c.member_id.label("member_id"),
+            cast(literal(0), Integer).label("points"),
+            case((kind.not_in(PASSIVE_KINDS), week_index(interactions.c.occurred_at)), else_=null()).label("week"),
+            flag(kind == "survey_completed").label("survey"),
+            flag(and_(kind == "survey_completed", interactions.c.value >= NPS_PROMOTER_MIN)).label("promoter"),
+            flag(kind == "focus_group_attended").label("focus_group"),
+            flag(kind == "referral_converted").label("referral"),
+            # A post whose award moderation reversed is not "accepted".
+            flag(and_(kind.in_(POST_KINDS), rev.c.id.is_(None))).label("accepted_post"),
+        )
+        .select_from(
+            interactions.outerjoin(rev, and_(rev.c.related_id == interactions.c.entry_id, rev.c.kind == "reversal"))
+        )
+        .where(interactions.c.occurred_at >= cutoff, interactions.c.occurred_at <= now)
+    )
+    if lo is not None:
+        query = query.where(interactions.c.member_id.between(lo, hi))
+    return query
+
+
+def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | None = None):
+    """SELECT member_id + HISTORY_METRICS, one row per member with any history in the window."""
+    cutoff = now - timedelta(days=rules.window_days)
+    earned = points_earned_in_window(cutoff, now, lo, hi).subquery()
+    ledger = select(
+        earned.c.member_id,
+        earned.c.points,
+        cast(null(), Integer).label("week"),
+        *[cast(literal(0), Integer).label(n) for n in ("survey", "promoter", "focus_group", "referral",
+                                                         "accepted_post")],
+    )
+    rows = union_all(ledger, _interaction_rows(cutoff, now, lo, hi)).subquery("history")
+    return select(
+        rows.c.member_id,
+        func.coalesce(func.sum(rows.c.points), 0).label("points_earned"),
+        func.count(rows.c.week.distinct()).label("active_weeks"),
+        func.coalesce(func.sum(rows.c.survey), 0).label("surveys_completed"),
+        func.coalesce(func.max(rows.c.promoter), 0).label("nps_promoter"),
+        func.coalesce(func.sum(rows.c.focus_group), 0).label("focus_groups_attended"),
+        func.coalesce(func.sum(rows.c.referral), 0).label("referrals_converted"),
+        func.coalesce(func.sum(rows.c.accepted_post), 0).label("accepted_posts"),
+    ).group_by(rows.c.member_id)
+
+
+def member_metrics(member_id: int, now: datetime, rules: Rules, *, suspended: bool) -> dict[str, int]:
+    """The live metrics of one member (for progress), as a dict keyed by requirement."""
+    row = db.session.execute(metric_rows(now, rules, member_id, member_id)).mappings().first()
+    metrics = {k: int(row[k]) if row else 0 for k in HISTORY_METRICS}
+    metrics["no_suspension"] = 0 if suspended else 1
+    return metrics
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _decisions(source, lo: int, hi: int, now: datetime, rules: Rules):
+    """SELECT the new state row of every member in [lo, hi] from ``source`` metrics."""
+    m = (
+        select(
+            users.c.id.label("member_id"),
+            *[func.coalesce(source.c[k], 0).label(k) for k in HISTORY_METRICS],
+            case((users.c.suspended_until > now, 0), else_=1).label("no_suspension"),
+            tier_rank(users.c.tier).label("cur_rank"),
+            states.c.pinned_tier,
+            states.c.below_since,
+        )
+        .select_from(
+            users.outerjoin(source, source.c.member_id == users.c.id).outerjoin(
+                states, states.c.member_id == users.c.id
+            )
+        )
+        .where(users.c.id.between(lo, hi))
+        .subquery("m")
+    )
+    r = select(
+        m, rank_expr(m.c, rules, keep=False).label("enter_rank"), rank_expr(m.c, rules, keep=True).label("keep_rank")
+    ).subquery("r")
+    pinned = r.c.pinned_tier.is_not(None)
+    promote = r.c.enter_rank > r.c.cur_rank
+    stays = r.c.keep_rank >= r.c.cur_rank
+    # Below the bar to stay: the grace clock started at below_since (or starts now).
+    since = func.coalesce(r.c.below_since, now)
+    demote = since <= now - timedelta(days=rules.grace_days)
+    target = case(
+        (pinned, r.c.pinned_tier),
+        (promote, rank_tier(r.c.enter_rank)),
+        (stays, rank_tier(r.c.cur_rank)),
+        (demote, rank_tier(r.c.keep_rank)),
+        else_=rank_tier(r.c.cur_rank),
+    )
+    below = case((or_(pinned, promote, stays, demote), null()), else_=since)
+    return select(
+        r.c.member_id,
+        *[r.c[k] for k in METRICS],
+        rank_tier(r.c.enter_rank).label("qualified_tier"),
+        target.label("target_tier"),
+        below.label("below_since"),
+        literal(rules.version).label("rule_version"),
+        literal(now).label("changed_at"),
+    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+
+
+def _upsert_states(decisions, dialect: str):
+    cols = ["member_id", *METRICS, "qualified_tier", "target_tier", "below_since", "rule_version", "changed_at"]
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = make(states).from_select(cols, decisions)
+    ex = stmt.excluded
+    pinned = states.c.pinned_tier.is_not(None)
+    values = {k: ex[k] for k in (*METRICS, "qualified_tier", "rule_version", "changed_at")}
+    # The pin is read again from the locked row: a pin committed since our snapshot still wins.
+    values["target_tier"] = case((pinned, states.c.pinned_tier), else_=ex.target_tier)
+    values["below_since"] = case((pinned, null()), else_=ex.below_since)
+    compared = (*METRICS, "qualified_tier", "target_tier", "below_since", "rule_version")
+    return stmt.on_conflict_do_update(
+        index_elements=[states.c.member_id],
+        set_=values,
+        # Unchanged members are not rewritten: a steady-state run writes almost nothing.
+        where=or_(*[states.c[k].is_distinct_from(ex[k]) for k in compared]),
+    )
+
+
+def _met_list(tier: str, rules: Rules) -> ColumnElement:
+    parts = []
+    for key, threshold in rules.for_tier(tier).items():
+        parts.append(literal(f"; {key} ") + cast(states.c[key], String) + literal(f" (needs {threshold})"))
+    if not parts:
+        return literal("")
+    text = parts[0]
+    for part in parts[1:]:
+        text = text + part
+    return text
+
+
+def _lost_list(tier: str, rules: Rules) -> ColumnElement:
+    text = literal("")
+    for key, threshold in rules.for_tier(tier).items():
+        minimum = _keep_minimum(threshold, rules.keep_percent)
+        text = text + case(
+            (~_meets(states.c[key], threshold, rules.keep_percent),
+             literal(f"; {key} ") + cast(states.c[key], String) + literal(f" (needs {minimum} to stay)")),
+            else_="",
+        )
+    return text
+
+
+def _reason(rules: Rules) -> ColumnElement:
+    """Why the tier changes, naming the requirements met (promotion) or lost (demotion)."""
+    promotion = case(
+        *[(states.c.target_tier == t, literal(f"met every requirement of {t}") + _met_list(t, rules))
+          for t in UPPER_TIERS],
+        else_="",
+    )
+    demotion = case(
+        *[(users.c.tier == t, literal(f"{rules.grace_days} days below the bar to stay {t}") + _lost_list(t, rules))
+          for t in UPPER_TIERS],
+        else_="",
+    )
+    return case(
+        (states.c.pinned_tier.is_not(None), literal("pinned by an admin: ") + func.coalesce(states.c.pin_reason, "")),
+        (tier_rank(states.c.target_tier) > tier_rank(users.c.tier), promotion),
+        else_=demotion,
+    )
+
+
+def _kind():
+    return case(
+        (states.c.pinned_tier.is_not(None), "pin"),
+        (tier_rank(states.c.target_tier) > tier_rank(users.c.tier), "promotion"),
+        else_="demotion",
+    )
+
+
+def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None) -> dict:
+    """Decide and apply the tiers of members [lo, hi] from ``source`` (a subquery of metrics).
+
+    Only flushes; the caller commits.  Idempotent: a second call with the same data changes
+    nothing.  Returns {"promoted": n, "demoted": n}.
+    """
+    session = db.session
+    dialect = session.get_bind().dialect.name
+    session.flush()
+    session.execute(_upsert_states(_decisions(source, lo, hi, now, rules), dialect))
+
+    in_range = states.c.member_id.between(lo, hi)
+    moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)
+    before = session.scalar(select(func.coalesce(func.max(changes.c.id), 0)))
+    session.execute(
+        insert(changes).from_select(
+            ["member_id", "from_tier", "to_tier", "kind", "reason", "run_id", "rule_version", "created_at"],
+            select(
+                states.c.member_id, users.c.tier, states.c.target_tier, _kind(), _reason(rules),
+                literal(run_id, Integer), literal(rules.version), literal(now),
+            ).where(moved),
+        )
+    )
+    new_changes = and_(changes.c.id > before, changes.c.member_id.between(lo, hi))
+    counts = dict(
+        session.execute(select(changes.c.kind, func.count()).where(new_changes).group_by(changes.c.kind)).all()
+    )
+    if counts:
+        # The outbox rows community.services.notify would write, one INSERT for the whole range.
+        notifications = Notification.__table__
+        session.execute(
+            insert(notifications).from_select(
+                ["member_id", "kind", "payload", "dedupe_key", "created_at"],
+                select(
+                    changes.c.member_id,
+                    literal("tier_changed"),
+                    json_object(
+                        "from_tier", changes.c.from_tier, "to_tier", changes.c.to_tier, "kind", changes.c.kind,
+                        "reason", changes.c.reason, "change_id", changes.c.id,
+                    ),
+                    literal("tier_change:") + cast(changes.c.id, String),
+                    literal(now),
+                ).where(new_changes),
+            )
+        )
+        session.execute(update(users).where(moved).values(tier=states.c.target_tier))
+    # ORM objects loaded earlier in this session must not keep the old tier.
+    session.expire_all()
+    return {"promoted": counts.get("promotion", 0), "demoted": counts.get("demotion", 0)}
+
+
+def recompute_members(lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None) -> dict:
+    """Metrics straight from the history for [lo, hi] (a member's job, a small range)."""
+    return apply_range(metric_rows(now, rules, lo, hi).subquery("src"), lo, hi, now, rules, run_id=run_id)
