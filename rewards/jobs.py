@@ -1,0 +1,90 @@
+"""Background processing of redemptions, and the sweeper that makes sure none is forgotten.
+
+``process_redemption`` runs on the ``redemptions`` queue.  It records the attempt in our own
+``redemption_jobs`` row (committed first, so the count survives a crash), then does the work in
+one transaction.  Running it twice is harmless: only a ``pending`` redemption is processed, and
+the state change is a guarded update.
+
+``sweep_pending_redemptions`` (every minute) re-enqueues redemptions still ``pending`` after a
+minute: the enqueue after the request was lost (Redis down), the job was lost (Redis restarted
+without persistence) or the worker was killed mid-job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from flask import current_app
+
+from extensions import db
+from jobs import Periodic, enqueue_after_commit, enqueue_now, job
+
+from . import services
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "KINSHIP_REWARDS_FAULT"
+
+
+def _injected_fault(attempt: int) -> None:
+    """Fault injection for the worker fault tests (tests/rewards/test_faults.py).
+
+    Honoured only when the app runs under the test configuration and the environment asks for
+    it: ``sleep:<seconds>`` stalls after the code is claimed and before the commit (so a test can
+    kill the worker there), ``raise_once`` fails the first attempt at the same point.
+    """
+    fault = os.environ.get(FAULT_ENV)
+    if not fault or not current_app.testing:
+        return
+    if fault.startswith("sleep:"):
+        time.sleep(float(fault.split(":", 1)[1]))
+    elif fault == "raise_once" and attempt == 1:
+        raise RuntimeError("injected fault: first attempt fails")
+
+
+@job("redemptions", timeout=60, retries=5, backoff=(1, 5, 15, 60, 120))
+def process_redemption(redemption_id: int) -> str | None:
+    """Process one redemption (see ``rewards.services.process``); returns its resulting state."""
+    attempt = services.start_attempt(redemption_id)
+    db.session.commit()
+    if attempt is None:
+        return None
+    try:
+        redemption = services.process(redemption_id)
+        _injected_fault(attempt)
+        services.finish_attempt(redemption_id)
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        services.finish_attempt(redemption_id, error=f"{exc.__class__.__name__}: {exc}")
+        db.session.commit()
+        raise
+    return redemption.state if redemption is not None else None
+
+
+def schedule_processing(redemption_id: int) -> None:
+    """Enqueue the processing once the request's transaction commits."""
+    enqueue_after_commit(process_redemption, redemption_id, unique_key=f"redemption:{redemption_id}")
+
+
+@job("periodic", timeout=120, retries=0)
+def sweep_pending_redemptions(min_age_seconds: int = 60) -> int:
+    """Re-enqueue every redemption still ``pending`` after ``min_age_seconds``; returns how many.
+
+    Its own unique key per redemption keeps one sweep enqueue at a time, independent of the
+    request-time lock (which may outlive a killed worker until it expires).
+    """
+    ids = services.stale_pending_ids(min_age_seconds)
+    db.session.rollback()
+    enqueued = 0
+    for redemption_id in ids:
+        if enqueue_now(process_redemption, redemption_id, unique_key=f"redemption:{redemption_id}:sweep"):
+            enqueued += 1
+    if ids:
+        log.info("sweeper: %d pending redemption(s), %d enqueued", len(ids), enqueued)
+    return enqueued
+
+
+PERIODIC = [Periodic(sweep_pending_redemptions, interval=60)]

@@ -1,0 +1,612 @@
+"""Rewards business logic: the catalogue, code pools, redemption requests and the state machine.
+
+Functions only ``flush``; the view, job or CLI commits once.  Points move only through
+``points.ledger`` (hold at request time, settle when the reward is given, release on
+reject/cancel), each call keyed by the redemption so a replay changes nothing.
+
+Concurrency: stock is reserved by a guarded ``UPDATE ... WHERE stock > 0``; codes are handed
+out by a guarded ``UPDATE ... WHERE redemption_id IS NULL`` (after ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL); every state change is a guarded ``UPDATE ... WHERE state = <expected>``, so two
+actors racing on one redemption (the job and a member's cancel) cannot both win.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import selectinload
+
+from community.models import TIERS, User, tier_rank, utcnow
+from community.services import audit, notify
+from errors import Conflict, Forbidden, NotFound, ValidationError
+from extensions import db
+from points import ledger
+
+from .models import (
+    REWARD_KINDS,
+    SELF_FULFILLING_KINDS,
+    Redemption,
+    RedemptionJob,
+    RedemptionTransition,
+    Reward,
+    RewardCode,
+)
+
+# The explicit state machine: the only moves any actor may make.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"fulfilled", "awaiting_fulfilment", "cancelled", "rejected"}),
+    "awaiting_fulfilment": frozenset({"approved", "rejected"}),
+    "approved": frozenset({"shipped", "completed"}),
+    "shipped": frozenset({"completed"}),
+    "fulfilled": frozenset(),
+    "completed": frozenset(),
+    "cancelled": frozenset(),
+    "rejected": frozenset(),
+}
+# States in which a redemption counts against the member's limit and the reward's stock.
+LIVE_STATES = ("pending", "awaiting_fulfilment", "approved", "shipped", "fulfilled", "completed")
+SOURCE_TYPE = "redemption"
+IDEMPOTENCY_KEY_MAX = 100
+CODE_MAX = 200
+MAX_CODES_PER_UPLOAD = 50_000
+# After this many attempts the sweeper stops re-enqueueing; staff see the error and decide.
+MAX_SWEEP_ATTEMPTS = 20
+
+
+# --------------------------------------------------------------------------- catalogue
+
+
+def catalogue_query(member: User, now=None):
+    """Rewards a member may see: active, inside their window, and not above the member's tier."""
+    now = now or utcnow()
+    allowed_tiers = TIERS[: tier_rank(member.tier) + 1]
+    return (
+        select(Reward)
+        .where(
+            Reward.is_active.is_(True),
+            or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
+            or_(Reward.ends_at.is_(None), Reward.ends_at > now),
+            Reward.min_tier.in_(allowed_tiers),
+        )
+        .order_by(Reward.cost, Reward.id)
+    )
+
+
+def _is_open(reward: Reward, now) -> bool:
+    return (
+        reward.is_active
+        and (reward.starts_at is None or reward.starts_at <= now)
+        and (reward.ends_at is None or reward.ends_at > now)
+    )
+
+
+def get_visible_reward(member: User, reward_id: int) -> Reward:
+    """A reward from the member's catalogue; 404 for inactive or out-of-window ones."""
+    reward = db.session.get(Reward, reward_id)
+    if reward is None or not _is_open(reward, utcnow()):
+        raise NotFound("No such reward.")
+    if tier_rank(member.tier) < tier_rank(reward.min_tier):
+        raise NotFound("No such reward.")
+    return reward
+
+
+def get_reward(reward_id: int) -> Reward:
+    reward = db.session.get(Reward, reward_id)
+    if reward is None:
+        raise NotFound("No such reward.")
+    return reward
+
+
+def staff_rewards_query(*, kind: str | None = None, active: bool | None = None):
+    query = select(Reward).order_by(Reward.id.desc())
+    if kind:
+        query = query.where(Reward.kind == kind)
+    if active is not None:
+        query = query.where(Reward.is_active.is_(active))
+    return query
+
+
+def _check_window(starts_at, ends_at) -> None:
+    if starts_at is not None and ends_at is not None and ends_at <= starts_at:
+        raise ValidationError("The window ends before it starts.", fields={"ends_at": ["Must be after starts_at."]})
+
+
+def create_reward(actor: User, data: dict) -> Reward:
+    """Add a catalogue entry.  A coupon reward's stock follows its code pool, so it starts at 0."""
+    if data["kind"] == "coupon":
+        if data.get("stock") is not None:
+            raise ValidationError(
+                "The stock of a coupon reward is the number of uploaded codes.",
+                fields={"stock": ["Upload codes instead."]},
+            )
+        data = {**data, "stock": 0}
+    _check_window(data.get("starts_at"), data.get("ends_at"))
+    reward = Reward(created_by_id=actor.id, **data)
+    db.session.add(reward)
+    db.session.flush()
+    audit(actor.id, "reward.create", "reward", reward.id, details={"name": reward.name, "cost": reward.cost})
+    return reward
+
+
+def update_reward(actor: User, reward_id: int, changes: dict) -> Reward:
+    reward = get_reward(reward_id)
+    if "kind" in changes and changes["kind"] != reward.kind:
+        raise ValidationError("The kind of a reward cannot change.", fields={"kind": ["Create a new reward."]})
+    if reward.kind == "coupon" and "stock" in changes:
+        raise ValidationError(
+            "The stock of a coupon reward is the number of uploaded codes.", fields={"stock": ["Upload codes instead."]}
+        )
+    _check_window(changes.get("starts_at", reward.starts_at), changes.get("ends_at", reward.ends_at))
+    for key, value in changes.items():
+        setattr(reward, key, value)
+    db.session.flush()
+    audit(actor.id, "reward.update", "reward", reward.id, details={k: str(v) for k, v in changes.items()})
+    return reward
+
+
+def delete_reward(actor: User, reward_id: int) -> None:
+    """Delete a reward nobody has requested; one with redemptions can only be deactivated."""
+    reward = get_reward(reward_id)
+    used = db.session.scalar(select(Redemption.id).where(Redemption.reward_id == reward.id).limit(1))
+    if used is not None:
+        raise Conflict("This reward has redemptions; deactivate it instead.", code="reward_in_use")
+    db.session.execute(RewardCode.__table__.delete().where(RewardCode.reward_id == reward.id))
+    db.session.delete(reward)
+    audit(actor.id, "reward.delete", "reward", reward_id, details={"name": reward.name})
+    db.session.flush()
+
+
+def parse_codes(text: str) -> list[str]:
+    """Codes from CSV text: the first column of each row; an optional ``code`` header is skipped."""
+    codes: list[str] = []
+    errors: dict[str, list[str]] = {}
+    for lineno, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not row[0].strip():
+            continue
+        code = row[0].strip()
+        if lineno == 1 and code.lower() == "code":
+            continue
+        if len(code) > CODE_MAX:
+            errors[f"line {lineno}"] = [f"Codes are at most {CODE_MAX} characters."]
+            continue
+        codes.append(code)
+    if errors:
+        raise ValidationError("Some codes are invalid; nothing was added.", fields=dict(list(errors.items())[:20]))
+    if not codes:
+        raise ValidationError("The file holds no codes.", fields={"file": ["No codes found."]})
+    if len(codes) > MAX_CODES_PER_UPLOAD:
+        raise ValidationError(
+            "Too many codes in one upload.", fields={"file": [f"At most {MAX_CODES_PER_UPLOAD} codes per upload."]}
+        )
+    return codes
+
+
+def add_codes(actor: User, reward_id: int, codes: list[str]) -> dict:
+    """Add new codes to a coupon reward's pool; codes already in it are skipped.
+
+    The reward row is locked (a guarded stock update) before the duplicate check, so two uploads
+    to one reward are serialised and the unique constraint never surprises us.
+    """
+    reward = get_reward(reward_id)
+    if reward.kind != "coupon":
+        raise Conflict("Only coupon rewards have a code pool.", code="not_a_coupon_reward")
+    # Take the reward's row lock first (a no-op update), serialising uploads to this pool.
+    db.session.execute(update(Reward).where(Reward.id == reward.id).values(stock=Reward.stock))
+    unique = list(dict.fromkeys(codes))
+    existing: set[str] = set()
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        existing.update(
+            db.session.scalars(
+                select(RewardCode.code).where(RewardCode.reward_id == reward.id, RewardCode.code.in_(chunk))
+            )
+        )
+    new = [c for c in unique if c not in existing]
+    now = utcnow()
+    if new:
+        db.session.execute(
+            RewardCode.__table__.insert(), [{"reward_id": reward.id, "code": c, "created_at": now} for c in new]
+        )
+        db.session.execute(update(Reward).where(Reward.id == reward.id).values(stock=Reward.stock + len(new)))
+    db.session.flush()
+    db.session.refresh(reward)
+    audit(actor.id, "reward.codes_added", "reward", reward.id, details={"added": len(new)})
+    return {"added": len(new), "duplicates": len(codes) - len(new), **code_counts(reward.id), "stock": reward.stock}
+
+
+def code_counts(reward_id: int) -> dict:
+    total, assigned = db.session.execute(
+        select(func.count(RewardCode.id), func.count(RewardCode.redemption_id)).where(RewardCode.reward_id == reward_id)
+    ).one()
+    return {"codes_total": total, "codes_assigned": assigned}
+
+
+# --------------------------------------------------------------------------- state machine
+
+
+def _hold_key(redemption_id: int) -> str:
+    return f"redemption:{redemption_id}:hold"
+
+
+def _move(redemption: Redemption, to_state: str) -> bool:
+    """Guarded state change; False when another actor moved the redemption first."""
+    from_state = redemption.state
+    if to_state not in TRANSITIONS[from_state]:
+        return False
+    now = utcnow()
+    result = db.session.execute(
+        update(Redemption)
+        .where(Redemption.id == redemption.id, Redemption.state == from_state)
+        .values(state=to_state, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        db.session.refresh(redemption)
+        return False
+    db.session.refresh(redemption)
+    return True
+
+
+def _record(redemption: Redemption, from_state: str | None, actor_id: int | None, reason: str = "") -> None:
+    """Log the transition with its actor and tell the member (once per state)."""
+    state = redemption.state
+    db.session.add(
+        RedemptionTransition(
+            redemption_id=redemption.id, from_state=from_state, to_state=state, actor_id=actor_id, reason=reason
+        )
+    )
+    payload = {
+        "redemption_id": redemption.id,
+        "reward_id": redemption.reward_id,
+        "reward_name": redemption.reward.name,
+        "state": state,
+    }
+    if state == "fulfilled" and redemption.code is not None:
+        payload["code"] = redemption.code
+    if state == "shipped":
+        payload["tracking_reference"] = redemption.tracking_reference
+    if reason:
+        payload["reason"] = reason
+    notify(redemption.member_id, f"redemption.{state}", payload, dedupe_key=f"redemption:{redemption.id}:{state}")
+
+
+def _transition(redemption: Redemption, to_state: str, actor_id: int | None, reason: str = "") -> str:
+    """Move or raise 409; returns the state moved from."""
+    from_state = redemption.state
+    if not _move(redemption, to_state):
+        raise Conflict(
+            f"A redemption that is {redemption.state} cannot become {to_state}.",
+            code="illegal_transition",
+            fields={"state": [redemption.state]},
+        )
+    return from_state
+
+
+def _restore_stock(reward_id: int) -> None:
+    db.session.execute(
+        update(Reward).where(Reward.id == reward_id, Reward.stock.is_not(None)).values(stock=Reward.stock + 1)
+    )
+
+
+def _release(redemption: Redemption, reason: str) -> None:
+    ledger.release_hold(
+        key=f"redemption:{redemption.id}:release", source_type=SOURCE_TYPE, source_id=redemption.id, reason=reason
+    )
+
+
+def _settle(redemption: Redemption) -> None:
+    ledger.settle_hold(key=f"redemption:{redemption.id}:settle", source_type=SOURCE_TYPE, source_id=redemption.id)
+
+
+# --------------------------------------------------------------------------- member side
+
+
+def _check_idempotency_key(key: str | None) -> str:
+    key = (key or "").strip()
+    if not key:
+        raise ValidationError(
+            "The Idempotency-Key header is required.", fields={"Idempotency-Key": ["Missing data for required field."]}
+        )
+    if len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise ValidationError(
+            "The Idempotency-Key header is invalid.",
+            fields={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} printable characters."]},
+        )
+    return key
+
+
+def request_redemption(member: User, reward_id: int, idempotency_key: str | None) -> tuple[Redemption, bool]:
+    """Request a reward: eligibility, hold the points, reserve stock, create it ``pending``.
+
+    Returns ``(redemption, created)``; a replayed key returns the original (``created`` False).
+    The caller commits and then enqueues the processing job.
+    """
+    key = _check_idempotency_key(idempotency_key)
+    # Serialise this member's requests (PostgreSQL; SQLite's BEGIN IMMEDIATE already does), so
+    # the replay check and the per-member limit below cannot race with a parallel request.
+    db.session.execute(select(User.id).where(User.id == member.id).with_for_update())
+    existing = db.session.scalar(
+        select(Redemption).where(Redemption.member_id == member.id, Redemption.idempotency_key == key)
+    )
+    if existing is not None:
+        if existing.reward_id != reward_id:
+            raise Conflict(
+                "This Idempotency-Key was already used for another reward.",
+                code="idempotency_conflict",
+                fields={"Idempotency-Key": ["Already used with a different request."]},
+            )
+        return existing, False
+
+    if member.is_suspended():
+        raise Forbidden("Suspended members cannot redeem rewards.", code="member_suspended")
+    reward = db.session.get(Reward, reward_id)
+    if reward is None or not _is_open(reward, utcnow()):
+        raise NotFound("No such reward.", fields={"reward_id": ["No such reward."]})
+    if tier_rank(member.tier) < tier_rank(reward.min_tier):
+        raise Forbidden(
+            f"This reward needs the {reward.min_tier} tier.",
+            code="tier_required",
+            fields={"reward_id": ["Tier too low."]},
+        )
+    if reward.stock is not None and reward.stock <= 0:  # fast path; the guarded update below decides
+        raise Conflict("This reward is out of stock.", code="out_of_stock")
+    if reward.per_member_limit is not None:
+        used = db.session.scalar(
+            select(func.count(Redemption.id)).where(
+                Redemption.member_id == member.id,
+                Redemption.reward_id == reward.id,
+                Redemption.state.in_(LIVE_STATES),
+            )
+        )
+        if used >= reward.per_member_limit:
+            raise Conflict(
+                f"You may redeem this reward at most {reward.per_member_limit} time(s).", code="limit_reached"
+            )
+
+    redemption = Redemption(member_id=member.id, reward_id=reward.id, cost=reward.cost, idempotency_key=key)
+    db.session.add(redemption)
+    db.session.flush()
+    ledger.hold(
+        member.id,
+        reward.cost,
+        key=_hold_key(redemption.id),
+        reason=f"Redemption of {reward.name}",
+        source_type=SOURCE_TYPE,
+        source_id=redemption.id,
+    )
+    # Last, so the hot reward row stays locked for as short a time as possible.
+    reserved = db.session.execute(
+        update(Reward)
+        .where(Reward.id == reward.id, or_(Reward.stock.is_(None), Reward.stock > 0))
+        .values(stock=Reward.stock - 1)
+    )
+    if reserved.rowcount != 1:
+        raise Conflict("This reward is out of stock.", code="out_of_stock")
+    db.session.add(RedemptionJob(redemption_id=redemption.id, status="queued"))
+    _record(redemption, None, member.id)
+    db.session.flush()
+    return redemption, True
+
+
+def member_redemptions_query(member_id: int, state: str | None = None):
+    query = (
+        select(Redemption)
+        .where(Redemption.member_id == member_id)
+        .options(selectinload(Redemption.code_row), selectinload(Redemption.job))
+        .order_by(Redemption.id.desc())
+    )
+    if state:
+        query = query.where(Redemption.state == state)
+    return query
+
+
+def get_own_redemption(member_id: int, redemption_id: int) -> Redemption:
+    """The member's own redemption; another member's is a 404, never a 403 (no probing)."""
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None or redemption.member_id != member_id:
+        raise NotFound("No such redemption.")
+    return redemption
+
+
+def cancel(member: User, redemption_id: int) -> Redemption:
+    """The member withdraws a request still ``pending``: points released, stock restored."""
+    redemption = get_own_redemption(member.id, redemption_id)
+    from_state = _transition(redemption, "cancelled", member.id)
+    _release(redemption, "Redemption cancelled")
+    _restore_stock(redemption.reward_id)
+    _record(redemption, from_state, member.id)
+    db.session.flush()
+    return redemption
+
+
+# --------------------------------------------------------------------------- processing (the job)
+
+
+def _assign_code(redemption: Redemption) -> RewardCode | None:
+    """Give one unused code of the pool to ``redemption``, or None if the pool is empty."""
+    for _ in range(20):
+        candidate = db.session.scalar(
+            select(RewardCode.id)
+            .where(RewardCode.reward_id == redemption.reward_id, RewardCode.redemption_id.is_(None))
+            .order_by(RewardCode.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite serialises writers anyway
+        )
+        if candidate is None:
+            return None
+        taken = db.session.execute(
+            update(RewardCode)
+            .where(RewardCode.id == candidate, RewardCode.redemption_id.is_(None))
+            .values(redemption_id=redemption.id, assigned_at=utcnow())
+        )
+        if taken.rowcount == 1:
+            db.session.expire(redemption, ["code_row"])
+            return db.session.get(RewardCode, candidate)
+    raise RuntimeError(f"could not claim a code for redemption {redemption.id}")  # retried by the job
+
+
+def process(redemption_id: int) -> Redemption | None:
+    """Carry a ``pending`` redemption forward; anything else is left alone (idempotent).
+
+    Coupon: claim a code, settle the hold, ``fulfilled``.  Digital and donation: settle,
+    ``fulfilled``.  Physical and experience: ``awaiting_fulfilment`` for staff (points stay held).
+    All in the caller's one transaction, so a crash anywhere leaves the redemption ``pending``
+    with no code claimed and no points settled.
+    """
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None or redemption.state != "pending":
+        return redemption
+    kind = redemption.reward.kind
+    if kind not in SELF_FULFILLING_KINDS:
+        if _move(redemption, "awaiting_fulfilment"):
+            _record(redemption, "pending", None)
+        return redemption
+    if not _move(redemption, "fulfilled"):
+        return redemption  # cancelled or rejected meanwhile
+    if kind == "coupon" and _assign_code(redemption) is None:
+        # The stock said a code was left but the pool is empty (codes deleted by hand): refuse
+        # rather than leave the member waiting; the stock was already wrong, so it is not restored.
+        db.session.execute(
+            update(Redemption)
+            .where(Redemption.id == redemption.id)
+            .values(state="rejected", reject_reason="No codes left for this reward.")
+            .execution_options(synchronize_session=False)
+        )
+        db.session.refresh(redemption)
+        _release(redemption, "No codes left")
+        _record(redemption, "pending", None, "No codes left for this reward.")
+        return redemption
+    _settle(redemption)
+    redemption.fulfilled_at = utcnow()
+    _record(redemption, "pending", None)
+    db.session.flush()
+    return redemption
+
+
+def start_attempt(redemption_id: int) -> int | None:
+    """Count one processing attempt (committed by the job before the work); returns the count."""
+    now = utcnow()
+    result = db.session.execute(
+        update(RedemptionJob)
+        .where(RedemptionJob.redemption_id == redemption_id)
+        .values(attempts=RedemptionJob.attempts + 1, status="running", started_at=now)
+    )
+    if result.rowcount != 1:
+        return None
+    return db.session.scalar(select(RedemptionJob.attempts).where(RedemptionJob.redemption_id == redemption_id))
+
+
+def finish_attempt(redemption_id: int, error: str | None = None) -> None:
+    values: dict = {"status": "error", "last_error": error[:2000]} if error else {"status": "succeeded"}
+    db.session.execute(
+        update(RedemptionJob)
+        .where(RedemptionJob.redemption_id == redemption_id)
+        .values(finished_at=utcnow(), **values)
+    )
+
+
+def stale_pending_ids(min_age_seconds: int = 60, limit: int = 1000) -> list[int]:
+    """Pending redemptions older than ``min_age_seconds`` that the sweeper should re-enqueue."""
+    cutoff = utcnow() - timedelta(seconds=min_age_seconds)
+    return list(
+        db.session.scalars(
+            select(Redemption.id)
+            .join(RedemptionJob, RedemptionJob.redemption_id == Redemption.id)
+            .where(
+                Redemption.state == "pending",
+                Redemption.created_at <= cutoff,
+                RedemptionJob.attempts < MAX_SWEEP_ATTEMPTS,
+            )
+            .order_by(Redemption.id)
+            .limit(limit)
+        )
+    )
+
+
+# --------------------------------------------------------------------------- staff side
+
+
+def staff_queue_query(
+    *, state: str | None = None, reward_id: int | None = None, member_id: int | None = None, kind: str | None = None
+):
+    """The redemption queue, oldest first."""
+    query = select(Redemption).options(selectinload(Redemption.job)).order_by(Redemption.id)
+    if state:
+        query = query.where(Redemption.state == state)
+    if reward_id is not None:
+        query = query.where(Redemption.reward_id == reward_id)
+    if member_id is not None:
+        query = query.where(Redemption.member_id == member_id)
+    if kind:
+        if kind not in REWARD_KINDS:
+            raise ValidationError("Unknown kind.", fields={"kind": [f"One of {', '.join(REWARD_KINDS)}."]})
+        query = query.where(Redemption.reward_id.in_(select(Reward.id).where(Reward.kind == kind)))
+    return query
+
+
+def get_redemption(redemption_id: int) -> Redemption:
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None:
+        raise NotFound("No such redemption.")
+    return redemption
+
+
+def transitions_of(redemption_id: int) -> list[RedemptionTransition]:
+    return list(
+        db.session.scalars(
+            select(RedemptionTransition)
+            .where(RedemptionTransition.redemption_id == redemption_id)
+            .order_by(RedemptionTransition.id)
+        )
+    )
+
+
+def approve(actor: User, redemption_id: int) -> Redemption:
+    """Staff accept a physical/experience request: the held points are spent."""
+    redemption = get_redemption(redemption_id)
+    from_state = _transition(redemption, "approved", actor.id)
+    _settle(redemption)
+    _record(redemption, from_state, actor.id)
+    db.session.flush()
+    return redemption
+
+
+def ship(actor: User, redemption_id: int, tracking_reference: str) -> Redemption:
+    redemption = get_redemption(redemption_id)
+    if redemption.reward.kind != "physical":
+        raise Conflict(
+            "Only physical gifts are shipped.", code="illegal_transition", fields={"kind": [redemption.reward.kind]}
+        )
+    from_state = _transition(redemption, "shipped", actor.id)
+    redemption.tracking_reference = tracking_reference
+    db.session.flush()
+    _record(redemption, from_state, actor.id)
+    db.session.flush()
+    return redemption
+
+
+def complete(actor: User, redemption_id: int) -> Redemption:
+    redemption = get_redemption(redemption_id)
+    from_state = _transition(redemption, "completed", actor.id)
+    redemption.fulfilled_at = utcnow()
+    _record(redemption, from_state, actor.id)
+    db.session.flush()
+    return redemption
+
+
+def reject(actor: User, redemption_id: int, reason: str) -> Redemption:
+    """Staff refuse a request not yet accepted: points released, stock restored."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    redemption = get_redemption(redemption_id)
+    from_state = _transition(redemption, "rejected", actor.id)
+    redemption.reject_reason = reason
+    _release(redemption, f"Redemption rejected: {reason}"[:200])
+    _restore_stock(redemption.reward_id)
+    _record(redemption, from_state, actor.id, reason)
+    db.session.flush()
+    return redemption
