@@ -17,7 +17,16 @@ from sqlalchemy import text
 
 from config import Config, ConfigError, ProductionConfig, config_from_env
 from errors import register_error_handlers
-from extensions import KinshipApi, configure_engine, db, get_redis, init_redis, migrate, sqlite_begin_mode
+from extensions import (
+    KinshipApi,
+    alembic_include_object,
+    configure_engine,
+    db,
+    get_redis,
+    init_redis,
+    migrate,
+    sqlite_begin_mode,
+)
 from jobs import DOMAINS, QUEUES
 
 log = logging.getLogger("kinship")
@@ -147,7 +156,13 @@ def create_app(config: type[Config] | None = None) -> Flask:
     with app.app_context():
         configure_engine(app)
         log.info("Database: %s", db.engine.url.render_as_string(hide_password=True))
-    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"))
+    migrate.init_app(
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        compare_type=True,
+        include_object=alembic_include_object,
+    )
     init_redis(app)
     if app.config.get("REDIS_URL"):
         log.info("Redis: %s", app.config["REDIS_URL"].split("@")[-1])

@@ -106,7 +106,7 @@ class DevelopmentConfig(Config):
 class TestConfig(Config):
     ENV_NAME = "test"
     TESTING = True
-    SECRET_KEY = "test-secret-key"
+    SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
     # Generous by default so ordinary tests never trip them; rate-limit tests lower them.
     LOGIN_RATE_LIMIT = (1000, 60)
     REGISTER_RATE_LIMIT = (100_000, 3600)

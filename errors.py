@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -124,7 +125,8 @@ def handle_http_exception(error: HTTPException):
         fields = _flatten_webargs(data["errors"])
     if status == 422:
         message = data.get("message") or "The request body or parameters are invalid."
-    elif status == 400 and data.get("messages") is None and "json" in (error.description or "").lower():
+    elif status == 400 and ("json" in fields or "json" in (error.description or "").lower()):
+        # webargs reports a body that does not parse as {"json": ["Invalid JSON body."]}.
         message = "The request body is not valid JSON."
     else:
         message = data.get("message") or error.description or error.name
@@ -133,6 +135,15 @@ def handle_http_exception(error: HTTPException):
         headers["Allow"] = ", ".join(error.valid_methods)
     headers.update(data.get("headers") or {})
     return envelope(status, _HTTP_CODES.get(status, error.name.lower().replace(" ", "_")), message, fields, headers)
+
+
+def handle_backend_unavailable(error: Exception):
+    """Redis unreachable or timing out: a temporary condition, not a bug (503, retry later)."""
+    log.warning("backend unavailable: %s: %s", error.__class__.__name__, error)
+    return envelope(
+        503, "service_unavailable", "A backend service is temporarily unavailable; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def handle_unexpected(error: Exception):
@@ -145,4 +156,6 @@ def handle_unexpected(error: Exception):
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(AppError, handle_app_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(redis.exceptions.ConnectionError, handle_backend_unavailable)
+    app.register_error_handler(redis.exceptions.TimeoutError, handle_backend_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

@@ -84,6 +84,7 @@ def job(queue: str = "default", *, timeout: int = 300, retries: int = 3, backoff
             app = _job_app()
             with app.app_context():
                 _after_fork_dispose()
+                _release_current_unique()
                 try:
                     return fn(*args, **kwargs)
                 except Exception:
@@ -111,11 +112,11 @@ def enqueue_now(fn: Callable, *args: Any, unique_key: str | None = None, app: Fl
     """Enqueue immediately (callers outside a transaction: CLI, sweepers, the scheduler)."""
     spec: JobSpec = fn.spec  # type: ignore[attr-defined]
     conn = get_redis(app)
-    if unique_key is not None:
-        # Held until the job starts running (released in the job's callback) or times out.
-        if not conn.set(_unique_lock_key(unique_key), "1", nx=True, ex=spec.timeout + 60):
-            log.debug("job %s already pending; not enqueued again", unique_key)
-            return None
+    # The lock is held while the job waits in its queue: released when the job starts (so work
+    # that arrives during a run is enqueued again), by the failure callback, or by its expiry.
+    if unique_key is not None and not conn.set(_unique_lock_key(unique_key), "1", nx=True, ex=spec.timeout + 60):
+        log.debug("job %s already pending; not enqueued again", unique_key)
+        return None
     retry = Retry(max=spec.retries, interval=list(spec.backoff)) if spec.retries else None
     queue = Queue(spec.queue, connection=conn)
     return queue.enqueue(
@@ -125,7 +126,6 @@ def enqueue_now(fn: Callable, *args: Any, unique_key: str | None = None, app: Fl
         job_timeout=spec.timeout,
         retry=retry,
         meta={"unique_key": unique_key} if unique_key else None,
-        on_success=_release_unique if unique_key else None,
         on_failure=_release_unique if unique_key else None,
     )
 
@@ -134,6 +134,15 @@ def _release_unique(job, connection, *args, **kwargs):  # RQ callback signature
     key = (job.meta or {}).get("unique_key")
     if key:
         connection.delete(_unique_lock_key(key))
+
+
+def _release_current_unique() -> None:
+    """Inside a running RQ job: its unique key no longer means "pending"."""
+    from rq import get_current_job
+
+    current = get_current_job()
+    if current is not None:
+        _release_unique(current, current.connection)
 
 
 @dataclass
@@ -202,13 +211,21 @@ def periodic_schedule() -> list[Periodic]:
     return schedule
 
 
-def build_cron_scheduler(app: Flask):
-    """An RQ ``CronScheduler`` with the whole periodic schedule registered."""
+def build_cron_scheduler(app: Flask, schedule: list[Periodic] | None = None):
+    """An RQ ``CronScheduler`` with ``schedule`` (default: the whole periodic schedule) registered.
+
+    Every entry must be an ``@job`` (its queue, timeout and name come from there) with exactly
+    one of ``interval`` and ``cron``; a bad entry stops the scheduler at start, loudly.
+    """
     from rq.cron import CronScheduler
 
     scheduler = CronScheduler(connection=get_redis(app), name=f"kinship-{os.getpid()}")
-    for entry in periodic_schedule():
-        spec: JobSpec = entry.fn.spec  # type: ignore[attr-defined]
+    for entry in periodic_schedule() if schedule is None else schedule:
+        spec: JobSpec | None = getattr(entry.fn, "spec", None)
+        if spec is None:
+            raise ValueError(f"periodic entry {entry.name} is not declared with @job")
+        if (entry.interval is None) == (entry.cron is None):
+            raise ValueError(f"periodic entry {entry.name} needs exactly one of interval and cron")
         scheduler.register(
             entry.fn,
             queue_name=spec.queue,

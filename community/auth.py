@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 
+import redis
 from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from errors import Forbidden, Unauthorized
-from extensions import db, get_redis, login_manager
+from extensions import db, get_redis, login_manager, sqlite_begin_mode
 
 from .models import ApiToken, User, utcnow
+
+log = logging.getLogger(__name__)
 
 SESSION_TTL = 14 * 24 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -89,8 +94,15 @@ def csrf_token() -> str:
     return token
 
 
+def _bearer_secret(req) -> str | None:
+    header = req.headers.get("Authorization", "")
+    return header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
+
+
 @login_manager.user_loader
 def _load_session_user(user_id: str) -> User | None:
+    if _bearer_secret(request) is not None:
+        return None  # a bearer token decides alone; flask-login then asks the request loader
     sid = session.get("sid")
     if not sid:
         return None
@@ -106,10 +118,9 @@ def _load_session_user(user_id: str) -> User | None:
 
 @login_manager.request_loader
 def _load_token_user(req) -> User | None:
-    header = req.headers.get("Authorization", "")
-    if not header.startswith("Bearer "):
+    secret = _bearer_secret(req)
+    if secret is None:
         return None
-    secret = header[len("Bearer ") :].strip()
     token = db.session.scalar(
         select(ApiToken).where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
     )
@@ -128,10 +139,8 @@ def _unauthorized():
 def _check_csrf() -> None:
     if request.method in SAFE_METHODS or not current_app.config.get("CSRF_ENABLED", True):
         return
-    if request.headers.get("Authorization", "").startswith("Bearer "):
-        return  # token requests carry no ambient credential
-    if not session.get("_user_id"):
-        return  # anonymous: nothing to ride on
+    if g.get("auth_method") != "session":
+        return  # token requests and anonymous ones carry no ambient credential to ride on
     expected = session.get("csrf", "")
     sent = request.headers.get(CSRF_HEADER, "")
     if not expected or not hmac.compare_digest(expected, sent):
@@ -141,16 +150,30 @@ def _check_csrf() -> None:
 
 
 def _touch_token() -> None:
+    """Record when a token was last used: at most once a minute, best effort.
+
+    It never fails the request it follows: Redis or the database being unavailable only means
+    ``last_used_at`` lags behind.  The update runs on its own connection and transaction, so the
+    request's session (and a CSV still streaming from it) is untouched.
+    """
     token_id = getattr(g, "api_token_id", None)
     if token_id is None:
         return
-    # Recorded coarsely (at most once a minute) to keep token requests read-mostly.
-    conn = get_redis()
-    if conn.set(f"kinship:token-touch:{token_id}", "1", nx=True, ex=60):
-        db.session.execute(
-            db.update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow())
-        )
-        db.session.commit()
+    try:
+        first_this_minute = get_redis().set(f"kinship:token-touch:{token_id}", "1", nx=True, ex=60)
+    except redis.RedisError:
+        log.warning("Redis unavailable; not recording the use of API token %s", token_id)
+        return
+    if not first_this_minute:
+        return
+    mode = sqlite_begin_mode.set("IMMEDIATE")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+    except SQLAlchemyError:
+        log.warning("could not record the use of API token %s", token_id, exc_info=True)
+    finally:
+        sqlite_begin_mode.reset(mode)
 
 
 def init_auth(app: Flask) -> None:

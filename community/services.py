@@ -10,7 +10,7 @@ import secrets
 from datetime import date
 
 from blinker import Namespace
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -186,25 +186,39 @@ def get_user(user_id: int) -> User:
 
 
 def grant_role(actor: User, user_id: int, role: str) -> User:
+    """Grant ``role``; granting a role the member already holds is a no-op (also under a race)."""
     if role not in GRANTABLE_ROLES:
         raise ValidationError("Unknown role.", fields={"role": [f"One of {', '.join(GRANTABLE_ROLES)}."]})
     user = get_user(user_id)
     if role not in user.roles:
-        user.role_rows.append(UserRole(user_id=user.id, role=role, granted_by_id=actor.id))
-        audit(actor.id, "role.grant", "user", user.id, details={"role": role})
+        try:
+            with db.session.begin_nested():
+                db.session.add(UserRole(user_id=user.id, role=role, granted_by_id=actor.id))
+        except IntegrityError:
+            pass  # a concurrent request granted it first: the outcome is the same
+        else:
+            audit(actor.id, "role.grant", "user", user.id, details={"role": role})
         db.session.flush()
+        db.session.expire(user, ["role_rows"])
     return user
 
 
 def revoke_role(actor: User, user_id: int, role: str) -> User:
+    """Revoke ``role``.  The last admin cannot lose the role, nor can admins demote themselves."""
     if role not in GRANTABLE_ROLES:
         raise ValidationError("Unknown role.", fields={"role": [f"One of {', '.join(GRANTABLE_ROLES)}."]})
     user = get_user(user_id)
     if role == "admin" and user.id == actor.id:
         raise Conflict("Admins cannot revoke their own admin role.")
-    if role == "admin":
-        admins = db.session.scalar(select(func.count()).select_from(UserRole).where(UserRole.role == "admin"))
-        if admins <= 1 and "admin" in user.roles:
+    if role == "admin" and "admin" in user.roles:
+        # Lock the admin rows (PostgreSQL; SQLite's write transaction is already exclusive) so
+        # two admins revoking each other at once cannot both succeed and leave no admin.
+        admins = db.session.scalars(
+            select(UserRole.user_id).where(UserRole.role == "admin").with_for_update()
+        ).all()
+        if user.id not in admins:
+            return user  # revoked concurrently
+        if len(admins) <= 1:
             raise Conflict("The last admin cannot lose the admin role.")
     for row in list(user.role_rows):
         if row.role == role:

@@ -152,6 +152,39 @@ def client(app) -> CsrfClient:
     return app.test_client()
 
 
+@pytest.fixture
+def make_app(app) -> Iterator[Callable]:
+    """``make_app(**config_overrides)`` -> another app on the same database and Redis.
+
+    For tests that need a different setting (``LOGIN_RATE_LIMIT=(3, 60)``, an unreachable
+    ``REDIS_URL``).  The test's own ``app`` stays current; data cleanup is the ``app`` fixture's.
+    """
+    from app import create_app
+
+    made = []
+
+    def make(**overrides):
+        other = create_app(make_config(**overrides))
+        other.test_client_class = CsrfClient
+        made.append(other)
+        return other
+
+    yield make
+    for other in made:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def unused_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for "backend unreachable" tests)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 # --------------------------------------------------------------------------- factories
 
 _seq = itertools.count(1)

@@ -1,0 +1,154 @@
+"""Login, logout, password change, session revocation, CSRF and the login rate limit."""
+
+from __future__ import annotations
+
+from community.models import User
+from extensions import db
+from tests.conftest import TEST_PASSWORD
+
+NEW_PASSWORD = "a brand new passphrase"
+
+
+def login_json(client, email, password=TEST_PASSWORD):
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def session_cookie(client) -> str:
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value
+
+
+def replay(app, cookie_value: str):
+    """A fresh client carrying nothing but a copied session cookie."""
+    other = app.test_client()
+    other.set_cookie("session", cookie_value)
+    return other
+
+
+def test_login_returns_member_and_csrf_token(client, make_member):
+    user = make_member(email="login@example.com")
+    resp = login_json(client, " LOGIN@example.com")
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert body["member"]["id"] == user.id
+    assert body["csrf_token"]
+    assert client.get("/api/v1/me").status_code == 200
+
+
+def test_wrong_password_and_unknown_email_are_the_same_401(client, make_member):
+    make_member(email="known@example.com")
+    wrong = login_json(client, "known@example.com", "not the password")
+    unknown = login_json(client, "nobody@example.com", "not the password")
+    for resp in (wrong, unknown):
+        assert resp.status_code == 401
+        assert resp.get_json()["error"]["code"] == "invalid_credentials"
+    assert wrong.get_json()["error"]["message"] == unknown.get_json()["error"]["message"]
+    assert client.get("/api/v1/me").status_code == 401
+
+
+def test_disabled_account_cannot_log_in(client, make_member):
+    make_member(email="gone@example.com", is_active_account=False)
+    resp = login_json(client, "gone@example.com")
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "account_disabled"
+
+
+def test_login_rate_limit_is_429_with_retry_after(make_app, make_member):
+    make_member(email="target@example.com")
+    limited = make_app(LOGIN_RATE_LIMIT=(3, 60))
+    client = limited.test_client()
+    for _ in range(3):
+        assert login_json(client, "target@example.com", "wrong password!").status_code == 401
+    resp = login_json(client, "target@example.com")  # even the right password: the budget is spent
+    assert resp.status_code == 429
+    retry_after = int(resp.headers["Retry-After"])
+    assert 0 < retry_after <= 60
+    err = resp.get_json()["error"]
+    assert err["code"] == "too_many_requests"
+    assert err["fields"]["retry_after"] == retry_after
+    # The limit is per account: another account from the same address still gets through.
+    assert login_json(client, "other@example.com", "wrong password!").status_code == 401
+
+
+def test_logout_invalidates_a_replayed_cookie(app, make_member, login):
+    client = login(make_member())
+    cookie = session_cookie(client)
+    assert replay(app, cookie).get("/api/v1/me").status_code == 200  # the copy works while live
+
+    assert client.post("/api/v1/auth/logout").status_code == 204
+    assert client.get("/api/v1/me").status_code == 401
+    resp = replay(app, cookie).get("/api/v1/me")
+    assert resp.status_code == 401
+    assert resp.get_json()["error"]["code"] == "unauthorized"
+
+
+def test_password_change_ends_every_other_session(app, make_member, login):
+    user = make_member()
+    first, second = login(user), login(user)
+    old_first_cookie, second_cookie = session_cookie(first), session_cookie(second)
+
+    resp = first.post("/api/v1/me/password", json={"current_password": TEST_PASSWORD, "new_password": NEW_PASSWORD})
+    assert resp.status_code == 200
+    first.csrf_token = resp.get_json()["csrf_token"]
+
+    assert first.get("/api/v1/me").status_code == 200  # the changing session continues, re-issued
+    assert first.patch("/api/v1/me", json={"bio": "still here"}).status_code == 200
+    assert second.get("/api/v1/me").status_code == 401
+    assert replay(app, second_cookie).get("/api/v1/me").status_code == 401
+    assert replay(app, old_first_cookie).get("/api/v1/me").status_code == 401
+
+    assert login_json(app.test_client(), user.email).status_code == 401
+    assert login_json(app.test_client(), user.email, NEW_PASSWORD).status_code == 200
+    assert db.session.get(User, user.id).password_hash.startswith("scrypt:")
+
+
+def test_password_change_needs_the_current_password_and_a_strong_new_one(make_member, login):
+    client = login(make_member())
+    wrong = client.post("/api/v1/me/password", json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD})
+    assert wrong.status_code == 422
+    assert "current_password" in wrong.get_json()["error"]["fields"]
+    weak = client.post("/api/v1/me/password", json={"current_password": TEST_PASSWORD, "new_password": "short"})
+    assert weak.status_code == 422
+    assert "new_password" in weak.get_json()["error"]["fields"]
+    assert client.get("/api/v1/me").status_code == 200  # nothing changed, session intact
+
+
+def test_cookie_writes_need_the_csrf_header(make_member, login):
+    client = login(make_member())
+    token, client.csrf_token = client.csrf_token, None
+
+    missing = client.patch("/api/v1/me", json={"bio": "csrf"})
+    wrong = client.patch("/api/v1/me", json={"bio": "csrf"}, headers={"X-CSRF-Token": "not-the-token"})
+    for resp in (missing, wrong):
+        assert resp.status_code == 403
+        assert resp.get_json()["error"]["code"] == "csrf_failed"
+    assert client.get("/api/v1/me").get_json()["bio"] == ""
+
+    ok = client.patch("/api/v1/me", json={"bio": "csrf"}, headers={"X-CSRF-Token": token})
+    assert ok.status_code == 200 and ok.get_json()["bio"] == "csrf"
+
+
+def test_csrf_endpoint_returns_the_session_token(make_member, login):
+    client = login(make_member())
+    resp = client.get("/api/v1/auth/csrf")
+    assert resp.status_code == 200
+    assert resp.get_json()["csrf_token"] == client.csrf_token
+
+
+def test_profile_edit_allows_only_profile_fields(make_member, login):
+    user = make_member()
+    client = login(user)
+    resp = client.patch("/api/v1/me", json={"display_name": " Renamed ", "bio": "Hi", "birthday": "1990-02-03"})
+    assert resp.status_code == 200
+    body = resp.get_json()
+    assert (body["display_name"], body["bio"], body["birthday"]) == ("Renamed", "Hi", "1990-02-03")
+
+    for forbidden in ({"roles": ["admin"]}, {"tier": "advocate"}, {"email": "x@example.com"}, {"id": 99}):
+        resp = client.patch("/api/v1/me", json=forbidden)
+        assert resp.status_code == 422, forbidden
+        assert set(forbidden) <= set(resp.get_json()["error"]["fields"])
+    assert client.patch("/api/v1/me", json={"display_name": "  "}).status_code == 422
+    assert client.patch("/api/v1/me", json={"birthday": "not a date"}).status_code == 422
+    fresh = db.session.get(User, user.id)
+    assert fresh.roles == {"member"} and fresh.tier == "aware" and fresh.display_name == "Renamed"
