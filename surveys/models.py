@@ -99,6 +99,9 @@ class SurveyResponse(db.Model):
         UniqueConstraint("survey_id", "member_id"),
         CheckConstraint("status IN ('partial','complete')", name="status"),
         Index("ix_survey_responses_survey_status", "survey_id", "status"),
+        # Ids key points awards ("survey_response:<id>"): a deleted response's id must never
+        # come back for a new response, which SQLite would otherwise allow.
+        {"sqlite_autoincrement": True},
     )
 
 

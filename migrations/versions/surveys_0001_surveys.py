@@ -121,7 +121,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['survey_id'], ['surveys.id'], name=op.f('fk_survey_responses_survey_id_surveys'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['version_id'], ['survey_versions.id'], name=op.f('fk_survey_responses_version_id_survey_versions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_survey_responses')),
-    sa.UniqueConstraint('survey_id', 'member_id', name=op.f('uq_survey_responses_survey_id_member_id'))
+    sa.UniqueConstraint('survey_id', 'member_id', name=op.f('uq_survey_responses_survey_id_member_id')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_responses_member_id'), ['member_id'], unique=False)
