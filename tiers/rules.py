@@ -73,8 +73,8 @@ DEFAULT_REQUIREMENTS: dict[str, dict[str, int]] = {
     "satisfied": {"points_earned": 500, "active_weeks": 6, "surveys_completed": 1, "no_suspension": 1},
     "loyal": {"points_earned": 2000, "active_weeks": 16, "surveys_completed": 2, "accepted_posts": 5,
               "no_suspension": 1},
-    "advocate": {"points_earned": 5000, "active_weeks": 26, "nps_promoter": 1, "focus_groups_attended": 1,
-                 "referrals_converted": 1, "accepted_posts": 20, "no_suspension": 1},
+    "advocate": {"points_earned": 5000, "active_weeks": 26, "surveys_completed": 3, "nps_promoter": 1,
+                 "focus_groups_attended": 1, "referrals_converted": 1, "accepted_posts": 20, "no_suspension": 1},
 }
 
 DEFAULT_RULES = Rules(version=1, requirements=DEFAULT_REQUIREMENTS, window_days=365, grace_days=30,
@@ -115,6 +115,10 @@ def validate(data: dict) -> dict:
                 errors[where] = ["Must be true, false, 1 or 0."]
             elif value > 0:  # a zero threshold is no requirement at all
                 clean[tier][key] = value
+    for tier in UPPER_TIERS:
+        # A tier without requirements would hold every member: surely a mistake.
+        if not clean.get(tier) and f"requirements.{tier}" not in errors:
+            errors[f"requirements.{tier}"] = ["Every tier above aware needs at least one requirement."]
     if errors:
         raise ValidationError("The rule set is invalid.", fields=errors)
     return {**data, "requirements": {t: clean.get(t, {}) for t in UPPER_TIERS}}
