@@ -48,6 +48,9 @@ def get_session(session_id: int) -> FocusGroupSession:
 
 
 def _apply(session: FocusGroupSession, data: dict) -> None:
+    # Checked before any attribute changes: a dangling id must not reach an autoflush.
+    if data.get("screener_survey_id") is not None and db.session.get(Survey, data["screener_survey_id"]) is None:
+        raise ValidationError("No such screener survey.", fields={"screener_survey_id": ["No such survey."]})
     for name in SESSION_FIELDS:
         if name in data:
             value = data[name]
@@ -69,8 +72,6 @@ def _apply(session: FocusGroupSession, data: dict) -> None:
         raise ValidationError("The session is invalid.", fields=errors)
     if session.screener_survey_id:
         screener = db.session.get(Survey, session.screener_survey_id)
-        if screener is None:
-            raise ValidationError("No such screener survey.", fields={"screener_survey_id": ["No such survey."]})
         if session.eligibility_rule:
             version = current_version(screener)
             screener_definition = version.definition if version else screener.definition
