@@ -178,7 +178,8 @@ def test_attendance_awards_points_once_and_no_shows_block_sign_up(app, marketer,
     assert interaction.key == f"focus_group_signup:{signup_id}" and interaction.kind == "focus_group_attended"
     assert get_balance(missed.id).available == 0
 
-    assert error(staff.post(url, json={"no_show": [came.id]}), 422)["fields"] == {str(came.id): ["Already marked attended."]}
+    remark = error(staff.post(url, json={"no_show": [came.id]}), 422)
+    assert remark["fields"] == {str(came.id): ["Already marked attended."]}
     assert error(staff.post(url, json={"attended": [waiting.id]}), 422)
     assert error(staff.post(url, json={"attended": [came.id], "no_show": [came.id]}), 422)
 
