@@ -5,19 +5,21 @@ Functions only flush; the caller commits once.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from blinker import Namespace
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from community.models import User, utcnow
+from community.services import audit, member_registered
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
-from . import ledger, rules
-from .models import Interaction, JournalEntry
+from . import ledger, referrals, rules
+from .models import Campaign, EarningRule, Interaction, JournalEntry
 
 INTERACTION_KINDS = (
     "post",
@@ -52,15 +54,24 @@ _REASONS = {
 }
 
 
+# Connected at import (once: blinker keys receivers by identity, so re-imports are harmless).
+member_registered.connect(referrals.on_member_registered)
+
+
 def _dialect_insert(model):
     name = db.session.get_bind().dialect.name
     return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
 
 
-def _replayed(interaction: Interaction, member_id: int, kind: str, source_type, source_id) -> Interaction:
-    if (interaction.member_id, interaction.kind, interaction.source_type, interaction.source_id) != (
+def _replayed(
+    interaction: Interaction, member_id: int, kind: str, source_type, source_id, value: Decimal | None = None
+) -> Interaction:
+    same = (interaction.member_id, interaction.kind, interaction.source_type, interaction.source_id) == (
         member_id, kind, source_type, source_id,
-    ):
+    )
+    if value is not None and interaction.value is not None:
+        same = same and Decimal(interaction.value) == value
+    if not same:
         raise Conflict(
             "This idempotency key was already used for a different interaction.",
             code="idempotency_conflict",
@@ -107,13 +118,13 @@ def record_interaction(
         raise ValidationError("Unknown interaction kind.", fields={"kind": [f"One of {', '.join(INTERACTION_KINDS)}."]})
     if not isinstance(key, str) or not key or len(key) > 190:
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
+    number = _as_decimal(value)
     existing = _find(key)
     if existing is not None:
-        return _replayed(existing, member_id, kind, source_type, source_id)
+        return _replayed(existing, member_id, kind, source_type, source_id, number)
     member = db.session.get(User, member_id)
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
-    number = _as_decimal(value)
     at = occurred_at or utcnow()
     rule = rules.rule_for(kind)
     points = rules.points_for(rule, member, number, at)
@@ -122,7 +133,7 @@ def record_interaction(
         ledger.lock_member(member_id)
         existing = _find(key)
         if existing is not None:
-            return _replayed(existing, member_id, kind, source_type, source_id)
+            return _replayed(existing, member_id, kind, source_type, source_id, number)
         points = rules.apply_caps(rule, member_id, points, at)
 
     interaction = db.session.scalars(
@@ -135,7 +146,7 @@ def record_interaction(
         .returning(Interaction)
     ).first()
     if interaction is None:  # a concurrent recording of the same key won
-        return _replayed(_find(key), member_id, kind, source_type, source_id)
+        return _replayed(_find(key), member_id, kind, source_type, source_id, number)
     if points > 0:
         entry = ledger.award(
             member_id, points, key=f"earn:{key}", reason=_REASONS[kind],
@@ -144,6 +155,8 @@ def record_interaction(
         )
         interaction.entry_id = entry.id
         db.session.flush()
+    if kind == "purchase":
+        referrals.on_purchase(member_id, at)
     interaction_recorded.send(interaction)
     return interaction
 
@@ -172,3 +185,191 @@ def reverse_source(
             done or ledger.reverse(entry.id, key=f"reverse:{entry.id}", reason=reason, actor_id=actor_id)
         )
     return reversals
+
+
+# --------------------------------------------------------------------------- integration events
+
+EVENT_TYPES = ("purchase", "refund")
+
+
+def ingest_event(event: dict) -> dict:
+    """Apply one external purchase/refund event; the event id is the idempotency key.
+
+    A purchase records a ``purchase`` interaction (points per the purchase rule; the first one
+    converts a pending referral).  A refund records a ``refund`` interaction and reverses the
+    award of the purchase it names (``refund_of``) once: any refund, partial or not, reverses
+    that purchase's points (clawing back only what is still unspent, see ``ledger.reverse``).
+    """
+    event_id = event["event_id"]
+    key = f"event:{event_id}"
+    kind = event["type"]
+    member_id = event["member_id"]
+    source_type = source_id = None
+    if kind == "refund":
+        purchase = _find(f"event:{event['refund_of']}") if event.get("refund_of") else None
+        if purchase is None or purchase.kind != "purchase" or purchase.member_id != member_id:
+            raise NotFound(
+                "The refunded purchase event is unknown for this member.",
+                fields={"refund_of": ["No purchase event with this id for this member."]},
+            )
+        source_type, source_id = "interaction", purchase.id
+    existing = _find(key)
+    interaction = record_interaction(
+        member_id, kind, key=key, source_type=source_type, source_id=source_id, value=event.get("amount"),
+        occurred_at=event.get("occurred_at"), meta={"event_id": event_id, "refund_of": event.get("refund_of")},
+    )
+    reversed_points = 0
+    if kind == "refund":
+        for reversal in reverse_source("interaction", source_id, reason=f"Refund (event {event_id})"):
+            reversed_points += reversal.amount
+    return {
+        "event_id": event_id,
+        "status": "duplicate" if existing is not None else "processed",
+        "interaction_id": interaction.id,
+        "points": interaction.points,
+        "reversed_points": reversed_points,
+    }
+
+
+def ingest_batch(events: list[dict]) -> list[dict]:
+    """Apply many events in one transaction; each runs in a savepoint so one bad event is reported,
+    not fatal, and the others still apply."""
+    results = []
+    for event in events:
+        try:
+            with db.session.begin_nested():
+                results.append(ingest_event(event))
+        except (ValidationError, NotFound, Conflict) as exc:
+            results.append(
+                {"event_id": event["event_id"], "status": "error",
+                 "error": {"code": exc.code, "message": exc.message, "fields": exc.fields}}
+            )
+    return results
+
+
+# --------------------------------------------------------------------------- staff operations
+
+RULE_FIELDS = ("points", "points_per_unit", "daily_cap", "weekly_cap", "monthly_cap", "active")
+
+
+def list_rules() -> list[dict]:
+    """The effective rule of every interaction kind; ``custom`` says whether marketing set it."""
+    rows = {r.kind: r for r in db.session.scalars(select(EarningRule))}
+    out = []
+    for kind in INTERACTION_KINDS:
+        rule = rules.rule_for(kind) if kind in rows else rules.DEFAULT_RULES.get(kind, rules.Rule(kind, 0))
+        row = rows.get(kind)
+        out.append(
+            {
+                "kind": kind, "points": rule.points, "points_per_unit": rule.points_per_unit,
+                "daily_cap": rule.daily_cap, "weekly_cap": rule.weekly_cap, "monthly_cap": rule.monthly_cap,
+                "active": rule.active, "custom": row is not None,
+                "updated_at": row.updated_at if row else None, "updated_by_id": row.updated_by_id if row else None,
+            }
+        )
+    return out
+
+
+def set_rule(actor_id: int, kind: str, data: dict) -> dict:
+    """Create or replace the rule of ``kind`` (fields missing from ``data`` keep their value)."""
+    if kind not in INTERACTION_KINDS:
+        raise NotFound("Unknown interaction kind.", fields={"kind": [f"One of {', '.join(INTERACTION_KINDS)}."]})
+    row = db.session.scalar(select(EarningRule).where(EarningRule.kind == kind).with_for_update())
+    if row is None:
+        default = rules.DEFAULT_RULES.get(kind, rules.Rule(kind, 0))
+        row = EarningRule(kind=kind, **{f: getattr(default, f) for f in RULE_FIELDS})
+        db.session.add(row)
+    before = {f: _jsonable(getattr(row, f)) for f in RULE_FIELDS}
+    for field in RULE_FIELDS:
+        if field in data:
+            setattr(row, field, data[field])
+    row.updated_by_id = actor_id
+    row.updated_at = utcnow()
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError as exc:  # another marketer created this kind's row at the same moment
+        raise Conflict("The rule was changed concurrently; try again.", code="concurrent_update") from exc
+    audit(actor_id, "points.rule.set", "earning_rule", row.id,
+          details={"kind": kind, "before": before, "after": {f: _jsonable(getattr(row, f)) for f in RULE_FIELDS}})
+    return next(r for r in list_rules() if r["kind"] == kind)
+
+
+def _jsonable(value):
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _check_campaign(data: dict) -> None:
+    kinds = data.get("kinds")
+    if kinds is not None:
+        unknown = sorted(set(kinds) - set(INTERACTION_KINDS))
+        if unknown:
+            raise ValidationError("Unknown interaction kinds.", fields={"kinds": unknown})
+
+
+def create_campaign(actor_id: int, data: dict) -> Campaign:
+    _check_campaign(data)
+    if data["ends_at"] <= data["starts_at"]:
+        raise ValidationError("The campaign must end after it starts.", fields={"ends_at": ["After starts_at."]})
+    campaign = Campaign(created_by_id=actor_id, created_at=utcnow(), **data)
+    db.session.add(campaign)
+    db.session.flush()
+    audit(actor_id, "points.campaign.create", "campaign", campaign.id, details={"name": campaign.name})
+    return campaign
+
+
+def get_campaign(campaign_id: int) -> Campaign:
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFound("No such campaign.")
+    return campaign
+
+
+def update_campaign(actor_id: int, campaign_id: int, data: dict) -> Campaign:
+    campaign = get_campaign(campaign_id)
+    _check_campaign(data)
+    starts = data.get("starts_at", campaign.starts_at)
+    ends = data.get("ends_at", campaign.ends_at)
+    if ends <= starts:
+        raise ValidationError("The campaign must end after it starts.", fields={"ends_at": ["After starts_at."]})
+    for field, value in data.items():
+        setattr(campaign, field, value)
+    db.session.flush()
+    audit(actor_id, "points.campaign.update", "campaign", campaign.id,
+          details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() for k, v in data.items()})
+    return campaign
+
+
+def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, request_key: str) -> JournalEntry:
+    """A staff adjustment with a mandatory reason, recorded in the ledger and the audit log."""
+    if db.session.get(User, member_id) is None:
+        raise NotFound("No such member.", fields={"member_id": [member_id]})
+    key = f"adjust:{request_key}"
+    replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
+    entry = ledger.adjust(member_id, delta, key=key, reason=reason, actor_id=actor_id)
+    if replay is None:
+        audit(actor_id, "points.adjust", "member", member_id, reason=entry.reason,
+              details={"delta": delta, "entry_id": entry.id})
+    return entry
+
+
+def reverse_entry(actor_id: int, entry_id: int, reason: str) -> JournalEntry:
+    """Staff reversal of one entry (audited); see ``ledger.reverse`` for what can be reversed."""
+    if not (reason or "").strip():
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    key = f"staff-reverse:{entry_id}"
+    replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
+    entry = ledger.reverse(entry_id, key=key, reason=reason.strip(), actor_id=actor_id)
+    if replay is None:
+        audit(actor_id, "points.reverse", "journal_entry", entry_id, reason=reason.strip(),
+              details={"reversal_id": entry.id, "member_id": entry.member_id})
+    return entry
+
+
+def record_daily_visit(member_id: int, today: date | None = None) -> tuple[Interaction, bool]:
+    """At most one ``daily_visit`` per member per UTC day (the date is in the key)."""
+    today = today or utcnow().date()
+    key = f"daily_visit:{member_id}:{today.isoformat()}"
+    existed = _find(key) is not None
+    interaction = record_interaction(member_id, "daily_visit", key=key)
+    return interaction, not existed
