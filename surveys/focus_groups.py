@@ -277,9 +277,9 @@ def sign_up(user: User, session_id: int) -> FocusGroupSignup:
     if signup is None:
         signup = FocusGroupSignup(session_id=session_id, member_id=user.id, status="waitlisted", priority=priority,
                                   signed_up_at=now)
-        db.session.add(signup)
         try:
             with db.session.begin_nested():
+                db.session.add(signup)
                 db.session.flush()
         except IntegrityError:  # a concurrent request of this member won
             raise Conflict("You are already signed up for this session.") from None

@@ -213,9 +213,10 @@ def save_partial(user: User, survey_id: int, client_id: str, answers: dict) -> S
             survey_id=survey.id, version_id=version.id, member_id=user.id, client_id=client_id,
             status="partial", answers=cleaned,
         )
-        db.session.add(response)
         try:
+            # Added inside the savepoint so a lost race leaves nothing pending in the session.
             with db.session.begin_nested():
+                db.session.add(response)
                 db.session.flush()
         except IntegrityError:
             # Another request of this member created it first (two tabs): save into that one.
@@ -250,9 +251,10 @@ def submit_response(user: User, survey_id: int, client_id: str, answers: dict) -
             survey_id=survey.id, version_id=version.id, member_id=user.id, client_id=client_id, status="partial",
             answers={},
         )
-        db.session.add(response)
         try:
+            # Added inside the savepoint so a lost race leaves nothing pending in the session.
             with db.session.begin_nested():
+                db.session.add(response)
                 db.session.flush()
         except IntegrityError:
             existing = my_response(user, survey_id)
