@@ -173,10 +173,12 @@ def create_app(config: type[Config] | None = None) -> Flask:
     app.extensions["kinship_api"] = api
     register_error_handlers(app)
 
+    # First of the before_request hooks: authentication already reads the database, and a
+    # read-only request must not take SQLite's write lock for that.
+    _read_only_requests_defer_sqlite_lock(app)
     from community.auth import init_auth
 
     init_auth(app)
-    _read_only_requests_defer_sqlite_lock(app)
     _register_domains(app, api)
     _swagger_ui_static(app)
     _health_routes(app)

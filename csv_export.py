@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from flask import Response, stream_with_context
 
@@ -31,9 +31,22 @@ def iter_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]:
         yield buf.getvalue()
 
 
-def csv_response(filename: str, header: Iterable[str], rows: Iterable[Iterable]) -> Response:
+def csv_response(
+    filename: str, header: Iterable[str], rows: Iterable[Iterable] | Callable[[], Iterable[Iterable]]
+) -> Response:
+    """Stream ``rows`` as ``filename``.
+
+    The body is produced after the view has returned, when the request's database session
+    has been closed: ``rows`` must not have started a query yet.  Pass a generator function's
+    result (its body runs only when iterated) or a zero-argument callable returning the rows;
+    a generator *expression* over ``db.session.scalars(...)`` runs its query at once and fails.
+    """
+
+    def body() -> Iterator[str]:
+        yield from iter_csv(header, rows() if callable(rows) else rows)
+
     return Response(
-        stream_with_context(iter_csv(header, rows)),
+        stream_with_context(body()),
         mimetype="text/csv",
         headers={"Content-Disposition": f"attachment; filename={filename}"},
     )

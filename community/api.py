@@ -253,11 +253,13 @@ class AuditExport(MethodView):
     def get(self, args):
         """The filtered audit log as CSV, streamed row by row."""
         query = _audit_query(args).execution_options(yield_per=500)
-        rows = (
-            [e.id, e.created_at.isoformat(), e.actor_id, e.action, e.target_type, e.target_id, e.reason, e.details]
-            for e in db.session.scalars(query)
-        )
+
+        def rows():
+            for e in db.session.scalars(query):
+                yield [e.id, e.created_at.isoformat(), e.actor_id, e.action, e.target_type, e.target_id, e.reason,
+                       e.details]
+
         return csv_response(
             "audit.csv", ["id", "created_at", "actor_id", "action", "target_type", "target_id", "reason", "details"],
-            rows,
+            rows(),
         )

@@ -153,8 +153,9 @@ def _touch_token() -> None:
     """Record when a token was last used: at most once a minute, best effort.
 
     It never fails the request it follows: Redis or the database being unavailable only means
-    ``last_used_at`` lags behind.  The update runs on its own connection and transaction, so the
-    request's session (and a CSV still streaming from it) is untouched.
+    ``last_used_at`` lags behind.  The response is built by now and the view has committed, so
+    the request's transaction is ended first: on SQLite it may hold the write lock this update
+    needs.  The update then runs in its own short transaction.
     """
     token_id = getattr(g, "api_token_id", None)
     if token_id is None:
@@ -168,6 +169,7 @@ def _touch_token() -> None:
         return
     mode = sqlite_begin_mode.set("IMMEDIATE")
     try:
+        db.session.rollback()
         with db.engine.begin() as conn:
             conn.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
     except SQLAlchemyError:

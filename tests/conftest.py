@@ -290,7 +290,14 @@ def run_jobs(app):
 
 
 def in_threads(n: int, fn: Callable[[int], object]) -> list:
-    """Run ``fn(i)`` in ``n`` real threads started together; returns results or exceptions."""
+    """Run ``fn(i)`` in ``n`` real threads started together; returns results or exceptions.
+
+    The caller's own transaction is committed before (it must not hold a lock the threads
+    wait for) and after (so its next read sees what the threads committed, also on SQLite,
+    where a read transaction keeps its snapshot).
+    """
+    if has_app_context():
+        db.session.commit()
     barrier = threading.Barrier(n)
     results: list = [None] * n
 
@@ -306,4 +313,6 @@ def in_threads(n: int, fn: Callable[[int], object]) -> list:
         t.start()
     for t in threads:
         t.join()
+    if has_app_context():
+        db.session.commit()
     return results
