@@ -225,7 +225,8 @@ def test_locked_thread_refuses_member_replies(make_board, make_thread, make_memb
     board = make_board()
     thread = make_thread(board)
     mod = login(make_member(roles=("moderator",)))
-    assert mod.post(f"/api/v1/moderation/threads/{thread.id}", json={"action": "lock", "reason": "heated"}).status_code == 200
+    resp = mod.post(f"/api/v1/moderation/threads/{thread.id}", json={"action": "lock", "reason": "heated"})
+    assert resp.status_code == 200
     member = login(make_member())
     resp = member.post(f"/api/v1/threads/{thread.id}/posts", json={"body": "hi"})
     assert resp.status_code == 409 and resp.get_json()["error"]["code"] == "thread_locked"
