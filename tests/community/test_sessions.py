@@ -105,7 +105,9 @@ def test_password_change_ends_every_other_session(app, make_member, login):
 
 def test_password_change_needs_the_current_password_and_a_strong_new_one(make_member, login):
     client = login(make_member())
-    wrong = client.post("/api/v1/me/password", json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD})
+    wrong = client.post(
+        "/api/v1/me/password", json={"current_password": "nope nope nope", "new_password": NEW_PASSWORD}
+    )
     assert wrong.status_code == 422
     assert "current_password" in wrong.get_json()["error"]["fields"]
     weak = client.post("/api/v1/me/password", json={"current_password": TEST_PASSWORD, "new_password": "short"})

@@ -208,7 +208,9 @@ def test_create_admin_cli_creates_an_admin_who_can_log_in(app):
 def test_create_admin_cli_promotes_an_existing_member_and_prompts_for_the_password(app, make_member):
     member = make_member(email="promote@example.com")
     runner = app.test_cli_runner()
-    result = runner.invoke(args=["create-admin", "--email", "promote@example.com"], input="ignored pw 1\nignored pw 1\n")
+    result = runner.invoke(
+        args=["create-admin", "--email", "promote@example.com"], input="prompted pw 1\nprompted pw 1\n"
+    )
     assert result.exit_code == 0, result.output
     db.session.rollback()
     assert db.session.get(User, member.id).roles == {"member", "admin"}
