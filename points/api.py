@@ -31,6 +31,7 @@ from . import ledger, referrals, reports, services
 from .models import Campaign, Referral
 from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_REFERRALS
 from .schemas import (
+    DailyVisitIn,
     DailyVisitOut,
     EarningRuleIn,
     EarningRuleOut,
@@ -109,8 +110,9 @@ class MyHistory(MethodView):
 @me_blp.route("/visits")
 class MyVisits(MethodView):
     @login_required
+    @me_blp.arguments(DailyVisitIn)
     @me_blp.response(200, DailyVisitOut)
-    def post(self):
+    def post(self, _data):
         """Record today's visit (earns the daily-visit points at most once per UTC day)."""
         interaction, created = services.record_daily_visit(current_user.id)
         db.session.commit()

@@ -61,6 +61,10 @@ class StaffPointsBalanceOut(PointsBalanceOut):
     member_id = ma.fields.Integer()
 
 
+class DailyVisitIn(ma.Schema):
+    """No fields: the visit is today's, for the logged-in member (unknown fields are rejected)."""
+
+
 class DailyVisitOut(ma.Schema):
     recorded = ma.fields.Boolean(metadata={"description": "False when today's visit was already recorded."})
     points = ma.fields.Integer()

@@ -1,7 +1,7 @@
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from errors import Conflict, ValidationError
 from extensions import db
@@ -73,3 +73,52 @@ def test_reverse_source(make_member):
     assert ledger.get_balance(m.id).available == 0
     db.session.commit()
     assert_ledger_consistent()
+
+
+def test_weekly_and_monthly_caps(make_member):
+    m = make_member()
+    db.session.add(EarningRule(kind="survey_completed", points=50, weekly_cap=80, monthly_cap=120))
+    db.session.commit()
+    monday = datetime(2026, 6, 1, 9)  # a Monday
+    got = [
+        services.record_interaction(m.id, "survey_completed", key=f"s{i}", occurred_at=monday + timedelta(days=d))
+        .points
+        for i, d in enumerate((0, 2, 7, 8, 14))
+    ]
+    assert got == [50, 30, 40, 0, 0]  # week cap 80, then the month's 120 runs out
+    july = services.record_interaction(m.id, "survey_completed", key="s9", occurred_at=datetime(2026, 7, 1))
+    assert july.points == 50
+
+
+def test_purchase_value_and_inactive_rule(make_member):
+    m = make_member(tier="loyal")
+    assert services.record_interaction(m.id, "purchase", key="p1", value="19.99").points == 24  # 19.99 x 1.25
+    db.session.add(EarningRule(kind="purchase", points=0, points_per_unit=1, active=False))
+    db.session.commit()
+    assert services.record_interaction(m.id, "purchase", key="p2", value="100").points == 0
+    with pytest.raises(ValidationError):
+        services.record_interaction(m.id, "purchase", key="p3", value="lots")
+    with pytest.raises(Conflict):
+        services.record_interaction(m.id, "purchase", key="p1", value="20.00")
+
+
+def test_concurrent_capped_interactions_respect_the_cap(app, make_member):
+    from tests.conftest import in_threads
+
+    m = make_member()
+    member_id = m.id
+    db.session.add(EarningRule(kind="reaction_received", points=1, daily_cap=5))
+    db.session.commit()
+
+    def react(i):
+        with app.app_context():
+            try:
+                services.record_interaction(member_id, "reaction_received", key=f"reaction:{i}")
+                db.session.commit()
+            finally:
+                db.session.remove()
+
+    assert all(r is None for r in in_threads(20, react))
+    db.session.rollback()
+    assert ledger.get_balance(member_id).available == 5
+    assert db.session.scalar(select(func.count()).select_from(Interaction)) == 20
