@@ -165,6 +165,8 @@ def enqueue_after_commit(fn: Callable, *args: Any, unique_key: str | None = None
 
 @event.listens_for(Session, "after_commit")
 def _flush_pending_jobs(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # SQLAlchemy also reports a released savepoint as a commit; wait for the real one
     pending = session.info.pop("pending_jobs", None)
     if not pending:
         return
@@ -175,9 +177,13 @@ def _flush_pending_jobs(session: Session) -> None:
             log.warning("could not enqueue %s%r; leaving it to the sweeper", item.fn.__name__, item.args, exc_info=True)
 
 
-@event.listens_for(Session, "after_rollback")
-def _drop_pending_jobs(session: Session) -> None:
-    session.info.pop("pending_jobs", None)
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_pending_jobs(session: Session, previous_transaction) -> None:
+    # Only the outermost transaction's rollback drops them: a savepoint rolled back inside it
+    # (e.g. an idempotent insert that found its row) leaves the rest of the transaction, and
+    # the jobs it enqueued, to commit.
+    if previous_transaction.parent is None:
+        session.info.pop("pending_jobs", None)
 
 
 # --------------------------------------------------------------------------- periodic schedule
