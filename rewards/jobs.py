@@ -64,23 +64,27 @@ def process_redemption(redemption_id: int) -> str | None:
     return redemption.state if redemption is not None else None
 
 
+def _unique_key(redemption_id: int) -> str:
+    return f"redemption:{redemption_id}"
+
+
 def schedule_processing(redemption_id: int) -> None:
     """Enqueue the processing once the request's transaction commits."""
-    enqueue_after_commit(process_redemption, redemption_id, unique_key=f"redemption:{redemption_id}")
+    enqueue_after_commit(process_redemption, redemption_id, unique_key=_unique_key(redemption_id))
 
 
 @job("periodic", timeout=120, retries=0)
 def sweep_pending_redemptions(min_age_seconds: int = 60) -> int:
     """Re-enqueue every redemption still ``pending`` after ``min_age_seconds``; returns how many.
 
-    Its own unique key per redemption keeps one sweep enqueue at a time, independent of the
-    request-time lock (which may outlive a killed worker until it expires).
+    The unique key is the request's: a job still waiting in the queue is not doubled, while one
+    whose enqueue was lost, or whose worker died (the key is released when a job starts), is.
     """
     ids = services.stale_pending_ids(min_age_seconds)
     db.session.rollback()
     enqueued = 0
     for redemption_id in ids:
-        if enqueue_now(process_redemption, redemption_id, unique_key=f"redemption:{redemption_id}:sweep"):
+        if enqueue_now(process_redemption, redemption_id, unique_key=_unique_key(redemption_id)):
             enqueued += 1
     if ids:
         log.info("sweeper: %d pending redemption(s), %d enqueued", len(ids), enqueued)
