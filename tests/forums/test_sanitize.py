@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import html
 import re
+from html.parser import HTMLParser
 
 import pytest
 from hypothesis import given, settings
@@ -79,27 +79,38 @@ XSS_CORPUS = [
     "www.example.com/<script>alert(1)</script>",
 ]
 
-_HREF = re.compile(r"""\bhref\s*=\s*("([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 
 
+class _Tags(HTMLParser):
+    """Every start tag with its attributes, as a browser's tokenizer would see them."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, attrs))
+
+    handle_startendtag = handle_starttag
+
+
 def assert_inert(out: str) -> None:
-    lowered = out.lower()
-    assert "<script" not in lowered
-    for tag in ("<svg", "<math", "<iframe", "<object", "<embed", "<style", "<img", "<form", "<input", "<base",
-                "<meta", "<link", "<textarea", "<template"):
-        assert tag not in lowered, tag
-    # No event-handler or style attribute inside any tag.
-    for tag in re.findall(r"<[^>]*>", out):
-        assert not re.search(r"[\s/\"']on[a-z]+\s*=", tag, re.I), tag
-        assert not re.search(r"[\s/\"']style\s*=", tag, re.I), tag
-    for match in _HREF.finditer(out):
-        value = next(g for g in match.groups()[1:] if g is not None)
-        # One level of entity decoding is what a browser applies to an attribute value.
-        decoded = _CONTROL.sub("", html.unescape(value)).lower()
-        assert not decoded.startswith(("javascript:", "vbscript:", "data:")), value
-        scheme = re.match(r"^([a-z][a-z0-9+.\-]*):", decoded)
-        assert scheme is None or scheme.group(1) in ("http", "https", "mailto"), value
+    assert "<script" not in out.lower()
+    parser = _Tags()
+    parser.feed(out)
+    parser.close()
+    for tag, attrs in parser.tags:
+        assert tag in sanitize.ALLOWED_TAGS, tag
+        for name, value in attrs:
+            assert not name.startswith("on") and name != "style", (tag, name)
+            assert name in ("href", "title", "rel"), (tag, name)
+            if name == "href":
+                # the parser has decoded entities, as a browser does for an attribute value
+                decoded = _CONTROL.sub("", value or "").lower()
+                assert not decoded.startswith(("javascript:", "vbscript:", "data:")), value
+                scheme = re.match(r"^([a-z][a-z0-9+.\-]*):", decoded)
+                assert scheme is None or scheme.group(1) in ("http", "https", "mailto"), value
 
 
 @pytest.mark.parametrize("payload", XSS_CORPUS)
@@ -112,7 +123,7 @@ def test_nothing_executable_survives(payload):
 
 @given(st.lists(st.sampled_from(XSS_CORPUS + ["<p>", "</p>", "<a href=\"", "\">", "x", "<", ">", "\"", "'", "&#"]),
                 max_size=12))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=500, deadline=None)
 def test_concatenated_payloads_stay_inert(parts):
     assert_inert(sanitize.clean_html("".join(parts)))
 
