@@ -98,7 +98,8 @@ class SurveyResponse(db.Model):
     __table_args__ = (
         UniqueConstraint("survey_id", "member_id"),
         CheckConstraint("status IN ('partial','complete')", name="status"),
-        Index("ix_survey_responses_survey_status", "survey_id", "status"),
+        # Also covers the per-tier response count of the results.
+        Index("ix_survey_responses_survey_status", "survey_id", "status", "member_tier"),
         # Ids key points awards ("survey_response:<id>"): a deleted response's id must never
         # come back for a new response, which SQLite would otherwise allow.
         {"sqlite_autoincrement": True},
@@ -108,7 +109,8 @@ class SurveyResponse(db.Model):
 class SurveyAnswer(db.Model):
     """One answered value of a completed response (a multiple choice gives one row per option).
 
-    ``choice`` holds the option (or the rating/NPS value as text) for counting, ``number`` the
+    ``choice`` holds the option (or the rating/NPS value as text; NULL on a multiple choice's
+    one-per-respondent marker row) for counting, ``number`` the
     numeric value for averages (rating, NPS, a matrix row's 1-based scale position), ``text`` a
     free-text answer.  ``tier`` is copied from the response so breakdowns need no join.
     """

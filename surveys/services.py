@@ -376,7 +376,7 @@ def nps_summary(counts: dict[int, int]) -> dict:
 def compute_results(survey_id: int) -> dict:
     """Per-question counts and percentages, averages, NPS and a breakdown by tier.
 
-    Three grouped SQL queries over completed answers; Python only folds their small results
+    Two grouped SQL queries over completed answers; Python only folds their small results
     (one row per tier x question x option), so the cost does not grow in Python with responses.
     """
     survey = get_survey(survey_id)
@@ -387,14 +387,6 @@ def compute_results(survey_id: int) -> dict:
         .where(A.survey_id == survey.id)
         .group_by(A.tier, A.question_id, A.row_key, A.choice)
     ).all()
-    multi_ids = [q["id"] for q in questions if q["type"] == "multiple_choice"]
-    respondents = dict(
-        db.session.execute(
-            select(A.question_id, func.count(func.distinct(A.response_id)))
-            .where(A.survey_id == survey.id, A.question_id.in_(multi_ids))
-            .group_by(A.question_id)
-        ).all()
-    ) if multi_ids else {}
     per_tier = dict(
         db.session.execute(
             select(SurveyResponse.member_tier, func.count())
@@ -438,7 +430,8 @@ def compute_results(survey_id: int) -> dict:
             if qtype in defs.TEXT_LIMITS:
                 item["answered"] = by_choice.get(None, 0)
             else:
-                answered = respondents.get(qid, 0) if qtype == "multiple_choice" else sum(by_choice.values())
+                # Multiple choice: the respondents (marker rows), not the options ticked.
+                answered = by_choice.get(None, 0) if qtype == "multiple_choice" else sum(by_choice.values())
                 values = (
                     q["options"] if qtype in defs.CHOICE_TYPES
                     else [str(v) for v in range(defs.NUMERIC_RANGES[qtype][0], defs.NUMERIC_RANGES[qtype][1] + 1)]

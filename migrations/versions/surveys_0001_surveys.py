@@ -126,7 +126,7 @@ def upgrade():
     )
     with op.batch_alter_table('survey_responses', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_survey_responses_member_id'), ['member_id'], unique=False)
-        batch_op.create_index('ix_survey_responses_survey_status', ['survey_id', 'status'], unique=False)
+        batch_op.create_index('ix_survey_responses_survey_status', ['survey_id', 'status', 'member_tier'], unique=False)
 
     op.create_table('survey_answers',
     sa.Column('id', sa.Integer(), nullable=False),

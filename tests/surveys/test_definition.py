@@ -133,4 +133,5 @@ def test_answer_rows_shape():
     rows = list(defs.answer_rows(definition(), answers()))
     assert {"question_id": "nps", "choice": "9", "number": 9.0} in rows
     assert {"question_id": "grid", "row_key": "fast", "choice": "agree", "number": 3.0} in rows
-    assert sum(1 for r in rows if r["question_id"] == "features") == 2
+    # Multiple choice: a respondent marker row, then one row per option ticked.
+    assert [r.get("choice") for r in rows if r["question_id"] == "features"] == [None, "points", "forums"]
