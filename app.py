@@ -120,6 +120,14 @@ def _cli(app: Flask) -> None:
 
         build_cron_scheduler(app).start()
 
+    @app.cli.command("permissions")
+    def permissions():
+        """Print every named permission and the roles that hold it."""
+        from community.permissions import all_permissions
+
+        for name, roles in sorted(all_permissions().items()):
+            click.echo(f"{name:32} {', '.join(sorted(roles))}")
+
     @app.cli.command("redis-url")
     def redis_url():
         """Print the Redis URL this configuration uses (starts the embedded server if needed)."""

@@ -77,6 +77,18 @@ class Config:
     OPENAPI_SWAGGER_UI_PATH = "docs"
     # Served from our own static route (see app.py); the machine running us may be offline.
     OPENAPI_SWAGGER_UI_URL = "/api/docs/static/"
+    # How clients authenticate (shown by Swagger UI's "Authorize"): a bearer API token, or the
+    # session cookie from login plus the CSRF token echoed in a header on writes.
+    API_SPEC_OPTIONS = {
+        "components": {
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token from /api/v1/me/tokens"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
+                "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
+            }
+        },
+        "security": [{}, {"bearerToken": []}, {"sessionCookie": [], "csrfToken": []}],
+    }
 
     # Sessions and CSRF
     SESSION_COOKIE_HTTPONLY = True

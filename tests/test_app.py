@@ -181,6 +181,9 @@ def test_openapi_document_is_openapi_3_with_our_paths(client):
     doc = resp.get_json()
     assert doc["openapi"].startswith("3.")
     assert doc["info"]["title"] == "Kinship API" and doc["info"]["version"] == "v1"
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearerToken"] == {**schemes["bearerToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["csrfToken"]["name"] == "X-CSRF-Token"
     for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me"):
         assert path in doc["paths"], path
     assert set(doc["paths"]["/api/v1/auth/register"]) >= {"post"}
