@@ -82,7 +82,9 @@ class Config:
     API_SPEC_OPTIONS = {
         "components": {
             "securitySchemes": {
-                "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token from /api/v1/me/tokens"},
+                "bearerToken": {
+                    "type": "http", "scheme": "bearer", "description": "An API token from /api/v1/me/tokens"
+                },
                 "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
                 "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             }
