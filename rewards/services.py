@@ -211,9 +211,9 @@ def add_codes(actor: User, reward_id: int, codes: list[str]) -> dict:
             RewardCode.__table__.insert(), [{"reward_id": reward.id, "code": c, "created_at": now} for c in new]
         )
         db.session.execute(update(Reward).where(Reward.id == reward.id).values(stock=Reward.stock + len(new)))
+        audit(actor.id, "reward.codes_added", "reward", reward.id, details={"added": len(new)})
     db.session.flush()
     db.session.refresh(reward)
-    audit(actor.id, "reward.codes_added", "reward", reward.id, details={"added": len(new)})
     return {"added": len(new), "duplicates": len(codes) - len(new), **code_counts(reward.id), "stock": reward.stock}
 
 
