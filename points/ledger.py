@@ -50,10 +50,10 @@ class Balance:
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _dialect_insert(model):
-    name = db.session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+# Core tables for the hot write path: plain INSERTs skip the ORM's bulk-insert bookkeeping.
+_BALANCES = MemberBalance.__table__
+_LINES = JournalLine.__table__
+_LOTS = PointLot.__table__
 
 
 def _check_amount(amount) -> int:
@@ -101,22 +101,47 @@ def _lock_balance(member_id: int):
 def lock_member(member_id: int) -> None:
     """Serialise point-changing work for one member (used by earning caps): ensure and lock the row."""
     db.session.execute(
-        _dialect_insert(MemberBalance)
-        .values(member_id=member_id, available=0, held=0, lifetime_earned=0)
-        .on_conflict_do_nothing()
+        _statements()["ensure_balance"], {"member_id": member_id, "available": 0, "held": 0, "lifetime_earned": 0}
     )
     _lock_balance(member_id)
 
 
+_ENTRY_FIELDS = ("key", "kind", "member_id", "amount", "reason", "source_type", "source_id", "actor_id",
+                 "related_id")
+
+
 def _insert_entry(**fields) -> JournalEntry | None:
     """Insert an entry unless its key (or the entry it closes) is already taken; None then."""
-    stmt = (
-        _dialect_insert(JournalEntry)
-        .values(created_at=utcnow(), **fields)
-        .on_conflict_do_nothing()
-        .returning(JournalEntry)
-    )
-    return db.session.scalars(stmt).first()
+    params = {name: fields.get(name) for name in _ENTRY_FIELDS}
+    params["created_at"] = utcnow()
+    return db.session.scalars(_statements()["entry"], [params]).first()
+
+
+def _statements() -> dict:
+    """The hot path's statements, built once per dialect: executing them only binds parameters."""
+    dialect = db.session.get_bind().dialect.name
+    built = _BUILT.get(dialect)
+    if built is None:
+        ins = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        credit = ins(_BALANCES)
+        credit = credit.on_conflict_do_update(
+            index_elements=["member_id"],
+            set_={
+                "available": _BALANCES.c.available + credit.excluded.available,
+                "lifetime_earned": _BALANCES.c.lifetime_earned + credit.excluded.lifetime_earned,
+            },
+        )
+        built = _BUILT[dialect] = {
+            "entry": ins(JournalEntry).on_conflict_do_nothing().returning(JournalEntry),
+            "credit": credit,
+            "ensure_balance": ins(_BALANCES).on_conflict_do_nothing(),
+            "lines": insert(_LINES),
+            "lot": insert(_LOTS),
+        }
+    return built
+
+
+_BUILT: dict[str, dict] = {}
 
 
 def _write_entry(*, expected: dict, **fields) -> JournalEntry:
@@ -143,7 +168,7 @@ def _lines(entry: JournalEntry, movements: dict[str, int]) -> None:
     ]
     assert sum(r["amount"] for r in rows) == 0, f"unbalanced entry {entry.key}: {movements}"
     if rows:
-        db.session.execute(insert(JournalLine), rows)
+        db.session.execute(_statements()["lines"], rows)
 
 
 def _change_balance(member_id: int, *, available: int = 0, held: int = 0, lifetime: int = 0) -> None:
@@ -171,14 +196,16 @@ def _expiry_days() -> int:
 def _new_lot(entry: JournalEntry) -> None:
     now = entry.created_at
     db.session.execute(
-        insert(PointLot).values(
-            member_id=entry.member_id,
-            entry_id=entry.id,
-            amount=entry.amount,
-            remaining=entry.amount,
-            earned_at=now,
-            expires_at=now + timedelta(days=_expiry_days()),
-        )
+        _statements()["lot"],
+        {
+            "member_id": entry.member_id,
+            "entry_id": entry.id,
+            "amount": entry.amount,
+            "remaining": entry.amount,
+            "earned_at": now,
+            "expires_at": now + timedelta(days=_expiry_days()),
+            "expired_at": None,
+        },
     )
 
 
@@ -262,9 +289,7 @@ def award(
     _check_key(key)
     expected = {"kind": "award", "member_id": member_id, "amount": amount, "source_type": source_type,
                 "source_id": source_id}
-    existing = _replay(key, **expected)
-    if existing is not None:
-        return existing
+    # No lookup first: a replay is rare, and the ON CONFLICT insert detects it in the same statement.
     try:
         entry = _write_entry(
             expected=expected, key=key, kind="award", member_id=member_id, amount=amount, reason=reason or "",
@@ -274,15 +299,7 @@ def award(
         return replay.entry
     # Credit: no guard needed; the upsert also creates the member's row on their first points.
     db.session.execute(
-        _dialect_insert(MemberBalance)
-        .values(member_id=member_id, available=amount, held=0, lifetime_earned=amount)
-        .on_conflict_do_update(
-            index_elements=["member_id"],
-            set_={
-                "available": MemberBalance.__table__.c.available + amount,
-                "lifetime_earned": MemberBalance.__table__.c.lifetime_earned + amount,
-            },
-        )
+        _statements()["credit"], {"member_id": member_id, "available": amount, "held": 0, "lifetime_earned": amount}
     )
     _lines(entry, {"issued": -amount, "available": amount})
     _new_lot(entry)

@@ -9,9 +9,10 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 
 from blinker import Namespace
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from community.models import User, utcnow
 from community.services import audit, member_registered
@@ -58,9 +59,22 @@ _REASONS = {
 member_registered.connect(referrals.on_member_registered)
 
 
-def _dialect_insert(model):
+_INSERTS: dict[str, object] = {}
+_SET_ENTRY = (
+    update(Interaction.__table__)
+    .where(Interaction.__table__.c.id == bindparam("b_id"))
+    .values(entry_id=bindparam("entry_id"))
+)
+
+
+def _insert_interaction():
+    """``INSERT … ON CONFLICT DO NOTHING RETURNING`` for interactions, built once per dialect."""
     name = db.session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(model)
+    stmt = _INSERTS.get(name)
+    if stmt is None:
+        ins = postgresql.insert if name == "postgresql" else sqlite.insert
+        stmt = _INSERTS[name] = ins(Interaction).on_conflict_do_nothing().returning(Interaction)
+    return stmt
 
 
 def _replayed(
@@ -119,9 +133,6 @@ def record_interaction(
     if not isinstance(key, str) or not key or len(key) > 190:
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
     number = _as_decimal(value)
-    existing = _find(key)
-    if existing is not None:
-        return _replayed(existing, member_id, kind, source_type, source_id, number)
     member = db.session.get(User, member_id)
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
@@ -129,23 +140,21 @@ def record_interaction(
     rule = rules.rule_for(kind)
     points = rules.points_for(rule, member, number, at)
     if points > 0 and rule.has_caps:
-        # Caps read what was earned so far: serialise this member's earning, then look again.
+        # Caps read what was earned so far: serialise this member's earning first.
         ledger.lock_member(member_id)
-        existing = _find(key)
-        if existing is not None:
-            return _replayed(existing, member_id, kind, source_type, source_id, number)
         points = rules.apply_caps(rule, member_id, points, at)
 
+    # No lookup first: the ON CONFLICT insert finds a replay (or a concurrent twin) by itself, and
+    # only the recording that inserted the row goes on to award.
     interaction = db.session.scalars(
-        _dialect_insert(Interaction)
-        .values(
-            member_id=member_id, kind=kind, source_type=source_type, source_id=source_id, value=number,
-            occurred_at=at, key=key, points=points, meta=meta or {}, created_at=utcnow(),
-        )
-        .on_conflict_do_nothing()
-        .returning(Interaction)
+        _insert_interaction(),
+        [{
+            "member_id": member_id, "kind": kind, "source_type": source_type, "source_id": source_id,
+            "value": number, "occurred_at": at, "key": key, "points": points, "meta": meta or {},
+            "created_at": utcnow(), "entry_id": None,
+        }],
     ).first()
-    if interaction is None:  # a concurrent recording of the same key won
+    if interaction is None:
         return _replayed(_find(key), member_id, kind, source_type, source_id, number)
     if points > 0:
         entry = ledger.award(
@@ -153,8 +162,11 @@ def record_interaction(
             source_type=source_type or "interaction",
             source_id=source_id if source_type else interaction.id,
         )
-        interaction.entry_id = entry.id
-        db.session.flush()
+        db.session.execute(
+            _SET_ENTRY, {"b_id": interaction.id, "entry_id": entry.id},
+            execution_options={"synchronize_session": False},
+        )
+        set_committed_value(interaction, "entry_id", entry.id)
     if kind == "purchase":
         referrals.on_purchase(member_id, at)
     interaction_recorded.send(interaction)
