@@ -85,6 +85,34 @@ def _week_index_sqlite(element, compiler, **kw):
     return f"CAST(floor((julianday({compiler.process(arg, **kw)}) - 2440591.5) / 7) AS INTEGER)"
 
 
+class distinct_weeks(FunctionElement):
+    """Aggregate: how many distinct values (0..62) its argument takes within each group.
+
+    PostgreSQL ORs one bit per week and counts the bits: a plain hash aggregate, where
+    ``count(DISTINCT ...)`` would sort the whole history by member first (the most expensive
+    step of a full run).  SQLite has no bitwise aggregate and keeps ``count(DISTINCT ...)``.
+    """
+
+    type = Integer()
+    inherit_cache = True
+
+
+@compiles(distinct_weeks, "postgresql")
+def _distinct_weeks_pg(element, compiler, **kw):
+    (arg,) = element.clauses
+    return f"coalesce(bit_count(CAST(bit_or(CAST(1 AS BIGINT) << {compiler.process(arg, **kw)}) AS BIT(64))), 0)"
+
+
+@compiles(distinct_weeks, "sqlite")
+def _distinct_weeks_sqlite(element, compiler, **kw):
+    (arg,) = element.clauses
+    return f"count(DISTINCT {compiler.process(arg, **kw)})"
+
+
+# Weeks a window may touch while one bit per week still fits in a BIGINT.
+MAX_BITMASK_WEEKS = 63
+
+
 class json_object(FunctionElement):
     """A JSON object from alternating key/value arguments."""
 
@@ -153,6 +181,12 @@ def points_earned_in_window(cutoff: datetime, now: datetime, lo: int | None = No
     return query
 
 
+def _week_of(cutoff: datetime):
+    """The week of an interaction, counted from the window's first week (0, 1, 2 ...)."""
+    first_week = (cutoff - datetime(1970, 1, 5)).days // 7
+    return week_index(interactions.c.occurred_at) - first_week
+
+
 def _interaction_rows(cutoff: datetime, now: datetime, lo: int | None, hi: int | None):
     """One row per interaction in the window, with 0/1 flags per requirement it counts for."""
     rev = entries.alias("post_rev")
@@ -165,7 +199,7 @@ def _interaction_rows(cutoff: datetime, now: datetime, lo: int | None, hi: int |
         select(
             interactions.c.member_id.label("member_id"),
             cast(literal(0), Integer).label("points"),
-            case((kind.not_in(PASSIVE_KINDS), week_index(interactions.c.occurred_at)), else_=null()).label("week"),
+            case((kind.not_in(PASSIVE_KINDS), _week_of(cutoff)), else_=null()).label("week"),
             flag(kind == "survey_completed").label("survey"),
             flag(and_(kind == "survey_completed", interactions.c.value >= NPS_PROMOTER_MIN)).label("promoter"),
             flag(kind == "focus_group_attended").label("focus_group"),
@@ -195,10 +229,12 @@ def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | No
                                                          "accepted_post")],
     )
     rows = union_all(ledger, _interaction_rows(cutoff, now, lo, hi)).subquery("history")
+    weeks = (distinct_weeks(rows.c.week) if rules.window_days // 7 + 2 <= MAX_BITMASK_WEEKS
+             else func.count(rows.c.week.distinct()))
     return select(
         rows.c.member_id,
         func.coalesce(func.sum(rows.c.points), 0).label("points_earned"),
-        func.count(rows.c.week.distinct()).label("active_weeks"),
+        weeks.label("active_weeks"),
         func.coalesce(func.sum(rows.c.survey), 0).label("surveys_completed"),
         func.coalesce(func.max(rows.c.promoter), 0).label("nps_promoter"),
         func.coalesce(func.sum(rows.c.focus_group), 0).label("focus_groups_attended"),
@@ -218,69 +254,66 @@ def member_metrics(member_id: int, now: datetime, rules: Rules, *, suspended: bo
 # --------------------------------------------------------------------------- decisions
 
 
-def _decisions(source, lo: int, hi: int, now: datetime, rules: Rules):
-    """SELECT the new state row of every member in [lo, hi] from ``source`` metrics."""
+def _metrics(source, lo: int, hi: int, now: datetime, rules: Rules):
+    """Per member in [lo, hi]: the metrics from ``source``, the current rank, the entry and keep ranks."""
     m = (
         select(
             users.c.id.label("member_id"),
             *[func.coalesce(source.c[k], 0).label(k) for k in HISTORY_METRICS],
             case((users.c.suspended_until > now, 0), else_=1).label("no_suspension"),
             tier_rank(users.c.tier).label("cur_rank"),
-            states.c.pinned_tier,
-            states.c.below_since,
         )
-        .select_from(
-            users.outerjoin(source, source.c.member_id == users.c.id).outerjoin(
-                states, states.c.member_id == users.c.id
-            )
-        )
+        .select_from(users.outerjoin(source, source.c.member_id == users.c.id))
         .where(users.c.id.between(lo, hi))
         .subquery("m")
     )
-    r = select(
-        m, rank_expr(m.c, rules, keep=False).label("enter_rank"), rank_expr(m.c, rules, keep=True).label("keep_rank")
-    ).subquery("r")
-    pinned = r.c.pinned_tier.is_not(None)
-    promote = r.c.enter_rank > r.c.cur_rank
-    stays = r.c.keep_rank >= r.c.cur_rank
-    # Below the bar to stay: the grace clock started at below_since (or starts now).
-    since = func.coalesce(r.c.below_since, now)
-    demote = since <= now - timedelta(days=rules.grace_days)
-    target = case(
-        (pinned, r.c.pinned_tier),
-        (promote, rank_tier(r.c.enter_rank)),
-        (stays, rank_tier(r.c.cur_rank)),
-        (demote, rank_tier(r.c.keep_rank)),
-        else_=rank_tier(r.c.cur_rank),
-    )
-    below = case((or_(pinned, promote, stays, demote), null()), else_=since)
     return select(
-        r.c.member_id,
-        *[r.c[k] for k in METRICS],
-        rank_tier(r.c.enter_rank).label("qualified_tier"),
-        target.label("target_tier"),
-        below.label("below_since"),
-        literal(rules.version).label("rule_version"),
-        literal(now).label("changed_at"),
-    ).where(true())  # SQLite needs a WHERE before ON CONFLICT in INSERT ... SELECT
+        m, rank_expr(m.c, rules, keep=False).label("enter_rank"), rank_expr(m.c, rules, keep=True).label("keep_rank")
+    ).subquery("d")
 
 
-def _upsert_states(decisions, dialect: str):
-    cols = ["member_id", *METRICS, "qualified_tier", "target_tier", "below_since", "rule_version", "changed_at"]
+def _decide(d, pinned_tier, below_since, now: datetime, rules: Rules) -> dict:
+    """The new values of a state row from metrics ``d`` and the row's pin and grace clock."""
+    pinned = pinned_tier.is_not(None)
+    promote = d.c.enter_rank > d.c.cur_rank
+    stays = d.c.keep_rank >= d.c.cur_rank
+    # Below the bar to stay: the grace clock started at below_since (or starts now).
+    since = func.coalesce(below_since, now)
+    demote = since <= now - timedelta(days=rules.grace_days)
+    values = {k: d.c[k] for k in METRICS}
+    values["qualified_tier"] = rank_tier(d.c.enter_rank)
+    values["target_tier"] = case(
+        (pinned, pinned_tier),
+        (promote, rank_tier(d.c.enter_rank)),
+        (stays, rank_tier(d.c.cur_rank)),
+        (demote, rank_tier(d.c.keep_rank)),
+        else_=rank_tier(d.c.cur_rank),
+    )
+    values["below_since"] = case((or_(pinned, promote, stays, demote), null()), else_=since)
+    values["rule_version"] = literal(rules.version)
+    return values
+
+
+def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect: str) -> None:
+    """Update the state rows whose values change; insert those of members without one.
+
+    An UPDATE touches only changed rows (an upsert would lock and dirty every row), so a
+    steady-state run writes almost nothing.  On PostgreSQL the UPDATE re-reads a row a
+    concurrent pin changed meanwhile, so the pin (``states.pinned_tier``) still wins.
+    """
+    d = _metrics(source, lo, hi, now, rules)
+    values = _decide(d, states.c.pinned_tier, states.c.below_since, now, rules)
+    changed = or_(*[states.c[k].is_distinct_from(v) for k, v in values.items()])
+    db.session.execute(
+        update(states).where(states.c.member_id == d.c.member_id, changed).values(**values, changed_at=now)
+    )
+    fresh = _decide(d, null(), null(), now, rules)
+    missing = select(d.c.member_id, *fresh.values(), literal(now)).where(
+        ~select(states.c.member_id).where(states.c.member_id == d.c.member_id).exists()
+    )
     make = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = make(states).from_select(cols, decisions)
-    ex = stmt.excluded
-    pinned = states.c.pinned_tier.is_not(None)
-    values = {k: ex[k] for k in (*METRICS, "qualified_tier", "rule_version", "changed_at")}
-    # The pin is read again from the locked row: a pin committed since our snapshot still wins.
-    values["target_tier"] = case((pinned, states.c.pinned_tier), else_=ex.target_tier)
-    values["below_since"] = case((pinned, null()), else_=ex.below_since)
-    compared = (*METRICS, "qualified_tier", "target_tier", "below_since", "rule_version")
-    return stmt.on_conflict_do_update(
-        index_elements=[states.c.member_id],
-        set_=values,
-        # Unchanged members are not rewritten: a steady-state run writes almost nothing.
-        where=or_(*[states.c[k].is_distinct_from(ex[k]) for k in compared]),
+    db.session.execute(
+        make(states).from_select(["member_id", *fresh, "changed_at"], missing).on_conflict_do_nothing()
     )
 
 
@@ -344,7 +377,7 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     session = db.session
     dialect = session.get_bind().dialect.name
     session.flush()
-    session.execute(_upsert_states(_decisions(source, lo, hi, now, rules), dialect))
+    _write_states(source, lo, hi, now, rules, dialect)
 
     in_range = states.c.member_id.between(lo, hi)
     moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)

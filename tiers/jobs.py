@@ -14,7 +14,7 @@ import logging
 from datetime import datetime
 
 from redis.exceptions import LockError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 
 from community.models import User, utcnow
 from extensions import db, get_redis
@@ -29,6 +29,7 @@ LOCK_NAME = "kinship:tiers:full-run"
 # Renewed after every range, so it only has to outlive one range (and expire if the worker dies).
 LOCK_TTL = 600
 BATCH_SIZE = 20_000
+STAGE_WORK_MEM = "256MB"
 
 
 @job("tiers", timeout=120, retries=3, backoff=(5, 30, 120))
@@ -74,6 +75,9 @@ def _run(lock, now: datetime, batch_size: int) -> int:
     run_id = run.id
     try:
         stage = TierMetricStage.__table__
+        if session.get_bind().dialect.name == "postgresql":
+            # One grouped pass over the whole history: let it hash in memory rather than spill.
+            session.execute(text(f"SET LOCAL work_mem = '{STAGE_WORK_MEM}'"))
         session.execute(delete(stage))
         session.execute(insert(stage).from_select(["member_id", *engine.HISTORY_METRICS],
                                                   engine.metric_rows(now, rules)))

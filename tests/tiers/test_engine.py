@@ -56,12 +56,13 @@ def test_reversed_awards_and_old_awards_do_not_count(app, make_member):
     assert other.tier == "engaged"
 
 
-def test_active_weeks_are_distinct_weeks_of_own_activity(app, make_member):
+@pytest.mark.parametrize("window_days", [365, 730])  # PostgreSQL: a week bitmask, then count(DISTINCT)
+def test_active_weeks_are_distinct_weeks_of_own_activity(app, make_member, window_days):
     m = make_member()
     interact(m, "daily_visit", at=MONDAY)
     interact(m, "daily_visit", at=MONDAY + timedelta(days=6, hours=14))  # Sunday evening, same week
     interact(m, "reaction_received", at=MONDAY + timedelta(days=7))  # someone else's act
-    r = rules(active_weeks=2)
+    r = rules(active_weeks=2, window_days=window_days)
     now = MONDAY + timedelta(days=10)
     recompute(m, r, now)
     assert m.tier == "aware"
@@ -70,6 +71,11 @@ def test_active_weeks_are_distinct_weeks_of_own_activity(app, make_member):
     recompute(m, r, now)
     assert m.tier == "engaged"
     assert state(m).active_weeks == 2
+    # the window's first and last day count; the day before it does not
+    interact(m, "daily_visit", at=now - timedelta(days=window_days))
+    interact(m, "daily_visit", at=now - timedelta(days=window_days, seconds=1))
+    recompute(m, r, now)
+    assert state(m).active_weeks == 3
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,219 @@
+"""Benchmark: the full tier recomputation beside a plain aggregate over the same ledger.
+
+    .venv/bin/python bench/tiers.py [--members 100000 1000000] [--batch 50000]
+
+With ``DATABASE_URL`` pointing at PostgreSQL, the benchmark creates its own database next to
+it (``<name>_bench``), builds the schema with the migrations, generates the history with
+``generate_series`` (fast, in the server), measures, and drops that database again.  Without
+``DATABASE_URL`` it uses a temporary SQLite file (smaller default sizes; rows from recursive CTEs).
+``REDIS_URL`` is used for the run lock when set, else an embedded Redis.
+
+Per member and year on average: about 8 ledger awards (2 % of them later reversed) and 16
+interactions (visits, posts, replies, reactions received, surveys with NPS scores, purchases,
+focus groups, converted referrals), spread over 400 days with a skew (a few very active
+members, many occasional ones); 1 % of members are suspended.  ``journal_lines`` are not
+generated: tiers never read them.
+
+Measured, each in the same run:
+* baseline: one plain aggregate over the ledger: SUM of award amounts per member in the window;
+* baseline+: one plain aggregate over every row the recomputation reads (awards + interactions);
+* full run (cold): every member starts "aware", so most are promoted (history + outbox rows);
+* full run (steady): the same again, nothing changes: the everyday cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from datetime import timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+AWARDS_PER_MEMBER = 8
+INTERACTIONS_PER_MEMBER = 16
+WINDOW_DAYS = 365
+
+
+def _bench_database(url: str) -> tuple[str, object]:
+    """Create ``<db>_bench`` on the same server; returns its URL and the admin engine."""
+    from config import normalise_database_url
+
+    base = make_url(normalise_database_url(url))
+    name = f"{base.database}_bench"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.set(database=name).render_as_string(hide_password=False), admin
+
+
+def _series(dialect: str, n: int) -> str:
+    """A FROM clause yielding g = 1..n."""
+    if dialect == "postgresql":
+        return f"generate_series(1, {n}) AS s(g)"
+    return f"(WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c WHERE g < {n}) SELECT g FROM c) AS s"
+
+
+def _generate(conn, dialect: str, members: int, now) -> None:
+    pg = dialect == "postgresql"
+    rnd = "random()" if pg else "((random() / 18446744073709551616.0) + 0.5)"  # uniform [0, 1)
+    # A skewed member pick: low ids are the very active members.
+    pick = f"(1 + CAST(floor({members} * {rnd} * {rnd}) AS INTEGER))"
+    ago = (lambda days: f"(TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}' - ({rnd} * {days}) * INTERVAL '1 day')") if pg else (
+        lambda days: f"datetime('{now:%Y-%m-%d %H:%M:%S}', '-' || CAST({rnd} * {days} * 86400 AS INTEGER) "
+                     f"|| ' seconds')")
+    ts = f"TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}'" if pg else f"'{now:%Y-%m-%d %H:%M:%S}'"
+    suspended = f"'{now + timedelta(days=5):%Y-%m-%d %H:%M:%S}'"
+    true = "true" if pg else "1"
+    if pg:
+        conn.execute(text("SET session_replication_role = replica"))  # skip FK triggers while loading
+    conn.execute(text(f"""
+        INSERT INTO users (id, email, password_hash, display_name, bio, is_active_account, tier, referral_code,
+                           suspended_until, created_at, updated_at)
+        SELECT g, 'member' || g || '@bench.example', 'x', 'Member ' || g, '', {true}, 'aware', 'R' || g,
+               CASE WHEN g % 100 = 7 THEN {"TIMESTAMP " if pg else ""}{suspended} END, {ts}, {ts}
+        FROM {_series(dialect, members)}
+    """))
+    awards = members * AWARDS_PER_MEMBER
+    conn.execute(text(f"""
+        INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, source_type, created_at)
+        SELECT g, 'bench:award:' || g, 'award', {pick}, 5 + CAST(floor({rnd} * 120) AS INTEGER), 'bench',
+               'interaction', {ago(400)}
+        FROM {_series(dialect, awards)}
+    """))
+    conn.execute(text(f"""
+        INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, related_id, created_at)
+        SELECT {awards} + g, 'bench:reversal:' || g, 'reversal', e.member_id, e.amount, 'bench', e.id, e.created_at
+        FROM {_series(dialect, awards // 50)} JOIN journal_entries e ON e.id = g * 50
+    """))
+    n = members * INTERACTIONS_PER_MEMBER
+    kind = ("CASE WHEN r < 0.45 THEN 'daily_visit' WHEN r < 0.57 THEN 'post' WHEN r < 0.72 THEN 'reply' "
+            "WHEN r < 0.87 THEN 'reaction_received' WHEN r < 0.92 THEN 'survey_completed' "
+            "WHEN r < 0.97 THEN 'purchase' WHEN r < 0.985 THEN 'focus_group_attended' "
+            "ELSE 'referral_converted' END")
+    conn.execute(text(f"""
+        INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, entry_id, points, meta, created_at)
+        SELECT g, member_id, kind,
+               CASE WHEN kind = 'survey_completed' THEN CAST(floor({rnd} * 11) AS INTEGER)
+                    WHEN kind = 'purchase' THEN 10 + CAST(floor({rnd} * 200) AS INTEGER) END,
+               occurred_at, 'bench:i:' || g,
+               CASE WHEN kind IN ('post', 'reply') AND g <= {awards} THEN g END, 0, '{{}}', occurred_at
+        FROM (SELECT g, {pick} AS member_id, {kind} AS kind, {ago(400)} AS occurred_at
+              FROM (SELECT g, {rnd} AS r FROM {_series(dialect, n)}) AS x) AS y
+    """))
+    if pg:
+        conn.execute(text("SET session_replication_role = origin"))
+        for table in ("journal_entries", "interactions"):
+            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+        conn.execute(text("SELECT setval(pg_get_serial_sequence('users', 'id'), (SELECT max(id) FROM users))"))
+
+
+BASELINE = """
+    SELECT count(*) FROM (
+        SELECT member_id, sum(amount) FROM journal_entries
+        WHERE kind = 'award' AND created_at >= :cutoff GROUP BY member_id) AS t
+"""
+BASELINE_PLUS = """
+    SELECT count(*) FROM (
+        SELECT member_id, sum(p), count(*) FROM (
+            SELECT member_id, amount AS p FROM journal_entries WHERE kind = 'award' AND created_at >= :cutoff
+            UNION ALL
+            SELECT member_id, 0 FROM interactions WHERE occurred_at >= :cutoff) AS u
+        GROUP BY member_id) AS t
+"""
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def bench(members: int, batch: int, database_url: str | None) -> dict:
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from community.models import utcnow
+    from extensions import db
+    from tests.conftest import make_config
+
+    admin = None
+    tmp = tempfile.mkdtemp(prefix="kinship-bench-tiers-")
+    if database_url:
+        url, admin = _bench_database(database_url)
+    else:
+        url = f"sqlite:///{os.path.join(tmp, 'bench.db')}"
+    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
+    try:
+        with app.app_context():
+            upgrade(revision="heads")
+            dialect = db.engine.dialect.name
+            now = utcnow().replace(microsecond=0)
+            t0 = time.perf_counter()
+            with db.engine.begin() as conn:
+                _generate(conn, dialect, members, now)
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
+            generate_s = time.perf_counter() - t0
+            with db.engine.connect() as conn:
+                rows = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in
+                        ("users", "journal_entries", "interactions")}
+            cutoff = now - timedelta(days=WINDOW_DAYS)
+
+            def query(sql):
+                with db.engine.connect() as conn:
+                    return conn.scalar(text(sql), {"cutoff": cutoff})
+
+            from tiers import jobs
+
+            base_s, _ = _timed(lambda: query(BASELINE))
+            plus_s, _ = _timed(lambda: query(BASELINE_PLUS))
+            cold_s, run_id = _timed(lambda: jobs.run_full_recompute(now=now, batch_size=batch))
+            steady_s, run2 = _timed(lambda: jobs.run_full_recompute(now=now, batch_size=batch))
+            from tiers.models import TierRun
+
+            first, second = db.session.get(TierRun, run_id), db.session.get(TierRun, run2)
+            return {
+                "backend": dialect, "members": members, "rows": rows, "generate_s": generate_s,
+                "baseline_s": base_s, "baseline_plus_s": plus_s, "cold_s": cold_s, "steady_s": steady_s,
+                "promoted": first.promoted, "distribution": first.distribution,
+                "steady_changes": second.promoted + second.demoted,
+                "processed": (first.processed, first.total),
+            }
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        if admin is not None:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+def main() -> None:
+    os.environ.setdefault("KINSHIP_ENV", "test")
+    database_url = os.environ.get("DATABASE_URL")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default = [100_000, 1_000_000] if database_url else [20_000]
+    parser.add_argument("--members", type=int, nargs="+", default=default)
+    parser.add_argument("--batch", type=int, default=50_000)
+    args = parser.parse_args()
+    for members in args.members:
+        r = bench(members, args.batch, database_url)
+        print(f"\n== {r['backend']}, {r['members']:,} members; rows {r['rows']}; generated in {r['generate_s']:.1f} s")
+        print(f"baseline  (ledger aggregate)               {r['baseline_s']:8.2f} s")
+        print(f"baseline+ (awards + interactions aggregate) {r['baseline_plus_s']:8.2f} s")
+        print(f"full run, cold (promotes {r['promoted']:,})        {r['cold_s']:8.2f} s   "
+              f"x{r['cold_s'] / r['baseline_s']:.2f} baseline, x{r['cold_s'] / r['baseline_plus_s']:.2f} baseline+")
+        print(f"full run, steady ({r['steady_changes']} changes)           {r['steady_s']:8.2f} s   "
+              f"x{r['steady_s'] / r['baseline_s']:.2f} baseline, x{r['steady_s'] / r['baseline_plus_s']:.2f} baseline+")
+        print(f"processed {r['processed'][0]:,} of {r['processed'][1]:,}; distribution {r['distribution']}")
+
+
+if __name__ == "__main__":
+    main()
