@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import os
 import threading
 import weakref
 
@@ -94,10 +95,25 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
 
 _engine_lock = threading.Lock()
+_engines: weakref.WeakSet = weakref.WeakSet()
+
+
+def _forget_pooled_connections_after_fork() -> None:
+    """In a forked child (RQ's work horse) never reuse the parent's pooled connections.
+
+    SQLAlchemy's recipe: ``dispose(close=False)`` drops the pool without closing sockets that
+    the parent still uses.
+    """
+    for engine in list(_engines):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_pooled_connections_after_fork)
 
 
 def configure_engine(app: Flask) -> None:
     engine = db.engine
+    _engines.add(engine)
     if engine.dialect.name != "sqlite":
         return
     with _engine_lock:

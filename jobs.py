@@ -36,7 +36,6 @@ QUEUES = ("default", "redemptions", "tiers", "periodic")
 DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers")
 
 _worker_app: Flask | None = None
-_engine_pid: int | None = None
 
 
 def set_worker_app(app: Flask) -> None:
@@ -54,15 +53,6 @@ def _job_app() -> Flask:
         set_worker_app(create_app())
     assert _worker_app is not None
     return _worker_app
-
-
-def _after_fork_dispose() -> None:
-    """RQ forks a work horse per job: never reuse the parent's pooled connections."""
-    global _engine_pid
-    pid = os.getpid()
-    if _engine_pid is not None and _engine_pid != pid:
-        db.engine.dispose(close=False)
-    _engine_pid = pid
 
 
 @dataclass(frozen=True)
@@ -83,7 +73,6 @@ def job(queue: str = "default", *, timeout: int = 300, retries: int = 3, backoff
         def run(*args: Any, **kwargs: Any) -> Any:
             app = _job_app()
             with app.app_context():
-                _after_fork_dispose()
                 _release_current_unique()
                 try:
                     return fn(*args, **kwargs)

@@ -205,3 +205,30 @@ def test_notification_count_sanity(make_member):
         notify(member.id, "once", dedupe_key=f"once:{member.id}")
     db.session.commit()
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def test_flask_worker_cli_runs_jobs_in_forked_work_horses(app, make_member):
+    """The real thing: ``flask worker --burst`` in its own process, forking a horse per job."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    member = make_member()
+    for kind in ("forked-1", "forked-2"):
+        enqueue_now(note_job, member.id, kind)
+    env = dict(
+        os.environ,
+        FLASK_APP="app",
+        KINSHIP_ENV="test",
+        DATABASE_URL=db.engine.url.render_as_string(hide_password=False),
+        REDIS_URL=app.extensions["redis_url"],
+    )
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "flask", "worker", "--burst", "-q", "default"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert notifications(member.id) == ["forked-1", "forked-2"]
+    assert default_queue_count() == 0
