@@ -22,7 +22,6 @@ from decimal import Decimal
 
 from sqlalchemy import func, select
 
-from community.models import User
 from extensions import db
 from tiers.benefits import benefits_for
 
@@ -78,7 +77,7 @@ def rule_for(kind: str) -> Rule:
     )
 
 
-def campaign_multiplier(member: User, kind: str, at: datetime) -> Decimal:
+def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
     campaigns = db.session.scalars(
         select(Campaign).where(Campaign.active.is_(True), Campaign.starts_at <= at, Campaign.ends_at > at)
     )
@@ -92,7 +91,7 @@ def campaign_multiplier(member: User, kind: str, at: datetime) -> Decimal:
     return best
 
 
-def _is_birthday(member: User, at: datetime) -> bool:
+def _is_birthday(member, at: datetime) -> bool:
     b = member.birthday
     if b is None:
         return False
@@ -131,8 +130,11 @@ def earned_in(member_id: int, kind: str, start: datetime, end: datetime) -> int:
     )
 
 
-def points_for(rule: Rule, member: User, value: Decimal | None, at: datetime) -> int:
-    """Points before caps (caps need the member lock, see ``services.record_interaction``)."""
+def points_for(rule: Rule, member, value: Decimal | None, at: datetime) -> int:
+    """Points before caps (caps need the member lock, see ``services.record_interaction``).
+
+    ``member`` is anything with ``tier`` and ``birthday`` (a ``User`` or a row of those columns).
+    """
     if not rule.active:
         return 0
     base = Decimal(rule.points)

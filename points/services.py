@@ -133,7 +133,8 @@ def record_interaction(
     if not isinstance(key, str) or not key or len(key) > 190:
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
     number = _as_decimal(value)
-    member = db.session.get(User, member_id)
+    # Only what the rules need (tier, birthday): loading the User entity would also load its roles.
+    member = db.session.execute(select(User.tier, User.birthday).where(User.id == member_id)).first()
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     at = occurred_at or utcnow()
