@@ -9,11 +9,12 @@ change twice.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, literal_column, or_, select, text, update
+from sqlalchemy import bindparam, case, func, literal_column, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
@@ -317,9 +318,41 @@ def list_threads(user: User, board_id: int, page: int, per_page: int) -> tuple[B
 class ThreadPage:
     thread: Thread
     board: Board
-    posts: list  # rows: (Post, author name, author tier, quoted post id, quoted author name, quoted text)
+    posts: list  # Row objects with the columns of ``_thread_page_statement``
     total: int
     liked: set[int]
+
+
+@functools.cache
+def _thread_page_statement(staff: bool):
+    """The page query, built once per process: constructing a statement with aliased joins
+    costs more than running it, and the thread page is the forums' hottest read."""
+    quoted, quoted_author = aliased(Post), aliased(User)
+    quote_visible = quoted.hidden_at.is_(None) & quoted.deleted_at.is_(None)
+    where = [Post.thread_id == bindparam("thread_id")]
+    if not staff:
+        where += [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
+    page = (
+        select(
+            Post.id, Post.thread_id, Post.author_id, Post.is_first, Post.body, Post.like_count, Post.edit_count,
+            Post.edited_at, Post.created_at, Post.quote_post_id, Post.hidden_at, Post.deleted_at,
+            User.display_name.label("author_name"), User.tier.label("author_tier"),
+            quoted_author.display_name.label("quote_author_name"),
+            case((quote_visible, quoted.search_text), else_=None).label("quote_text"),
+        )
+        .join(User, User.id == Post.author_id)
+        .outerjoin(quoted, quoted.id == Post.quote_post_id)
+        .outerjoin(quoted_author, quoted_author.id == quoted.author_id)
+        .where(*where)
+        .order_by(Post.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+    )
+    count = select(func.count()).select_from(Post).where(*where)
+    liked = select(Reaction.post_id).where(
+        Reaction.member_id == bindparam("member_id"), Reaction.post_id.in_(bindparam("ids", expanding=True))
+    )
+    return page, count, liked
 
 
 def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadPage:
@@ -328,29 +361,13 @@ def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadP
     Members see visible posts; staff also see hidden and deleted ones (with their state).
     """
     thread, board = get_thread(user, thread_id)
-    where = [Post.thread_id == thread.id]
-    if not is_staff(user):
-        where += [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
-    total = db.session.scalar(select(func.count()).select_from(Post).where(*where))
-    quoted, quoted_author = aliased(Post), aliased(User)
-    quote_visible = (quoted.hidden_at.is_(None)) & (quoted.deleted_at.is_(None))
+    page_stmt, count_stmt, liked_stmt = _thread_page_statement(is_staff(user))
+    total = db.session.scalar(count_stmt, {"thread_id": thread.id})
     rows = db.session.execute(
-        select(
-            Post, User.display_name, User.tier,
-            quoted.id, quoted_author.display_name, case((quote_visible, quoted.search_text), else_=None),
-        )
-        .join(User, User.id == Post.author_id)
-        .outerjoin(quoted, quoted.id == Post.quote_post_id)
-        .outerjoin(quoted_author, quoted_author.id == quoted.author_id)
-        .where(*where)
-        .order_by(Post.id)
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        page_stmt, {"thread_id": thread.id, "limit": per_page, "offset": (page - 1) * per_page}
     ).all()
-    ids = [row[0].id for row in rows]
-    liked = set(
-        db.session.scalars(select(Reaction.post_id).where(Reaction.member_id == user.id, Reaction.post_id.in_(ids)))
-    ) if ids else set()
+    ids = [row.id for row in rows]
+    liked = set(db.session.scalars(liked_stmt, {"member_id": user.id, "ids": ids})) if ids else set()
     return ThreadPage(thread, board, rows, total, liked)
 
 

@@ -256,3 +256,24 @@ def test_silenced_and_suspended_members(make_board, make_thread, make_member, lo
     assert suspended.get(f"/api/v1/threads/{thread.id}").status_code == 200
     assert expired.post(f"/api/v1/threads/{thread.id}/posts", json={"body": "hi"}).status_code == 201
     assert db.session.scalar(select(User).where(User.id == post.author_id)) is not None
+
+
+def test_thread_page_body_matches_its_documented_schema(make_board, make_thread, make_member, login):
+    """The thread page is serialised by hand for speed; it must keep the shape ThreadPageOut documents."""
+    from forums.schemas import BoardOut, QuoteOut, ThreadOut, ThreadPageOut, ThreadPagePost
+
+    board = make_board()
+    thread = make_thread(board, replies=1)
+    first = db.session.scalar(select(Post.id).where(Post.thread_id == thread.id).order_by(Post.id))
+    client = login(make_member())
+    client.post(f"/api/v1/threads/{thread.id}/posts", json={"body": "quoting", "quote_post_id": first})
+    page = client.get(f"/api/v1/threads/{thread.id}").get_json()
+    assert set(page) == set(ThreadPageOut().fields)
+    assert set(page["thread"]) == set(ThreadOut().fields) and set(page["board"]) == set(BoardOut().fields)
+    for item in page["items"]:
+        assert set(item) == set(ThreadPagePost().fields)
+    assert set(page["items"][-1]["quote"]) == set(QuoteOut().fields)
+    # values agree with what the schema would produce from the same post
+    post = db.session.get(Post, first)
+    dumped = ThreadPagePost().dump(post)  # the post's own fields (the joined ones are not on the model)
+    assert len(dumped) == 11 and {k: page["items"][0][k] for k in dumped} == dumped
