@@ -76,7 +76,8 @@ class week_index(FunctionElement):
 @compiles(week_index, "postgresql")
 def _week_index_pg(element, compiler, **kw):
     (arg,) = element.clauses
-    return f"CAST(floor((extract(epoch FROM {compiler.process(arg, **kw)}) - 345600) / 604800) AS INTEGER)"
+    # Date arithmetic on integers: much cheaper per row than extract(epoch ...), which is numeric.
+    return f"((CAST({compiler.process(arg, **kw)} AS DATE) - DATE '1970-01-05') / 7)"
 
 
 @compiles(week_index, "sqlite")
