@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import time
 
 import click
 from flask import Flask, jsonify, send_from_directory
@@ -191,7 +190,6 @@ def create_app(config: type[Config] | None = None) -> Flask:
     _swagger_ui_static(app)
     _health_routes(app)
     _cli(app)
-    app.config["STARTED_AT"] = time.time()
     return app
 
 

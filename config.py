@@ -106,9 +106,8 @@ class Config:
     # Points
     POINTS_EXPIRY_DAYS = env_int("POINTS_EXPIRY_DAYS", 365)
 
-    # Background jobs: run them inline (tests of business logic) or through RQ.
-    RQ_ASYNC = True
-    JSON_SORT_KEYS = False
+    # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
+    MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 
 
 class DevelopmentConfig(Config):

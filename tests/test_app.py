@@ -281,3 +281,11 @@ def test_redis_outage_keeps_bearer_tokens_working_and_turns_the_rest_into_503(ma
 
     anonymous = down.test_client().get("/api/v1/me")
     assert_envelope(anonymous, 401, "unauthorized")
+
+
+def test_oversized_body_is_413_in_the_envelope(make_app):
+    small = make_app(MAX_CONTENT_LENGTH=1024)
+    resp = small.test_client().post(
+        "/api/v1/auth/login", data='{"email": "' + "x" * 2048 + '"}', content_type="application/json"
+    )
+    assert_envelope(resp, 413, "payload_too_large")
