@@ -13,6 +13,9 @@
   ``REFERRAL_IP_THRESHOLD`` or more referred sign-ups came from its IP within
   ``REFERRAL_IP_WINDOW_HOURS``.  Flagged referrals still convert, but their rewards wait
   (``held``) until staff approve or reject them.
+* A refund of the converting purchase reverses that purchase's points but not the referral
+  reward: the conversion happened, and clawing back a referrer's points for a referee's later
+  refund would punish the wrong member.  Staff can reverse reward entries by hand if needed.
 * Funnel: "invited" counts invitations members record (``POST /api/v1/me/referrals/invites``
   with the invitee's address, stored only as an HMAC), "signed up" counts referrals, "converted"
   counts conversions, and days to conversion runs from sign-up to first purchase.
@@ -124,7 +127,8 @@ def _grant(referral: Referral, at: datetime) -> None:
     """Both sides' ``referral_converted`` interactions (keys make a second grant impossible)."""
     from .services import record_interaction
 
-    for side, member_id in (("referrer", referral.referrer_id), ("referee", referral.referee_id)):
+    # Referee first, like the purchase that converts it: one lock order, no deadlock with it.
+    for side, member_id in (("referee", referral.referee_id), ("referrer", referral.referrer_id)):
         record_interaction(
             member_id, "referral_converted", key=f"referral_converted:{referral.id}:{side}",
             source_type="referral", source_id=referral.id, occurred_at=at, meta={"side": side},

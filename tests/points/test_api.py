@@ -214,6 +214,7 @@ def test_campaigns(make_member, login):
     assert resp.get_json()["active"] is False
     assert services.record_interaction(birthday_member.id, "reply", key="b2").points == 5
     assert c.get("/api/v1/admin/points/campaigns").get_json()["meta"]["total"] == 1
+    err(c.get("/api/v1/admin/points/campaigns?per_page=0"), 422)
     err(c.post("/api/v1/admin/points/campaigns", json={**body, "ends_at": body["starts_at"]}), 422)
     err(c.post("/api/v1/admin/points/campaigns", json={**body, "kinds": ["teleport"]}), 422)
     err(c.post("/api/v1/admin/points/campaigns", json={**body, "multiplier": "0.5"}), 422)
