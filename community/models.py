@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
@@ -44,7 +44,7 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(80))
     bio: Mapped[str] = mapped_column(Text, default="")
-    birthday: Mapped[datetime | None] = mapped_column(db.Date, nullable=True)
+    birthday: Mapped[date | None] = mapped_column(db.Date, nullable=True)
     is_active_account: Mapped[bool] = mapped_column(default=True)
     tier: Mapped[str] = mapped_column(String(20), default="aware", server_default="aware")
     referral_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_referral_code)
