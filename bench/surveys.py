@@ -16,6 +16,7 @@ Measures, in one run:
 from __future__ import annotations
 
 import gc
+import json
 import os
 import random
 import sys
@@ -82,10 +83,24 @@ DEFINITION = {
 }
 
 
-def populate(app) -> int:
-    """A published survey and N completed responses, bulk-inserted with Core executemany."""
+def bulk_insert(model, rows: list[dict]) -> None:
+    """PostgreSQL: COPY (executemany would spend minutes here); SQLite: Core executemany."""
     from sqlalchemy import insert
 
+    from extensions import db
+
+    if db.engine.dialect.name != "postgresql":
+        db.session.execute(insert(model), rows)
+        return
+    columns = list(rows[0])
+    raw = db.session.connection().connection.driver_connection
+    with raw.cursor() as cur, cur.copy(f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([json.dumps(v) if isinstance(v, dict | list) else v for v in row.values()])
+
+
+def populate(app) -> int:
+    """A published survey and N completed responses, bulk-inserted with Core executemany."""
     from community.models import TIERS, User, UserRole, utcnow
     from community.services import hash_password
     from extensions import db
@@ -130,9 +145,9 @@ def populate(app) -> int:
                 answers.extend({"survey_id": survey_id, "response_id": uid, "tier": tier, "row_key": None,
                                 "choice": None, "number": None, "text": None, **row}
                                for row in defs.answer_rows(DEFINITION, given))
-            db.session.execute(insert(User), users)
-            db.session.execute(insert(SurveyResponse), responses)
-            db.session.execute(insert(SurveyAnswer), answers)
+            bulk_insert(User, users)
+            bulk_insert(SurveyResponse, responses)
+            bulk_insert(SurveyAnswer, answers)
             db.session.commit()
         db.session.execute(db.update(Survey).where(Survey.id == survey_id).values(completed_count=N))
         db.session.commit()
