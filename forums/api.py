@@ -141,7 +141,7 @@ class ThreadItem(MethodView):
         body = {
             "thread": _thread_out.dump(page.thread),
             "board": _board_out.dump(page.board),
-            "items": [_page_post(row, row.id in page.liked) for row in page.posts],
+            "items": [_page_post(row) for row in page.posts],
             "meta": _meta(args["page"], args["per_page"], page.total),
         }
         return jsonify(body)
@@ -154,7 +154,7 @@ def _iso(value):
     return value.isoformat() if value is not None else None
 
 
-def _page_post(row, liked: bool) -> dict:
+def _page_post(row) -> dict:
     state = "deleted" if row.deleted_at is not None else "hidden" if row.hidden_at is not None else "visible"
     quote = None
     if row.quote_post_id is not None:
@@ -168,7 +168,7 @@ def _page_post(row, liked: bool) -> dict:
         "id": row.id, "thread_id": row.thread_id, "author_id": row.author_id, "is_first": row.is_first,
         "body": row.body, "state": state, "like_count": row.like_count, "edit_count": row.edit_count,
         "edited_at": _iso(row.edited_at), "created_at": _iso(row.created_at), "quote_post_id": row.quote_post_id,
-        "author_name": row.author_name, "author_tier": row.author_tier, "liked": liked, "quote": quote,
+        "author_name": row.author_name, "author_tier": row.author_tier, "liked": bool(row.liked), "quote": quote,
     }
 
 

@@ -302,16 +302,17 @@ def list_threads(user: User, board_id: int, page: int, per_page: int) -> tuple[B
     where = [Thread.board_id == board.id]
     if not is_staff(user):
         where.append(Thread.deleted_at.is_(None))
-    total = db.session.scalar(select(func.count()).select_from(Thread).where(*where))
     rows = db.session.execute(
-        select(Thread, User.display_name)
+        select(Thread, User.display_name, func.count().over())
         .join(User, User.id == Thread.author_id)
         .where(*where)
         .order_by(Thread.pinned.desc(), Thread.last_activity_at.desc(), Thread.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    return board, rows, total
+    # The window count saves a round trip; a page past the end has no row to carry it.
+    total = rows[0][2] if rows else db.session.scalar(select(func.count()).select_from(Thread).where(*where))
+    return board, [(thread, name) for thread, name, _total in rows], total
 
 
 @dataclass
@@ -320,18 +321,25 @@ class ThreadPage:
     board: Board
     posts: list  # Row objects with the columns of ``_thread_page_statement``
     total: int
-    liked: set[int]
 
 
 @functools.cache
 def _thread_page_statement(staff: bool):
     """The page query, built once per process: constructing a statement with aliased joins
-    costs more than running it, and the thread page is the forums' hottest read."""
+    costs more than running it, and the thread page is the forums' hottest read.
+
+    One round trip brings the page, the total (a window count) and whether the reader liked
+    each post; only a page past the end needs the separate count."""
     quoted, quoted_author = aliased(Post), aliased(User)
     quote_visible = quoted.hidden_at.is_(None) & quoted.deleted_at.is_(None)
     where = [Post.thread_id == bindparam("thread_id")]
     if not staff:
         where += [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
+    liked = (
+        select(Reaction.id)
+        .where(Reaction.post_id == Post.id, Reaction.member_id == bindparam("member_id"))
+        .exists()
+    )
     page = (
         select(
             Post.id, Post.thread_id, Post.author_id, Post.is_first, Post.body, Post.like_count, Post.edit_count,
@@ -339,6 +347,8 @@ def _thread_page_statement(staff: bool):
             User.display_name.label("author_name"), User.tier.label("author_tier"),
             quoted_author.display_name.label("quote_author_name"),
             case((quote_visible, quoted.search_text), else_=None).label("quote_text"),
+            liked.label("liked"),
+            func.count().over().label("total"),
         )
         .join(User, User.id == Post.author_id)
         .outerjoin(quoted, quoted.id == Post.quote_post_id)
@@ -349,10 +359,7 @@ def _thread_page_statement(staff: bool):
         .offset(bindparam("offset"))
     )
     count = select(func.count()).select_from(Post).where(*where)
-    liked = select(Reaction.post_id).where(
-        Reaction.member_id == bindparam("member_id"), Reaction.post_id.in_(bindparam("ids", expanding=True))
-    )
-    return page, count, liked
+    return page, count
 
 
 def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadPage:
@@ -361,14 +368,13 @@ def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadP
     Members see visible posts; staff also see hidden and deleted ones (with their state).
     """
     thread, board = get_thread(user, thread_id)
-    page_stmt, count_stmt, liked_stmt = _thread_page_statement(is_staff(user))
-    total = db.session.scalar(count_stmt, {"thread_id": thread.id})
+    page_stmt, count_stmt = _thread_page_statement(is_staff(user))
     rows = db.session.execute(
-        page_stmt, {"thread_id": thread.id, "limit": per_page, "offset": (page - 1) * per_page}
+        page_stmt,
+        {"thread_id": thread.id, "member_id": user.id, "limit": per_page, "offset": (page - 1) * per_page},
     ).all()
-    ids = [row.id for row in rows]
-    liked = set(db.session.scalars(liked_stmt, {"member_id": user.id, "ids": ids})) if ids else set()
-    return ThreadPage(thread, board, rows, total, liked)
+    total = rows[0].total if rows else db.session.scalar(count_stmt, {"thread_id": thread.id})
+    return ThreadPage(thread, board, rows, total)
 
 
 def get_post(user: User, post_id: int) -> tuple[Post, Thread, Board]:

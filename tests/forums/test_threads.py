@@ -277,3 +277,13 @@ def test_thread_page_body_matches_its_documented_schema(make_board, make_thread,
     post = db.session.get(Post, first)
     dumped = ThreadPagePost().dump(post)  # the post's own fields (the joined ones are not on the model)
     assert len(dumped) == 11 and {k: page["items"][0][k] for k in dumped} == dumped
+
+
+def test_page_past_the_end_still_reports_the_total(make_board, make_thread, make_member, login):
+    board = make_board()
+    thread = make_thread(board, replies=2)
+    client = login(make_member())
+    page = client.get(f"/api/v1/threads/{thread.id}?page=5&per_page=2").get_json()
+    assert page["items"] == [] and page["meta"] == {"page": 5, "per_page": 2, "total": 3, "pages": 2}
+    listing = client.get(f"/api/v1/boards/{board.id}/threads?page=3").get_json()
+    assert listing["items"] == [] and listing["meta"]["total"] == 1
