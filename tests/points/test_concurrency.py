@@ -61,3 +61,63 @@ def test_concurrent_replays_of_one_key_award_once(app, make_member):
     db.session.rollback()
     assert ledger.get_balance(member_id).available == 5
     assert_ledger_consistent()
+
+
+def test_concurrent_settle_and_release_of_one_hold(app, make_member):
+    from errors import Conflict
+
+    m = make_member()
+    member_id = m.id
+    ledger.award(member_id, 10, key="seed", reason="seed")
+    ledger.hold(member_id, 10, key="h", reason="x", source_type="redemption", source_id=1)
+    db.session.commit()
+
+    def close(i):
+        with app.app_context():
+            try:
+                if i % 2:
+                    ledger.settle_hold(key=f"settle:{i}", source_type="redemption", source_id=1)
+                else:
+                    ledger.release_hold(key=f"release:{i}", source_type="redemption", source_id=1, reason="x")
+                db.session.commit()
+                return "closed"
+            except Conflict as exc:
+                db.session.rollback()
+                return exc.code
+            finally:
+                db.session.remove()
+
+    results = in_threads(10, close)
+    assert results.count("closed") == 1 and results.count("already_closed") == 9, results
+    db.session.rollback()
+    balance = ledger.get_balance(member_id)
+    assert balance.held == 0 and balance.available in (0, 10)
+    assert_ledger_consistent()
+
+
+def test_concurrent_expiry_runs_post_each_lot_once(app, make_member):
+    from datetime import timedelta
+
+    from community.models import utcnow
+    from points.jobs import expire_due_lots
+    from points.models import PointLot
+
+    members = [make_member().id for _ in range(3)]
+    for i, member_id in enumerate(members):
+        for j in range(4):
+            ledger.award(member_id, 5, key=f"lot:{i}:{j}", reason="x")
+    db.session.execute(db.update(PointLot).values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.commit()
+
+    def run(i):
+        with app.app_context():
+            return expire_due_lots()
+
+    results = in_threads(4, run)
+    assert all(isinstance(r, int) for r in results), results
+    assert sum(results) == 12
+    db.session.rollback()
+    expired = db.session.scalar(select(func.count()).select_from(JournalEntry).where(JournalEntry.kind == "expire"))
+    assert expired == 12
+    assert all(ledger.get_balance(m).available == 0 for m in members)
+    assert_ledger_consistent()
