@@ -22,6 +22,7 @@ from pagination import PageArgs, page_schema, paginate
 
 from . import jobs, services
 from .benefits import benefits_for
+from .models import MemberTierState
 from .permissions import MANAGE_TIERS, VIEW_TIER_STATS
 from .schemas import (
     DistributionOut,
@@ -208,7 +209,8 @@ class Run(MethodView):
 def _member_out(member_id: int) -> dict:
     member = get_user(member_id)
     state = services.member_state(member_id)
-    out = {c: getattr(state, c) for c in MemberStateOut._declared_fields if state is not None and hasattr(state, c)}
+    columns = [c.key for c in MemberTierState.__table__.columns]
+    out = {c: getattr(state, c) for c in columns} if state is not None else {}
     out.update(member_id=member.id, tier=member.tier,
                history=db.session.scalars(services.history_query(member_id).limit(50)).all())
     return out

@@ -33,7 +33,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -188,30 +187,29 @@ def _week_of(cutoff: datetime):
     return week_index(interactions.c.occurred_at) - first_week
 
 
-def _interaction_rows(cutoff: datetime, now: datetime, lo: int | None, hi: int | None):
-    """One row per interaction in the window, with 0/1 flags per requirement it counts for."""
+def _interaction_metrics(cutoff: datetime, now: datetime, rules: Rules, lo: int | None, hi: int | None):
+    """Per member: the requirement counts from interactions in the window (one grouped pass)."""
     rev = entries.alias("post_rev")
     kind = interactions.c.kind
-
-    def flag(cond):
-        return case((cond, 1), else_=0)
-
+    own_week = case((kind.not_in(PASSIVE_KINDS), _week_of(cutoff)), else_=null())
+    bitmask_fits = rules.window_days // 7 + 2 <= MAX_BITMASK_WEEKS
     query = (
         select(
             interactions.c.member_id.label("member_id"),
-            cast(literal(0), Integer).label("points"),
-            case((kind.not_in(PASSIVE_KINDS), _week_of(cutoff)), else_=null()).label("week"),
-            flag(kind == "survey_completed").label("survey"),
-            flag(and_(kind == "survey_completed", interactions.c.value >= NPS_PROMOTER_MIN)).label("promoter"),
-            flag(kind == "focus_group_attended").label("focus_group"),
-            flag(kind == "referral_converted").label("referral"),
+            (distinct_weeks(own_week) if bitmask_fits else func.count(own_week.distinct())).label("active_weeks"),
+            func.count().filter(kind == "survey_completed").label("surveys_completed"),
+            func.count().filter(and_(kind == "survey_completed", interactions.c.value >= NPS_PROMOTER_MIN))
+            .label("promoter_answers"),
+            func.count().filter(kind == "focus_group_attended").label("focus_groups_attended"),
+            func.count().filter(kind == "referral_converted").label("referrals_converted"),
             # A post whose award moderation reversed is not "accepted".
-            flag(and_(kind.in_(POST_KINDS), rev.c.id.is_(None))).label("accepted_post"),
+            func.count().filter(and_(kind.in_(POST_KINDS), rev.c.id.is_(None))).label("accepted_posts"),
         )
         .select_from(
             interactions.outerjoin(rev, and_(rev.c.related_id == interactions.c.entry_id, rev.c.kind == "reversal"))
         )
         .where(interactions.c.occurred_at >= cutoff, interactions.c.occurred_at <= now)
+        .group_by(interactions.c.member_id)
     )
     if lo is not None:
         query = query.where(interactions.c.member_id.between(lo, hi))
@@ -219,29 +217,33 @@ def _interaction_rows(cutoff: datetime, now: datetime, lo: int | None, hi: int |
 
 
 def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | None = None):
-    """SELECT member_id + HISTORY_METRICS, one row per member with any history in the window."""
+    """SELECT member_id + HISTORY_METRICS, one row per member with any history in the window.
+
+    Two grouped passes (ledger, interactions) joined per member: cheaper than one pass over
+    their union, whose every row would carry every column.
+    """
     cutoff = now - timedelta(days=rules.window_days)
-    earned = points_earned_in_window(cutoff, now, lo, hi).subquery()
-    ledger = select(
-        earned.c.member_id,
-        earned.c.points,
-        cast(null(), Integer).label("week"),
-        *[cast(literal(0), Integer).label(n) for n in ("survey", "promoter", "focus_group", "referral",
-                                                         "accepted_post")],
+    earned = points_earned_in_window(cutoff, now, lo, hi).subquery("earned")
+    ledger = (
+        select(earned.c.member_id, func.sum(earned.c.points).label("points_earned"))
+        .group_by(earned.c.member_id)
+        .subquery("ledger")
     )
-    rows = union_all(ledger, _interaction_rows(cutoff, now, lo, hi)).subquery("history")
-    weeks = (distinct_weeks(rows.c.week) if rules.window_days // 7 + 2 <= MAX_BITMASK_WEEKS
-             else func.count(rows.c.week.distinct()))
+    acts = _interaction_metrics(cutoff, now, rules, lo, hi).subquery("acts")
+
+    def zero(column):
+        return func.coalesce(column, 0)
+
     return select(
-        rows.c.member_id,
-        func.coalesce(func.sum(rows.c.points), 0).label("points_earned"),
-        weeks.label("active_weeks"),
-        func.coalesce(func.sum(rows.c.survey), 0).label("surveys_completed"),
-        func.coalesce(func.max(rows.c.promoter), 0).label("nps_promoter"),
-        func.coalesce(func.sum(rows.c.focus_group), 0).label("focus_groups_attended"),
-        func.coalesce(func.sum(rows.c.referral), 0).label("referrals_converted"),
-        func.coalesce(func.sum(rows.c.accepted_post), 0).label("accepted_posts"),
-    ).group_by(rows.c.member_id)
+        func.coalesce(acts.c.member_id, ledger.c.member_id).label("member_id"),
+        zero(ledger.c.points_earned).label("points_earned"),
+        zero(acts.c.active_weeks).label("active_weeks"),
+        zero(acts.c.surveys_completed).label("surveys_completed"),
+        case((acts.c.promoter_answers > 0, 1), else_=0).label("nps_promoter"),
+        zero(acts.c.focus_groups_attended).label("focus_groups_attended"),
+        zero(acts.c.referrals_converted).label("referrals_converted"),
+        zero(acts.c.accepted_posts).label("accepted_posts"),
+    ).select_from(acts.outerjoin(ledger, ledger.c.member_id == acts.c.member_id, full=True))
 
 
 def member_metrics(member_id: int, now: datetime, rules: Rules, *, suspended: bool) -> dict[str, int]:
