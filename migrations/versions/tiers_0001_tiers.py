@@ -28,6 +28,9 @@ def upgrade():
     sa.Column('accepted_posts', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('member_id', name=op.f('pk_tier_metric_stage'))
     )
+    if op.get_bind().dialect.name == 'postgresql':
+        # Scratch data rebuilt by every full run: no need to write it to the WAL.
+        op.execute('ALTER TABLE tier_metric_stage SET UNLOGGED')
     op.create_table('tier_runs',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
