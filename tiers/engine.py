@@ -385,24 +385,24 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     in_range = states.c.member_id.between(lo, hi)
     moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)
     before = session.scalar(select(func.coalesce(func.max(changes.c.id), 0)))
-    session.execute(
+    kinds = session.scalars(
         insert(changes).from_select(
             ["member_id", "from_tier", "to_tier", "kind", "reason", "run_id", "rule_version", "created_at"],
             select(
                 states.c.member_id, users.c.tier, states.c.target_tier, _kind(), _reason(rules),
                 literal(run_id, Integer), literal(rules.version), literal(now),
             ).where(moved),
-        )
-    )
-    new_changes = and_(changes.c.id > before, changes.c.member_id.between(lo, hi))
-    counts = dict(
-        session.execute(select(changes.c.kind, func.count()).where(new_changes).group_by(changes.c.kind)).all()
-    )
-    if counts:
+        ).returning(changes.c.kind)
+    ).all()
+    if kinds:
         # The outbox rows community.services.notify would write, one INSERT for the whole range.
+        # A change a concurrent job committed meanwhile in this range may be selected too: its
+        # notification exists already, and the dedupe key makes the second one a no-op.
         notifications = Notification.__table__
+        new_changes = and_(changes.c.id > before, changes.c.member_id.between(lo, hi))
+        make = pg_insert if dialect == "postgresql" else sqlite_insert
         session.execute(
-            insert(notifications).from_select(
+            make(notifications).from_select(
                 ["member_id", "kind", "payload", "dedupe_key", "created_at"],
                 select(
                     changes.c.member_id,
@@ -414,12 +414,12 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
                     literal("tier_change:") + cast(changes.c.id, String),
                     literal(now),
                 ).where(new_changes),
-            )
+            ).on_conflict_do_nothing(index_elements=[notifications.c.dedupe_key])
         )
         session.execute(update(users).where(moved).values(tier=states.c.target_tier))
     # ORM objects loaded earlier in this session must not keep the old tier.
     session.expire_all()
-    return {"promoted": counts.get("promotion", 0), "demoted": counts.get("demotion", 0)}
+    return {"promoted": kinds.count("promotion"), "demoted": kinds.count("demotion")}
 
 
 def recompute_members(lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None) -> dict:
