@@ -283,9 +283,9 @@ class AdminMemberPoints(MethodView):
     @require(READ_LEDGER)
     @admin_blp.response(200, StaffPointsBalanceOut)
     def get(self, member_id):
-        """A member's balance and what expires soon."""
+        """A member's balance, what expires soon, and their referral funnel."""
         get_user(member_id)
-        return _balance_view(member_id)
+        return {**_balance_view(member_id), "referral_funnel": referrals.member_funnel(member_id)}
 
 
 @admin_blp.route("/members/<int:member_id>/history")

@@ -129,9 +129,15 @@ def _grant(referral: Referral, at: datetime) -> None:
 
     # Referee first, like the purchase that converts it: one lock order, no deadlock with it.
     for side, member_id in (("referee", referral.referee_id), ("referrer", referral.referrer_id)):
-        record_interaction(
+        interaction = record_interaction(
             member_id, "referral_converted", key=f"referral_converted:{referral.id}:{side}",
             source_type="referral", source_id=referral.id, occurred_at=at, meta={"side": side},
+        )
+        # Thank both sides (the programme's "thank the referrer" step); once per side.
+        community_services.notify(
+            member_id, "points.referral_rewarded",
+            {"referral_id": referral.id, "side": side, "points": interaction.points},
+            dedupe_key=f"points.referral_rewarded:{referral.id}:{side}",
         )
 
 

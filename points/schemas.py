@@ -57,8 +57,6 @@ class StaffLedgerEntryOut(LedgerEntryOut):
     key = ma.fields.String()
 
 
-class StaffPointsBalanceOut(PointsBalanceOut):
-    member_id = ma.fields.Integer()
 
 
 class DailyVisitIn(ma.Schema):
@@ -77,6 +75,11 @@ class ReferralFunnelOut(ma.Schema):
     converted = ma.fields.Integer()
     rewarded = ma.fields.Integer()
     avg_days_to_conversion = ma.fields.Float(allow_none=True)
+
+
+class StaffPointsBalanceOut(PointsBalanceOut):
+    member_id = ma.fields.Integer()
+    referral_funnel = ma.fields.Nested(ReferralFunnelOut)
 
 
 class MyReferralOut(ma.Schema):

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from community.models import AuditLog, User, utcnow
+from community.models import AuditLog, Notification, User, utcnow
 from community.services import create_token
 from extensions import db
 from points import ledger, referrals
@@ -66,6 +66,8 @@ def test_signup_then_first_purchase_rewards_both_once(app, make_member, shop):
     assert (referral.status, referral.reward_status) == ("converted", "rewarded")
     assert ledger.get_balance(referrer.id).available == 200
     assert ledger.get_balance(referee.id).available == 200 + 20
+    thanks = db.session.scalars(select(Notification).where(Notification.kind == "points.referral_rewarded")).all()
+    assert sorted(n.member_id for n in thanks) == sorted([referrer.id, referee.id])
     assert_ledger_consistent()
 
 
@@ -152,3 +154,5 @@ def test_funnels(app, make_member, shop, login):
     assert sum(w["invited"] for w in weeks) == 3 and sum(w["signed_up"] for w in weeks) == 2
     assert sum(w["converted"] for w in weeks) == 1
     err(staff.get("/api/v1/admin/points/referrals/funnel?weeks=0"), 422)
+    admin = login(make_member(roles=("admin",)))
+    assert admin.get(f"/api/v1/admin/points/members/{referrer.id}").get_json()["referral_funnel"]["signed_up"] == 2
