@@ -61,3 +61,17 @@ def test_every_api_route_has_a_case(app):
             if (method, rule.rule) not in declared:
                 missing.append(f"{method} {rule.rule}")
     assert not missing, "routes without an authorization case:\n" + "\n".join(missing)
+
+
+def test_every_case_names_a_real_route(app):
+    """A case for a renamed or removed route would pass vacuously (404 for everyone)."""
+    routes = {
+        (method, rule.rule) for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    stale = sorted(f"{c.method} {c.rule}" for c in CASES if (c.method, c.rule) not in routes)
+    assert not stale, "authorization cases for routes that do not exist:\n" + "\n".join(stale)
+
+
+def test_cases_are_not_declared_twice():
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})
