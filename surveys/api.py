@@ -349,6 +349,18 @@ class AdminSession(MethodView):
         return _staff_session(session)
 
 
+@admin_focus_blp.route("/<int:session_id>/cancel")
+class CancelSession(MethodView):
+    @require(MANAGE_FOCUS_GROUPS)
+    @admin_focus_blp.arguments(ReasonIn)
+    @admin_focus_blp.response(200, FocusSessionStaffOut)
+    def post(self, data, session_id):
+        """Cancel a session; confirmed and waiting members are notified."""
+        session = fg.cancel_session(current_user.id, session_id, data["reason"])
+        db.session.commit()
+        return _staff_session(session)
+
+
 @admin_focus_blp.route("/<int:session_id>/signups")
 class AdminSignups(MethodView):
     @require(MANAGE_FOCUS_GROUPS)

@@ -100,6 +100,23 @@ def update_session(actor_id: int, session_id: int, data: dict) -> FocusGroupSess
     return session
 
 
+def cancel_session(actor_id: int, session_id: int, reason: str) -> FocusGroupSession:
+    """Call a session off: sign-ups stop, and every confirmed or waiting member is told once."""
+    session = _lock_session(session_id)
+    if session.cancelled_at is not None:
+        return session
+    session.cancelled_at = utcnow()
+    active = db.session.scalars(
+        select(FocusGroupSignup).where(FocusGroupSignup.session_id == session_id, FocusGroupSignup.status.in_(ACTIVE))
+    )
+    for signup in active:
+        notify(signup.member_id, "focus_group_cancelled", {"session_id": session.id, "title": session.title},
+               dedupe_key=f"focus_group_cancelled:{signup.id}")
+    audit(actor_id, "focus_group.cancel", "focus_group_session", session.id, reason=reason)
+    db.session.flush()
+    return session
+
+
 def _lock_session(session_id: int) -> FocusGroupSession:
     session = db.session.scalar(
         select(FocusGroupSession).where(FocusGroupSession.id == session_id).with_for_update()
@@ -132,6 +149,8 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
     Marks are final: marking the same again is a no-op, changing a mark is a conflict.
     """
     session = get_session(session_id)
+    if session.cancelled_at is not None:
+        raise Conflict("This session was cancelled.", code="session_cancelled")
     if session.starts_at > utcnow():
         raise Conflict("Attendance can be marked once the session has started.")
     overlap = set(attended) & set(no_show)
@@ -329,6 +348,8 @@ def cancel_signup(user: User, session_id: int) -> FocusGroupSignup:
     )
     if signup is None or signup.status not in ACTIVE:
         raise NotFound("You are not signed up for this session.")
+    if session.cancelled_at is not None:
+        raise Conflict("This session was cancelled.", code="session_cancelled")
     cutoff = session.cancellation_cutoff or session.starts_at
     if now >= cutoff:
         raise Conflict("It is too late to cancel; please tell the organisers.", code="cancellation_closed")

@@ -89,6 +89,7 @@ CASES = [
     Case("GET", f"{FA}/<int:session_id>", MARKETING, setup=_session),
     Case("PATCH", f"{FA}/<int:session_id>", MARKETING, setup=_session, body={"capacity": 10}),
     Case("GET", f"{FA}/<int:session_id>/signups", MARKETING, setup=_session),
+    Case("POST", f"{FA}/<int:session_id>/cancel", MARKETING, setup=_session, body={"reason": "venue closed"}),
     Case("POST", f"{FA}/<int:session_id>/attendance", MARKETING, setup=_session, body={"attended": []},
          note="answers 409 before the start; only 401/403 matter here"),
 ]

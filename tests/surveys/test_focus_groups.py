@@ -241,3 +241,26 @@ def test_member_views(make_member, login):
     detail = client.get(f"/api/v1/focus-groups/{past.id}").get_json()
     assert detail["my_status"] is None and "eligibility_rule" not in detail
     assert error(signup(client, past.id), 409)["code"] == "signup_closed"
+
+
+def test_cancelling_a_session_notifies_members_once(marketer, make_member, login):
+    _, staff = marketer
+    session = make_session(capacity=1)
+    confirmed, waiting = make_member(), make_member()
+    signup(login(confirmed), session.id)
+    waiting_client = login(waiting)
+    signup(waiting_client, session.id)
+    url = f"/api/v1/admin/focus-groups/{session.id}/cancel"
+    assert error(staff.post(url, json={}), 422)["fields"] == {"reason": ["Missing data for required field."]}
+    assert error(staff.post("/api/v1/admin/focus-groups/999/cancel", json={"reason": "x"}), 404)
+    for _ in range(2):
+        assert staff.post(url, json={"reason": "venue closed"}).get_json()["cancelled_at"] is not None
+    notes = db.session.scalars(select(Notification.member_id).where(Notification.kind == "focus_group_cancelled"))
+    assert sorted(notes) == sorted([confirmed.id, waiting.id])
+    assert error(signup(login(make_member()), session.id), 409)["code"] == "session_cancelled"
+    assert error(waiting_client.delete(f"/api/v1/focus-groups/{session.id}/signup"), 409)
+    assert "STATUS:CANCELLED" in waiting_client.get(f"/api/v1/focus-groups/{session.id}/calendar.ics").get_data(
+        as_text=True)
+    move_start(session.id, minutes=-5)
+    assert error(staff.post(f"/api/v1/admin/focus-groups/{session.id}/attendance",
+                            json={"attended": [confirmed.id]}), 409)["code"] == "session_cancelled"
