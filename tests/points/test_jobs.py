@@ -45,9 +45,12 @@ def test_expiry_posts_once_per_lot_oldest_first(app, make_member, run_jobs):
     assert_ledger_consistent()
 
 
-def test_expiry_is_in_the_periodic_schedule():
+def test_expiry_jobs_are_in_the_periodic_schedule():
+    from points.jobs import warn_expiring_points
+
     entry = next(p for p in periodic_schedule() if p.fn is expire_due_lots)
     assert entry.interval == 3600 and expire_due_lots.spec.queue == "periodic"
+    assert next(p for p in periodic_schedule() if p.fn is warn_expiring_points).interval == 86400
 
 
 def test_cli_expire(app, make_member):
@@ -59,3 +62,20 @@ def test_cli_expire(app, make_member):
     assert "1 expiry entries posted" in result.output
     db.session.rollback()
     assert ledger.get_balance(m.id).available == 0
+
+
+def test_expiry_warning_once_per_member_and_date(app, make_member):
+    from community.models import Notification
+    from points.jobs import warn_expiring_points
+
+    m, other = make_member(), make_member()
+    ledger.award(m.id, 8, key="soon", reason="x")
+    ledger.award(m.id, 4, key="soon2", reason="x")
+    ledger.award(other.id, 9, key="later", reason="x")
+    db.session.execute(db.update(PointLot).where(PointLot.member_id == m.id)
+                       .values(expires_at=utcnow() + timedelta(days=5)))
+    db.session.commit()
+    assert warn_expiring_points() == 1
+    assert warn_expiring_points() == 1
+    notes = db.session.scalars(select(Notification).where(Notification.kind == "points.expiring")).all()
+    assert len(notes) == 1 and notes[0].member_id == m.id and notes[0].payload["points"] == 12
