@@ -150,6 +150,8 @@ class FocusGroupSession(db.Model):
     eligibility_rule: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     signup_deadline: Mapped[datetime | None] = mapped_column(nullable=True)
     cancellation_cutoff: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Sent as the "focus_group_attended" interaction's value: the points engine's earning rule
+    # turns it into points (rule.points + value x rule.points_per_unit, times multipliers).
     attendance_points: Mapped[int] = mapped_column(default=100)
     cancelled_at: Mapped[datetime | None] = mapped_column(nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
