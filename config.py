@@ -8,6 +8,7 @@ With nothing configured the app runs on the *embedded default*: a SQLite file un
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -97,6 +98,8 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
     REMEMBER_COOKIE_HTTPONLY = True
+    # A login lasts this long (cookie and server-side session alike); logout ends it sooner.
+    PERMANENT_SESSION_LIFETIME = timedelta(days=env_int("SESSION_LIFETIME_DAYS", 14))
     CSRF_ENABLED = True
 
     # Rate limits: (count, window seconds)

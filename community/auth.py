@@ -29,7 +29,6 @@ from .models import ApiToken, User, utcnow
 
 log = logging.getLogger(__name__)
 
-SESSION_TTL = 14 * 24 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -51,10 +50,12 @@ def start_session(user: User) -> str:
     conn = get_redis()
     session.clear()
     sid = secrets.token_urlsafe(32)
+    # The server-side session lives exactly as long as the (permanent) cookie.
+    ttl = int(current_app.permanent_session_lifetime.total_seconds())
     with conn.pipeline() as pipe:
-        pipe.set(_sess_key(sid), str(user.id), ex=SESSION_TTL)
+        pipe.set(_sess_key(sid), str(user.id), ex=ttl)
         pipe.sadd(_user_sess_key(user.id), sid)
-        pipe.expire(_user_sess_key(user.id), SESSION_TTL)
+        pipe.expire(_user_sess_key(user.id), ttl)
         pipe.execute()
     session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(32)

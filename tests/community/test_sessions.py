@@ -154,3 +154,12 @@ def test_profile_edit_allows_only_profile_fields(make_member, login):
     assert client.patch("/api/v1/me", json={"birthday": "not a date"}).status_code == 422
     fresh = db.session.get(User, user.id)
     assert fresh.roles == {"member"} and fresh.tier == "aware" and fresh.display_name == "Renamed"
+
+
+def test_server_side_session_lives_as_long_as_the_cookie(app, make_member, login):
+    from extensions import get_redis
+
+    login(make_member())
+    [key] = [k for k in get_redis().scan_iter("kinship:sess:*")]
+    lifetime = app.permanent_session_lifetime.total_seconds()
+    assert lifetime - 60 < get_redis().ttl(key) <= lifetime
