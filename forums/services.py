@@ -236,15 +236,21 @@ def create_thread(author: User, board_id: int, title: str, body: str) -> Thread:
 
 def get_thread(user: User, thread_id: int) -> tuple[Thread, Board]:
     """The thread and its board, or NotFound (missing, deleted, or on a board ``user`` cannot see)."""
+    thread, board, *_ = _load_thread(user, thread_id)
+    return thread, board
+
+
+def _load_thread(user: User, thread_id: int, *extra) -> tuple:
+    """``(Thread, Board, *extra columns)`` for a thread ``user`` may see, in one query."""
     row = db.session.execute(
-        select(Thread, Board).join(Board, Board.id == Thread.board_id).where(Thread.id == thread_id)
+        select(Thread, Board, *extra).join(Board, Board.id == Thread.board_id).where(Thread.id == thread_id)
     ).first()
     if row is None:
         raise NotFound("No such thread.")
-    thread, board = row
+    thread, board = row[0], row[1]
     if not can_read_board(user, board) or (thread.deleted_at is not None and not is_staff(user)):
         raise NotFound("No such thread.")
-    return thread, board
+    return tuple(row)
 
 
 def reply(author: User, thread_id: int, body: str, quote_post_id: int | None = None) -> Post:
@@ -302,17 +308,18 @@ def list_threads(user: User, board_id: int, page: int, per_page: int) -> tuple[B
     where = [Thread.board_id == board.id]
     if not is_staff(user):
         where.append(Thread.deleted_at.is_(None))
+    # A separate COUNT (index only) rather than a window count: the window would make the
+    # database build every row of the board before applying the LIMIT.
+    total = db.session.scalar(select(func.count()).select_from(Thread).where(*where))
     rows = db.session.execute(
-        select(Thread, User.display_name, func.count().over())
+        select(Thread, User.display_name)
         .join(User, User.id == Thread.author_id)
         .where(*where)
         .order_by(Thread.pinned.desc(), Thread.last_activity_at.desc(), Thread.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    # The window count saves a round trip; a page past the end has no row to carry it.
-    total = rows[0][2] if rows else db.session.scalar(select(func.count()).select_from(Thread).where(*where))
-    return board, [(thread, name) for thread, name, _total in rows], total
+    return board, rows, total
 
 
 @dataclass
@@ -324,17 +331,22 @@ class ThreadPage:
 
 
 @functools.cache
-def _thread_page_statement(staff: bool):
-    """The page query, built once per process: constructing a statement with aliased joins
-    costs more than running it, and the thread page is the forums' hottest read.
+def _thread_page_statements(staff: bool):
+    """The page's statements, built once per process: constructing a statement with aliased
+    joins costs more than running it, and the thread page is the forums' hottest read.
 
-    One round trip brings the page, the total (a window count) and whether the reader liked
-    each post; only a page past the end needs the separate count."""
+    Two round trips in all: the thread with its board and post count (a correlated count rides
+    along), then the page of posts with their authors, quotes and whether the reader liked each.
+    """
+    visible = [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
+    count = (
+        select(func.count()).select_from(Post)
+        .where(Post.thread_id == Thread.id, *([] if staff else visible))
+        .correlate(Thread)
+        .scalar_subquery()
+    )
     quoted, quoted_author = aliased(Post), aliased(User)
     quote_visible = quoted.hidden_at.is_(None) & quoted.deleted_at.is_(None)
-    where = [Post.thread_id == bindparam("thread_id")]
-    if not staff:
-        where += [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
     liked = (
         select(Reaction.id)
         .where(Reaction.post_id == Post.id, Reaction.member_id == bindparam("member_id"))
@@ -348,32 +360,29 @@ def _thread_page_statement(staff: bool):
             quoted_author.display_name.label("quote_author_name"),
             case((quote_visible, quoted.search_text), else_=None).label("quote_text"),
             liked.label("liked"),
-            func.count().over().label("total"),
         )
         .join(User, User.id == Post.author_id)
         .outerjoin(quoted, quoted.id == Post.quote_post_id)
         .outerjoin(quoted_author, quoted_author.id == quoted.author_id)
-        .where(*where)
+        .where(Post.thread_id == bindparam("thread_id"), *([] if staff else visible))
         .order_by(Post.id)
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
-    count = select(func.count()).select_from(Post).where(*where)
-    return page, count
+    return count, page
 
 
 def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadPage:
-    """A thread and one page of its posts in a constant number of queries (whatever its length).
+    """A thread and one page of its posts in two queries, whatever the thread's length.
 
     Members see visible posts; staff also see hidden and deleted ones (with their state).
     """
-    thread, board = get_thread(user, thread_id)
-    page_stmt, count_stmt = _thread_page_statement(is_staff(user))
+    count, page_stmt = _thread_page_statements(is_staff(user))
+    thread, board, total = _load_thread(user, thread_id, count)
     rows = db.session.execute(
         page_stmt,
         {"thread_id": thread.id, "member_id": user.id, "limit": per_page, "offset": (page - 1) * per_page},
     ).all()
-    total = rows[0].total if rows else db.session.scalar(count_stmt, {"thread_id": thread.id})
     return ThreadPage(thread, board, rows, total)
 
 
