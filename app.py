@@ -1,7 +1,8 @@
 """Application factory.  ``flask --app app`` finds the module-level ``app``.
 
-Nothing here does I/O at import time except building that one module-level app, which only
-connects lazily (the embedded Redis starts when the app is created).
+Nothing here does I/O at import time: the module-level ``app`` is built on first access (see
+``__getattr__`` below).  Creating an app starts the embedded Redis when no ``REDIS_URL`` is set;
+the database is connected lazily.
 """
 
 from __future__ import annotations
