@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from community.models import TIERS, User, tier_rank, utcnow
 from community.services import audit, notify
@@ -246,7 +247,9 @@ def _move(redemption: Redemption, to_state: str) -> bool:
     if result.rowcount != 1:
         db.session.refresh(redemption)
         return False
-    db.session.refresh(redemption)
+    # The row now holds exactly these values: record them without reloading the object.
+    set_committed_value(redemption, "state", to_state)
+    set_committed_value(redemption, "updated_at", now)
     return True
 
 

