@@ -676,6 +676,11 @@ def resolve_flag(actor: User, flag_id: int, decision: str, note: str = "") -> Fl
     thread = db.session.get(Thread, post.thread_id)
     board = db.session.get(Board, thread.board_id)
     if decision == "agree":
+        # A post the flags already hid is now hidden by the moderator's decision: withdrawing
+        # other flags later must not bring it back.
+        db.session.execute(
+            update(Post).where(Post.id == post.id, Post.hidden_reason == "flags").values(hidden_reason="moderator")
+        )
         if _visible_to_removed(post, hidden_reason="moderator"):
             notify(post.author_id, "forums.post_hidden", {"post_id": post.id, "thread_id": thread.id},
                    dedupe_key=f"forums.post_hidden:{post.id}:flag:{flag.id}")

@@ -88,11 +88,20 @@ def test_review_queue_and_resolution(make_board, make_thread, make_member, login
     assert r2.state == "hidden" and r2.hidden_reason == "moderator"
     assert [f["id"] for f in mod.get("/api/v1/moderation/flags").get_json()["items"]] == [flag_b["id"]]
     assert len(mod.get("/api/v1/moderation/flags?status=agreed").get_json()["items"]) == 1
+    # agreeing with a flag on a post the flags hid keeps it hidden whatever happens to the others
+    f4 = login(make_member())
+    flag_d = f4.post(f"/api/v1/posts/{r1.id}/flags", json={"reason": "spam"}).get_json()  # score 2 again: hidden
+    db.session.refresh(r1)
+    assert r1.hidden_reason == "flags"
+    mod.post(f"/api/v1/moderation/flags/{flag_d['id']}/resolve", json={"decision": "agree"})
+    mod.post(f"/api/v1/moderation/flags/{flag_b['id']}/resolve", json={"decision": "disagree"})
+    db.session.refresh(r1)
+    assert r1.state == "hidden" and r1.hidden_reason == "moderator" and r1.flag_score == 1
     assert mod.post("/api/v1/moderation/flags/9999/resolve", json={"decision": "agree"}).status_code == 404
-    assert mod.post(f"/api/v1/moderation/flags/{flag_b['id']}/resolve", json={"decision": "maybe"}).status_code == 422
+    assert mod.post(f"/api/v1/moderation/flags/{flag_a['id']}/resolve", json={"decision": "maybe"}).status_code == 422
     admin = login(make_member(roles=("admin",)))
     actions = [a["action"] for a in admin.get("/api/v1/admin/audit?action=forums.flag").get_json()["items"]]
-    assert sorted(actions) == ["forums.flag.agree", "forums.flag.disagree"]
+    assert sorted(actions) == ["forums.flag.agree"] * 2 + ["forums.flag.disagree"] * 2
 
 
 def test_moderator_post_actions_counters_and_audit(make_board, make_thread, make_member, login):
