@@ -144,20 +144,19 @@ def _statements() -> dict:
 _BUILT: dict[str, dict] = {}
 
 
-def _write_entry(*, expected: dict, **fields) -> JournalEntry:
-    """Insert the entry; on a concurrent duplicate return the winner (same payload) or raise."""
+def _write_entry(*, expected: dict, **fields) -> tuple[JournalEntry, bool]:
+    """Insert the entry: ``(entry, True)``; for a replay of its key ``(original, False)``.
+
+    A taken key with another payload raises ``idempotency_conflict``; a free key whose entry
+    closes something already closed (the unique ``related_id``) raises ``already_closed``.
+    """
     entry = _insert_entry(**fields)
     if entry is not None:
-        return entry
+        return entry, True
     existing = _find(fields["key"])
     if existing is not None:
-        raise _Replayed(_same_or_conflict(existing, **expected))
+        return _same_or_conflict(existing, **expected), False
     raise Conflict("This entry was already closed or reversed.", code="already_closed")
-
-
-class _Replayed(Exception):  # noqa: N818 - control flow, never escapes this module
-    def __init__(self, entry: JournalEntry):
-        self.entry = entry
 
 
 def _lines(entry: JournalEntry, movements: dict[str, int]) -> None:
@@ -290,13 +289,12 @@ def award(
     expected = {"kind": "award", "member_id": member_id, "amount": amount, "source_type": source_type,
                 "source_id": source_id}
     # No lookup first: a replay is rare, and the ON CONFLICT insert detects it in the same statement.
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="award", member_id=member_id, amount=amount, reason=reason or "",
-            source_type=source_type, source_id=source_id, actor_id=actor_id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="award", member_id=member_id, amount=amount, reason=reason or "",
+        source_type=source_type, source_id=source_id, actor_id=actor_id,
+    )
+    if not new:
+        return entry
     # Credit: no guard needed; the upsert also creates the member's row on their first points.
     db.session.execute(
         _statements()["credit"], {"member_id": member_id, "available": amount, "held": 0, "lifetime_earned": amount}
@@ -324,13 +322,12 @@ def hold(member_id: int, amount: int, *, key: str, reason: str, source_type: str
             f"Not enough points: {amount} needed, {row.available if row else 0} available.",
             fields={"amount": [f"{row.available if row else 0} available"]},
         )
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="hold", member_id=member_id, amount=amount, reason=reason or "",
-            source_type=source_type, source_id=source_id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="hold", member_id=member_id, amount=amount, reason=reason or "",
+        source_type=source_type, source_id=source_id,
+    )
+    if not new:
+        return entry
     _change_balance(member_id, available=-amount, held=amount)
     _lines(entry, {"available": -amount, "held": amount})
     _consume_lots(member_id, amount, entry.id)
@@ -365,13 +362,12 @@ def settle_hold(*, key: str, source_type: str, source_id: int) -> JournalEntry:
     _lock_balance(hold_entry.member_id)
     if _closing_of(hold_entry.id) is not None:
         raise Conflict("These points were already settled or released.", code="already_closed")
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="settle", member_id=hold_entry.member_id, amount=hold_entry.amount,
-            reason=hold_entry.reason, source_type=source_type, source_id=source_id, related_id=hold_entry.id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="settle", member_id=hold_entry.member_id, amount=hold_entry.amount,
+        reason=hold_entry.reason, source_type=source_type, source_id=source_id, related_id=hold_entry.id,
+    )
+    if not new:
+        return entry
     _change_balance(entry.member_id, held=-entry.amount)
     _lines(entry, {"held": -entry.amount, "redeemed": entry.amount})
     return entry
@@ -399,14 +395,13 @@ def release_hold(*, key: str, source_type: str, source_id: int, reason: str) -> 
     _lock_balance(hold_entry.member_id)
     if _closing_of(hold_entry.id) is not None:
         raise Conflict("These points were already settled or released.", code="already_closed")
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="release", member_id=hold_entry.member_id,
-            amount=hold_entry.amount, reason=reason or "", source_type=source_type, source_id=source_id,
-            related_id=hold_entry.id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="release", member_id=hold_entry.member_id,
+        amount=hold_entry.amount, reason=reason or "", source_type=source_type, source_id=source_id,
+        related_id=hold_entry.id,
+    )
+    if not new:
+        return entry
     _give_back(entry, from_account="held", consumed_by=hold_entry.id, held_delta=-entry.amount)
     return entry
 
@@ -441,14 +436,13 @@ def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None
         code = "already_reversed" if closing.kind == "reversal" else "already_closed"
         raise Conflict("This entry was already reversed or closed.", code=code)
     credit = original.kind == "award" or (original.kind == "adjust" and _is_credit(original))
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="reversal", member_id=member_id, amount=original.amount,
-            reason=reason or "", source_type=original.source_type, source_id=original.source_id,
-            actor_id=actor_id, related_id=original.id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="reversal", member_id=member_id, amount=original.amount,
+        reason=reason or "", source_type=original.source_type, source_id=original.source_id,
+        actor_id=actor_id, related_id=original.id,
+    )
+    if not new:
+        return entry
     if credit:
         _claw_back(original, entry)
     elif original.kind == "hold":
@@ -530,13 +524,12 @@ def adjust(member_id: int, delta: int, *, key: str, reason: str, actor_id: int) 
             raise InsufficientPoints(
                 f"Not enough points to debit {amount}.", fields={"delta": [f"{row.available if row else 0} available"]}
             )
-    try:
-        entry = _write_entry(
-            expected=expected, key=key, kind="adjust", member_id=member_id, amount=amount, reason=reason.strip(),
-            source_type="adjustment", actor_id=actor_id,
-        )
-    except _Replayed as replay:
-        return replay.entry
+    entry, new = _write_entry(
+        expected=expected, key=key, kind="adjust", member_id=member_id, amount=amount, reason=reason.strip(),
+        source_type="adjustment", actor_id=actor_id,
+    )
+    if not new:
+        return entry
     if delta > 0:
         _change_balance(member_id, available=amount)
         _lines(entry, {"adjusted": -amount, "available": amount})
