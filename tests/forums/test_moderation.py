@@ -124,6 +124,8 @@ def test_moderator_post_actions_counters_and_audit(make_board, make_thread, make
     audit = admin.get("/api/v1/admin/audit?action=forums.post").get_json()["items"]
     assert [a["action"] for a in audit] == ["forums.post.delete", "forums.post.restore", "forums.post.hide"]
     assert audit[0]["reason"] == "spam" and audit[0]["target_id"] == reply.id
+    csv = admin.get("/api/v1/admin/audit.csv?action=forums.post").get_data(as_text=True)
+    assert csv.count("forums.post.") == 3 and f",forums.post.delete,post,{reply.id},spam," in csv
 
 
 def test_moderator_thread_actions(make_board, make_thread, make_member, login):
