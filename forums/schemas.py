@@ -37,6 +37,11 @@ class BoardPatchIn(BoardIn):
         kwargs["partial"] = True
         super().__init__(*args, **kwargs)
 
+    @ma.validates_schema
+    def _something(self, data, **kwargs):
+        if not data:
+            raise ma.ValidationError("Send at least one field to change.", "_schema")
+
 
 class BoardOut(ma.Schema):
     id = ma.fields.Integer()

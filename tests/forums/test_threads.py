@@ -119,6 +119,7 @@ def test_board_admin_create_update_and_bad_input(login, make_member):
     assert resp.get_json()["kind"] == "bulletin"  # untouched fields stay
     assert admin.patch(f"/api/v1/boards/{board_id}", json={"min_tier": "gold"}).status_code == 422
     assert admin.patch("/api/v1/boards/9999", json={"name": "x"}).status_code == 404
+    assert admin.patch(f"/api/v1/boards/{board_id}", json={}).status_code == 422
     admin.post("/api/v1/boards", json={"slug": "other", "name": "Other"})
     assert admin.patch(f"/api/v1/boards/{board_id}", json={"slug": "other"}).status_code == 409
     audit = admin.get("/api/v1/admin/audit?action=forums.board").get_json()["items"]
