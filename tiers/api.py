@@ -25,6 +25,8 @@ from .benefits import benefits_for
 from .models import MemberTierState
 from .permissions import MANAGE_TIERS, VIEW_TIER_STATS
 from .schemas import (
+    BenefitsIn,
+    BenefitsOut,
     DistributionOut,
     LadderOut,
     LeaderboardOut,
@@ -168,6 +170,18 @@ class RuleVersions(MethodView):
     def get(self):
         """Every saved version of the rules, newest first."""
         return services.rule_versions()
+
+
+@admin_blp.route("/benefits/<string:tier>")
+class Benefits(MethodView):
+    @require(MANAGE_TIERS)
+    @admin_blp.arguments(BenefitsIn)
+    @admin_blp.response(200, BenefitsOut)
+    def put(self, data, tier):
+        """Change one tier's benefits (used by the ledger, the forums and focus groups); audited."""
+        out = services.set_benefits(current_user.id, tier, data)
+        db.session.commit()
+        return out
 
 
 @admin_blp.route("/what-if")

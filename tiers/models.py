@@ -7,13 +7,15 @@
   ``users.tier`` stays the column every other domain reads; this table is how we got there.
 * ``TierChange``: every change of ``users.tier`` with its reason.
 * ``TierRun``: one full recomputation, with progress for admins.
+* ``TierBenefit``: admins' overrides of a tier's benefits (read through ``tiers.benefits``).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from community.models import utcnow
@@ -138,3 +140,23 @@ class TierMetricStage(db.Model):
     focus_groups_attended: Mapped[int] = mapped_column(default=0)
     referrals_converted: Mapped[int] = mapped_column(default=0)
     accepted_posts: Mapped[int] = mapped_column(default=0)
+
+
+class TierBenefit(db.Model):
+    """An admin's override of one tier's benefits (tiers without a row use the code defaults)."""
+
+    __tablename__ = "tier_benefits"
+
+    tier: Mapped[str] = mapped_column(String(20), primary_key=True)
+    earning_multiplier: Mapped[Decimal] = mapped_column(Numeric(4, 2))
+    # {"threads_per_day": int | None, "replies_per_day": int | None, "min_seconds_between_posts": int}
+    posting_limits: Mapped[dict] = mapped_column(JSON)
+    focus_group_priority: Mapped[int] = mapped_column(Integer)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        CheckConstraint(f"tier {_TIER_CHECK}", name="tier"),
+        CheckConstraint("earning_multiplier >= 0 AND earning_multiplier <= 10", name="earning_multiplier"),
+        CheckConstraint("focus_group_priority >= 0", name="focus_group_priority"),
+    )

@@ -185,6 +185,25 @@ class LeaderboardOut(ma.Schema):
     focus_groups_attended = ma.fields.Integer()
 
 
+class PostingLimits(ma.Schema):
+    threads_per_day = ma.fields.Integer(required=True, allow_none=True, validate=ma.validate.Range(min=0))
+    replies_per_day = ma.fields.Integer(required=True, allow_none=True, validate=ma.validate.Range(min=0))
+    min_seconds_between_posts = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=86400))
+
+
+class BenefitsIn(ma.Schema):
+    earning_multiplier = ma.fields.Decimal(required=True, places=2, validate=ma.validate.Range(min=0, max=10))
+    posting_limits = ma.fields.Nested(PostingLimits, required=True)
+    focus_group_priority = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0, max=100))
+    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=2000))
+
+
+class BenefitsOut(ma.Schema):
+    earning_multiplier = ma.fields.Float()
+    posting_limits = ma.fields.Dict()
+    focus_group_priority = ma.fields.Integer()
+
+
 class LadderTierOut(ma.Schema):
     tier = ma.fields.String()
     requirements = ma.fields.Dict()

@@ -20,9 +20,9 @@ from community.services import audit, get_user, notify
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
-from . import engine
+from . import benefits, engine
 from .benefits import benefits_for
-from .models import MemberTierState, TierChange, TierRuleSet, TierRun
+from .models import MemberTierState, TierBenefit, TierChange, TierRuleSet, TierRun
 from .rules import DEFAULT_RULES, Rules, progress, validate
 
 # --------------------------------------------------------------------------- rule sets
@@ -85,6 +85,30 @@ def save_rules(actor_id: int, data: dict) -> Rules:
 
 def rule_versions() -> list[TierRuleSet]:
     return list(db.session.scalars(select(TierRuleSet).order_by(TierRuleSet.version.desc())))
+
+
+# --------------------------------------------------------------------------- benefits
+
+
+def set_benefits(actor_id: int, tier: str, data: dict) -> dict:
+    """Override one tier's benefits (earning multiplier, posting limits, focus-group priority). Audited."""
+    if tier not in TIERS:
+        raise NotFound("No such tier.")
+    previous = benefits_for(tier)
+    row = db.session.get(TierBenefit, tier) or TierBenefit(tier=tier)
+    row.earning_multiplier = data["earning_multiplier"]
+    row.posting_limits = dict(data["posting_limits"])
+    row.focus_group_priority = data["focus_group_priority"]
+    row.updated_by_id = actor_id
+    db.session.add(row)
+    audit(actor_id, "tiers.benefits.update", "tier", None, reason=data.get("note") or "",
+          details={"tier": tier, "from": previous,
+                   "to": {"earning_multiplier": float(data["earning_multiplier"]),
+                          "posting_limits": dict(data["posting_limits"]),
+                          "focus_group_priority": data["focus_group_priority"]}})
+    db.session.flush()
+    benefits.invalidate()
+    return benefits_for(tier)
 
 
 # --------------------------------------------------------------------------- members

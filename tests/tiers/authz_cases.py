@@ -45,3 +45,9 @@ CASES = [
     Case("POST", "/api/v1/admin/tiers/members/<int:member_id>/unpin", ADMIN, setup=_member,
          body={"reason": "authz check"}),
 ]
+
+CASES.append(
+    Case("PUT", "/api/v1/admin/tiers/benefits/<string:tier>", ADMIN, setup=lambda ctx: {"tier": "loyal"},
+         body={"earning_multiplier": "1.3", "focus_group_priority": 3,
+               "posting_limits": {"threads_per_day": 40, "replies_per_day": 200, "min_seconds_between_posts": 5}}),
+)
