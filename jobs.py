@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app, has_app_context
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -115,7 +115,7 @@ def enqueue_now(fn: Callable, *args: Any, unique_key: str | None = None, app: Fl
         job_timeout=spec.timeout,
         retry=retry,
         meta={"unique_key": unique_key} if unique_key else None,
-        on_failure=_release_unique if unique_key else None,
+        on_failure=Callback(_release_unique) if unique_key else None,
     )
 
 
