@@ -409,6 +409,9 @@ def edit_post(actor: User, post_id: int, body: str | None, title: str | None) ->
             raise Conflict("This thread is locked.", code="thread_locked")
     if title is not None and not post.is_first:
         raise ValidationError("Only a thread's first post has a title.", fields={"title": ["Not allowed here."]})
+    # Concurrent edits queue up here, so each revision keeps the body it really replaced.
+    db.session.refresh(post, with_for_update=True)
+    db.session.refresh(thread, with_for_update=True)
     new_title = _clean_title(title) if title is not None else thread.title
     new_body, plain = _clean_body(body) if body is not None else (post.body, sanitize.to_text(post.body))
     if new_body == post.body and new_title == thread.title:

@@ -236,3 +236,31 @@ def test_board_counters_are_sql_not_python(make_board, make_thread):
         make_thread(board)
     assert db.session.get(Board, board.id).thread_count == 3
     assert db.session.get(Board, board.id).last_activity_at <= utcnow()
+
+
+def test_concurrent_edits_keep_a_complete_history(app, make_board, make_thread, make_member):
+    from community.models import User
+    from forums import services
+    from forums.models import PostRevision
+
+    author = make_member(tier="advocate")
+    author_id = author.id
+    thread_id = make_thread(make_board(), author=author, body="<p>v0</p>").id
+    post_id = db.session.scalar(select(Post.id).where(Post.thread_id == thread_id))
+
+    def edit(i):
+        with app.app_context():
+            try:
+                services.edit_post(db.session.get(User, author_id), post_id, f"<p>v{i + 1}</p>", None)
+                db.session.commit()
+                return "ok"
+            finally:
+                db.session.remove()
+
+    assert in_threads(4, edit) == ["ok"] * 4
+    db.session.expire_all()
+    previous = [r.body for r in db.session.scalars(select(PostRevision).where(PostRevision.post_id == post_id))]
+    final = db.session.get(Post, post_id)
+    # every body that ever existed appears exactly once: as a revision, or as the current body
+    assert sorted([*previous, final.body]) == [f"<p>v{i}</p>" for i in range(5)]
+    assert final.edit_count == 4
