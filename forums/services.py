@@ -481,6 +481,7 @@ def delete_own_post(actor: User, post_id: int) -> Post:
     if post.author_id != actor.id:
         raise Forbidden("You can only delete your own posts.")
     if post.is_first:
+        db.session.refresh(thread, with_for_update=True)  # a reply committed meanwhile counts
         if thread.reply_count > 0:
             raise Conflict("This thread has replies; ask a moderator to remove it.", code="thread_has_replies")
         _thread_deleted(thread)
