@@ -5,6 +5,7 @@ temporary SQLite file and an embedded Redis):
 
 1. throughput with 1 and 2 ``flask worker`` processes: coupon redemptions fully processed per
    second (code claimed, points settled, state ``fulfilled``), against empty RQ jobs per second;
+   and, for scale, the job body called in-process (no fork, no queue);
 2. latency under 50 concurrent clients (2 workers): request sent -> ``fulfilled_at`` for coupon
    redemptions made through the HTTP API (in-process WSGI client, bearer tokens), against an
    empty RQ job's enqueue -> ``ended_at``.  Each client waits for its previous request to finish.
@@ -102,7 +103,7 @@ def setup(app):
         ledger.award(user.id, 10_000_000, key=f"bench:{run}:{i}", reason="benchmark")
         tokens.append(create_token(user, "bench")[1])
         members.append(user)
-    total = 2 * THROUGHPUT_JOBS + CLIENTS * REQUESTS_PER_CLIENT
+    total = 2 * THROUGHPUT_JOBS + CLIENTS * REQUESTS_PER_CLIENT + 20
     reward = services.create_reward(members[0], {"name": f"Bench coffee {run}", "kind": "coupon", "cost": 10})
     services.add_codes(members[0], reward.id, [f"BENCH-{run}-{i}" for i in range(total)])
     db.session.commit()
@@ -167,6 +168,19 @@ def throughput_redemptions(app, data, n_workers: int) -> float:
         return len(ids) / (time.perf_counter() - start)
     finally:
         workers.stop()
+
+
+def throughput_in_process(app, data, n: int = 20) -> float:
+    """The job body alone, called in this process one after another: no fork, no queue."""
+    from extensions import db
+    from rewards.jobs import process_redemption
+
+    ids = make_pending(app, data, n)
+    db.session.remove()
+    start = time.perf_counter()
+    for rid in ids:
+        process_redemption(rid)
+    return n / (time.perf_counter() - start)
 
 
 def throughput_empty(app, n_workers: int) -> float:
@@ -293,6 +307,8 @@ def main() -> None:
             empty = throughput_empty(app, n)
             real = throughput_redemptions(app, data, n)
             print(f"{n:>8} {empty:>14.1f} {real:>12.1f} {real / empty:>8.2f}", flush=True)
+        print(f"(the redemption job body called in-process, no fork or queue: "
+              f"{throughput_in_process(app, data):.1f}/s)", flush=True)
 
         print(f"\nlatency under {CLIENTS} concurrent clients, 2 workers (seconds)")
         empty = latency_empty(app)
