@@ -86,7 +86,8 @@ def on_purchase(member_id: int, at: datetime) -> Referral | None:
     """The referee's first purchase converts their referral (once) and rewards or holds it."""
     converted = db.session.execute(
         update(Referral)
-        .where(Referral.referee_id == member_id, Referral.status == "signed_up")
+        # A purchase dated before the sign-up was not caused by the referral.
+        .where(Referral.referee_id == member_id, Referral.status == "signed_up", Referral.signed_up_at <= at)
         .values(status="converted", converted_at=at)
         .execution_options(synchronize_session=False)
     )
@@ -102,10 +103,11 @@ def on_purchase(member_id: int, at: datetime) -> Referral | None:
     # The cap counts this referrer's rewards this month: serialise them per referrer.
     ledger.lock_member(referral.referrer_id)
     month = at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    next_month = (month + timedelta(days=32)).replace(day=1)
     rewarded = db.session.scalar(
         select(func.count()).select_from(Referral).where(
             Referral.referrer_id == referral.referrer_id, Referral.reward_status == "rewarded",
-            Referral.rewarded_at >= month,
+            Referral.rewarded_at >= month, Referral.rewarded_at < next_month,
         )
     )
     if rewarded >= _setting("REFERRAL_MONTHLY_CAP", DEFAULT_MONTHLY_CAP):

@@ -5,7 +5,7 @@ Functions only flush; the caller commits once.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from blinker import Namespace
@@ -203,6 +203,7 @@ def reverse_source(
 # --------------------------------------------------------------------------- integration events
 
 EVENT_TYPES = ("purchase", "refund")
+EVENT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def ingest_event(event: dict) -> dict:
@@ -217,6 +218,10 @@ def ingest_event(event: dict) -> dict:
     key = f"event:{event_id}"
     kind = event["type"]
     member_id = event["member_id"]
+    occurred_at = event.get("occurred_at")
+    # A future date would land in future cap windows and campaigns; allow only clock skew.
+    if occurred_at is not None and occurred_at > utcnow() + EVENT_CLOCK_SKEW:
+        raise ValidationError("The event cannot be in the future.", fields={"occurred_at": ["In the future."]})
     source_type = source_id = None
     if kind == "refund":
         purchase = _find(f"event:{event['refund_of']}") if event.get("refund_of") else None
@@ -229,7 +234,7 @@ def ingest_event(event: dict) -> dict:
     existing = _find(key)
     interaction = record_interaction(
         member_id, kind, key=key, source_type=source_type, source_id=source_id, value=event.get("amount"),
-        occurred_at=event.get("occurred_at"), meta={"event_id": event_id, "refund_of": event.get("refund_of")},
+        occurred_at=occurred_at, meta={"event_id": event_id, "refund_of": event.get("refund_of")},
     )
     reversed_points = 0
     if kind == "refund":

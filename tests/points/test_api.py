@@ -132,6 +132,7 @@ def test_event_bad_input(make_member, token_client):
     err(token_client("/api/v1/points/events", {**base, "event_id": "has space"}), 422)
     err(token_client("/api/v1/points/events", {**base, "member_id": 999999}), 404)
     err(token_client("/api/v1/points/events", {**base, "points": 1000}), 422)
+    err(token_client("/api/v1/points/events", {**base, "occurred_at": "2999-01-01T00:00:00Z"}), 422)
     refund = {"event_id": "r1", "type": "refund", "member_id": m.id}
     err(token_client("/api/v1/points/events", refund), 422)
     err(token_client("/api/v1/points/events", {**refund, "refund_of": "nope"}), 404)

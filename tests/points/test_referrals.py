@@ -156,3 +156,19 @@ def test_funnels(app, make_member, shop, login):
     err(staff.get("/api/v1/admin/points/referrals/funnel?weeks=0"), 422)
     admin = login(make_member(roles=("admin",)))
     assert admin.get(f"/api/v1/admin/points/members/{referrer.id}").get_json()["referral_funnel"]["signed_up"] == 2
+
+
+def test_monthly_cap_counts_the_conversion_month_only(app, make_member):
+    app.config["REFERRAL_MONTHLY_CAP"] = 1
+    referrer = make_member()
+    now_referee = register(app, referrer.referral_code, 1, ip="10.3.0.1")
+    earlier_referee = register(app, referrer.referral_code, 2, ip="10.3.0.2")
+    db.session.execute(db.update(Referral).where(Referral.referee_id == earlier_referee.id)
+                       .values(signed_up_at=utcnow() - timedelta(days=50)))
+    assert referrals.on_purchase(earlier_referee.id, utcnow() - timedelta(days=51)) is None  # before sign-up
+    referrals.on_purchase(now_referee.id, utcnow())
+    # A purchase reported late, dated last month: this month's reward does not use up its cap.
+    referrals.on_purchase(earlier_referee.id, utcnow() - timedelta(days=40))
+    db.session.commit()
+    assert [r.reward_status for r in db.session.scalars(select(Referral).order_by(Referral.id))] == [
+        "rewarded", "rewarded"]
