@@ -297,7 +297,7 @@ def _decide(d, pinned_tier, below_since, now: datetime, rules: Rules) -> dict:
     return values
 
 
-def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect: str) -> None:
+def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect: str) -> int:
     """Update the state rows whose values change; insert those of members without one.
 
     An UPDATE touches only changed rows (an upsert would lock and dirty every row), so a
@@ -307,17 +307,18 @@ def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect
     d = _metrics(source, lo, hi, now, rules)
     values = _decide(d, states.c.pinned_tier, states.c.below_since, now, rules)
     changed = or_(*[states.c[k].is_distinct_from(v) for k, v in values.items()])
-    db.session.execute(
+    updated = db.session.execute(
         update(states).where(states.c.member_id == d.c.member_id, changed).values(**values, changed_at=now)
-    )
+    ).rowcount
     fresh = _decide(d, null(), null(), now, rules)
     missing = select(d.c.member_id, *fresh.values(), literal(now)).where(
         ~select(states.c.member_id).where(states.c.member_id == d.c.member_id).exists()
     )
     make = pg_insert if dialect == "postgresql" else sqlite_insert
-    db.session.execute(
+    inserted = db.session.execute(
         make(states).from_select(["member_id", *fresh, "changed_at"], missing).on_conflict_do_nothing()
-    )
+    ).rowcount
+    return updated + inserted
 
 
 def _met_list(tier: str, rules: Rules) -> ColumnElement:
@@ -380,7 +381,12 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     session = db.session
     dialect = session.get_bind().dialect.name
     session.flush()
-    _write_states(source, lo, hi, now, rules, dialect)
+    if not _write_states(source, lo, hi, now, rules, dialect):
+        # No state row changed, so no target tier did: users.tier (only ever written below, and
+        # by pins together with the state) still matches every target.  The everyday run of a
+        # steady population stops here.
+        session.expire_all()
+        return {"promoted": 0, "demoted": 0}
 
     in_range = states.c.member_id.between(lo, hi)
     moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)
