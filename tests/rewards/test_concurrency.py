@@ -89,3 +89,19 @@ def test_same_key_sent_20_times_at_once_makes_one_redemption(app, make_member, g
     assert db.session.scalar(select(func.count()).select_from(Redemption)) == 1
     assert ledger.get_balance(member.id).held == 10
     assert db.session.get(Reward, reward.id).stock == 9
+
+
+def test_per_member_limit_holds_under_concurrency(app, make_member, give_points, make_reward, bearer):
+    reward = make_reward(kind="physical", stock=100, cost=10, per_member_limit=2)
+    member = make_member()
+    give_points(member, 1000)
+    auth = bearer(member)
+
+    reward_id = reward.id
+    results = in_threads(10, lambda i: _post(app, auth, reward_id, f"limit-{i}"))
+
+    statuses = Counter(r[0] if isinstance(r, tuple) else repr(r) for r in results)
+    assert statuses == {202: 2, 409: 8}, statuses
+    assert {r[1]["error"]["code"] for r in results if r[0] == 409} == {"limit_reached"}
+    assert ledger.get_balance(member.id).held == 20
+    assert db.session.get(Reward, reward.id).stock == 98

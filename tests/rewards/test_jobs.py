@@ -118,3 +118,33 @@ def test_redis_down_at_request_time(app, make_app, make_member, give_points, mak
     assert db.session.get(Redemption, rid).state == "fulfilled"
     assert ledger.get_balance(member.id) == ledger.Balance(available=200, held=0, lifetime_earned=300)
     assert_books_balanced()
+
+
+def test_empty_pool_rejects_and_releases(app, make_member, login, give_points, make_reward, run_jobs):
+    """Stock said a code was left but the pool is empty (codes removed by hand): refuse cleanly."""
+    member = make_member()
+    give_points(member, 100)
+    reward = make_reward(kind="coupon", stock=1, cost=100)  # stock without codes
+    rid = _redeem(login(member), reward.id, "empty")
+    run_jobs(["redemptions"])
+    db.session.rollback()
+    redemption = db.session.get(Redemption, rid)
+    assert redemption.state == "rejected" and redemption.reject_reason == "No codes left for this reward."
+    assert ledger.get_balance(member.id) == ledger.Balance(available=100, held=0, lifetime_earned=100)
+    assert_books_balanced()
+
+
+def test_sweeper_gives_up_after_max_attempts(app, make_member, login, give_points, make_reward):
+    from rewards.services import MAX_SWEEP_ATTEMPTS, stale_pending_ids
+
+    member = make_member()
+    give_points(member, 200)
+    reward = make_reward(kind="digital", cost=100)
+    client = login(member)
+    stuck, retried = _redeem(client, reward.id, "stuck"), _redeem(client, reward.id, "retried")
+    _age(stuck, 120)
+    _age(retried, 120)
+    db.session.execute(update(RedemptionJob).where(RedemptionJob.redemption_id == stuck)
+                       .values(attempts=MAX_SWEEP_ATTEMPTS, status="error"))
+    db.session.commit()
+    assert stale_pending_ids() == [retried]
