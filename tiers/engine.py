@@ -307,8 +307,11 @@ def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect
     d = _metrics(source, lo, hi, now, rules)
     values = _decide(d, states.c.pinned_tier, states.c.below_since, now, rules)
     changed = or_(*[states.c[k].is_distinct_from(v) for k, v in values.items()])
+    # preserve_rowcount: the DBAPI's count is otherwise not kept for INSERT ... SELECT.
+    counted = {"preserve_rowcount": True}
     updated = db.session.execute(
-        update(states).where(states.c.member_id == d.c.member_id, changed).values(**values, changed_at=now)
+        update(states).where(states.c.member_id == d.c.member_id, changed).values(**values, changed_at=now),
+        execution_options=counted,
     ).rowcount
     fresh = _decide(d, null(), null(), now, rules)
     missing = select(d.c.member_id, *fresh.values(), literal(now)).where(
@@ -316,9 +319,11 @@ def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect
     )
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     inserted = db.session.execute(
-        make(states).from_select(["member_id", *fresh, "changed_at"], missing).on_conflict_do_nothing()
+        make(states).from_select(["member_id", *fresh, "changed_at"], missing).on_conflict_do_nothing(),
+        execution_options=counted,
     ).rowcount
-    return updated + inserted
+    # -1 (a driver that cannot count) must never look like "nothing changed".
+    return -1 if updated < 0 or inserted < 0 else updated + inserted
 
 
 def _met_list(tier: str, rules: Rules) -> ColumnElement:
@@ -381,7 +386,7 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     session = db.session
     dialect = session.get_bind().dialect.name
     session.flush()
-    if not _write_states(source, lo, hi, now, rules, dialect):
+    if _write_states(source, lo, hi, now, rules, dialect) == 0:
         # No state row changed, so no target tier did: users.tier (only ever written below, and
         # by pins together with the state) still matches every target.  The everyday run of a
         # steady population stops here.
