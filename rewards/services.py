@@ -330,7 +330,10 @@ def request_redemption(member: User, reward_id: int, idempotency_key: str | None
     key = _check_idempotency_key(idempotency_key)
     # Serialise this member's requests (PostgreSQL; SQLite's BEGIN IMMEDIATE already does), so
     # the replay check and the per-member limit below cannot race with a parallel request.
-    db.session.execute(select(User.id).where(User.id == member.id).with_for_update())
+    # FOR NO KEY UPDATE, not FOR UPDATE: foreign-key checks of other transactions (a job inserting
+    # this member's notification while holding their balance lock) take KEY SHARE on the row,
+    # which this mode does not block, so the two cannot deadlock.
+    db.session.execute(select(User.id).where(User.id == member.id).with_for_update(key_share=True))
     existing = db.session.scalar(
         select(Redemption).where(Redemption.member_id == member.id, Redemption.idempotency_key == key)
     )

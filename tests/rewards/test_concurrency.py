@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from sqlalchemy import func, select
 
 from extensions import db
@@ -105,3 +106,40 @@ def test_per_member_limit_holds_under_concurrency(app, make_member, give_points,
     assert {r[1]["error"]["code"] for r in results if r[0] == 409} == {"limit_reached"}
     assert ledger.get_balance(member.id).held == 20
     assert db.session.get(Reward, reward.id).stock == 98
+
+
+def test_request_does_not_deadlock_with_a_job_of_the_same_member(app, make_member, give_points, make_reward):
+    """PostgreSQL: a job holding the member's balance lock and then writing their notification
+    (a foreign key to users) must not deadlock with a request locking the member's row."""
+    import threading
+    import time
+
+    from community.models import User
+    from community.services import notify
+    from rewards import services
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row-lock modes are PostgreSQL's; SQLite serialises writers")
+    member = make_member()
+    give_points(member, 1000)
+    member_id, reward_id = member.id, make_reward(kind="physical", stock=5, cost=10).id
+    job_locked = threading.Event()
+
+    def job_like():
+        with app.app_context():
+            ledger.lock_member(member_id)  # what settle_hold does first
+            job_locked.set()
+            time.sleep(0.5)  # the request is now waiting for the balance lock
+            notify(member_id, "redemption.test", {}, dedupe_key="deadlock-test")
+            db.session.commit()
+            return "job"
+
+    def request():
+        with app.app_context():
+            job_locked.wait(10)
+            services.request_redemption(db.session.get(User, member_id), reward_id, "deadlock")
+            db.session.commit()
+            return "request"
+
+    results = in_threads(2, lambda i: (job_like, request)[i]())
+    assert results == ["job", "request"], results
