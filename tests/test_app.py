@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import config
+from community.permissions import all_permissions
 from community.services import create_token
 from extensions import db
 from tests.conftest import make_config, unused_port
@@ -289,3 +290,14 @@ def test_oversized_body_is_413_in_the_envelope(make_app):
         "/api/v1/auth/login", data='{"email": "' + "x" * 2048 + '"}', content_type="application/json"
     )
     assert_envelope(resp, 413, "payload_too_large")
+
+
+def test_cli_prints_permissions_and_the_redis_url(app):
+    runner = app.test_cli_runner()
+    perms = runner.invoke(args=["permissions"])
+    assert perms.exit_code == 0
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in perms.output.splitlines()}
+    assert lines["community.manage_users"] == "admin"
+    assert set(lines) == set(all_permissions())
+    url = runner.invoke(args=["redis-url"])
+    assert url.exit_code == 0 and url.output.strip() == app.extensions["redis_url"]
