@@ -50,7 +50,8 @@ DEFAULT_RULES: dict[str, Rule] = {
         Rule("reply", 5, daily_cap=50),
         Rule("reaction_received", 1, daily_cap=20),
         Rule("survey_completed", 50, monthly_cap=500),
-        Rule("focus_group_attended", 100),
+        # Each session sets its own attendance points; surveys passes them as the value.
+        Rule("focus_group_attended", 0, points_per_unit=Decimal(1)),
         # Signing up only counts for the funnel; the conversion is what earns.
         Rule("referral_signup", 0),
         Rule("referral_converted", 200),

@@ -17,7 +17,7 @@ from surveys.jobs import PERIODIC, queue_session_reminders
 from surveys.models import FocusGroupSession, FocusGroupSignup
 from tests.surveys.helpers import answers, client_id, make_session, make_survey
 
-ATTEND_POINTS = 100  # points' default earning rule for focus_group_attended at tier "aware"
+ATTEND_POINTS = 75  # the session's own attendance points; the default rule pays 1 point per unit at "aware"
 
 
 @pytest.fixture
@@ -160,7 +160,7 @@ def test_screener_eligibility(make_member, login, marketer):
 def test_attendance_awards_points_once_and_no_shows_block_sign_up(app, marketer, make_member, login):
     app.config["FOCUS_GROUP_NO_SHOW_LIMIT"] = 1
     _, staff = marketer
-    session = make_session(capacity=3)
+    session = make_session(capacity=3, attendance_points=ATTEND_POINTS)
     came, missed, waiting = make_member(), make_member(), make_member()
     for user in (came, missed):
         signup(login(user), session.id)

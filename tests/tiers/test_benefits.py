@@ -36,7 +36,7 @@ def test_earning_uses_the_overridden_multiplier(app, make_member, login):
     admin, member = make_member(roles=("admin",)), make_member(tier="loyal")
     assert login(admin).put("/api/v1/admin/tiers/benefits/loyal", json=LOYAL).status_code == 200
     benefits.invalidate()
-    interaction = record_interaction(member.id, "focus_group_attended", key="benefit-check")
+    interaction = record_interaction(member.id, "focus_group_attended", key="benefit-check", value=100)
     db.session.commit()
     assert interaction.points == 140  # 100 points x 1.4
 
