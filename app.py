@@ -106,10 +106,14 @@ def _cli(app: Flask) -> None:
     def worker(queues, burst):
         """Run an RQ worker on the named queues."""
         from rq import Worker
+        from sqlalchemy.orm import configure_mappers
 
         from jobs import set_worker_app
 
         set_worker_app(app)
+        # RQ forks a work horse per job and the parent never runs one: set the ORM up here,
+        # once, instead of in every child.
+        configure_mappers()
         names = [q.strip() for q in queues.split(",") if q.strip()]
         Worker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
 
