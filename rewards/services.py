@@ -94,8 +94,9 @@ def get_visible_reward(member: User, reward_id: int) -> Reward:
     return reward
 
 
-def get_reward(reward_id: int) -> Reward:
-    reward = db.session.get(Reward, reward_id)
+def get_reward(reward_id: int, *, lock: bool = False) -> Reward:
+    """The reward; ``lock`` takes its row lock (PostgreSQL) for a delete that must not race."""
+    reward = db.session.get(Reward, reward_id, with_for_update=lock or None, populate_existing=lock)
     if reward is None:
         raise NotFound("No such reward.")
     return reward
@@ -149,8 +150,12 @@ def update_reward(actor: User, reward_id: int, changes: dict) -> Reward:
 
 
 def delete_reward(actor: User, reward_id: int) -> None:
-    """Delete a reward nobody has requested; one with redemptions can only be deactivated."""
-    reward = get_reward(reward_id)
+    """Delete a reward nobody has requested; one with redemptions can only be deactivated.
+
+    The row lock pairs with the KEY SHARE lock ``request_redemption`` takes: a request either
+    finishes first (and the delete sees its redemption: 409) or finds the reward gone (404).
+    """
+    reward = get_reward(reward_id, lock=True)
     used = db.session.scalar(select(Redemption.id).where(Redemption.reward_id == reward.id).limit(1))
     if used is not None:
         raise Conflict("This reward has redemptions; deactivate it instead.", code="reward_in_use")
@@ -348,7 +353,7 @@ def request_redemption(member: User, reward_id: int, idempotency_key: str | None
 
     if member.is_suspended():
         raise Forbidden("Suspended members cannot redeem rewards.", code="member_suspended")
-    reward = db.session.get(Reward, reward_id)
+    reward = db.session.get(Reward, reward_id, with_for_update={"read": True, "key_share": True})
     if reward is None or not _is_open(reward, utcnow()):
         raise NotFound("No such reward.", fields={"reward_id": ["No such reward."]})
     if tier_rank(member.tier) < tier_rank(reward.min_tier):

@@ -143,3 +143,49 @@ def test_request_does_not_deadlock_with_a_job_of_the_same_member(app, make_membe
 
     results = in_threads(2, lambda i: (job_like, request)[i]())
     assert results == ["job", "request"], results
+
+
+def test_delete_racing_a_request_is_a_clean_409_never_a_500(app, make_member, give_points, make_reward):
+    """A request in flight holds the reward's KEY SHARE lock (PostgreSQL; SQLite serialises
+    writers): a concurrent delete waits for it, then sees the redemption and refuses (409)
+    instead of deleting the row under the request's foreign key."""
+    import threading
+    import time
+
+    from community.models import User
+    from errors import Conflict
+    from rewards import services
+
+    member = make_member()
+    admin = make_member(roles=("admin",))
+    give_points(member, 1000)
+    member_id, admin_id = member.id, admin.id
+    reward_id = make_reward(kind="physical", stock=5, cost=10).id
+    requested = threading.Event()
+
+    def request():
+        with app.app_context():
+            services.request_redemption(db.session.get(User, member_id), reward_id, "race-delete")
+            requested.set()
+            time.sleep(0.5)  # the delete is now waiting behind this transaction
+            db.session.commit()
+            return "requested"
+
+    def delete():
+        with app.app_context():
+            requested.wait(10)
+            try:
+                services.delete_reward(db.session.get(User, admin_id), reward_id)
+                db.session.commit()
+                return "deleted"
+            except Conflict as exc:
+                db.session.rollback()
+                return exc.code
+
+    if db.engine.dialect.name == "sqlite":
+        # One writer at a time: the delete runs after the request's commit, same outcome.
+        results = [request(), delete()]
+    else:
+        results = in_threads(2, lambda i: (request, delete)[i]())
+    assert results == ["requested", "reward_in_use"], results
+    assert db.session.get(Reward, reward_id) is not None
