@@ -108,6 +108,24 @@ class Config:
 
     # Points
     POINTS_EXPIRY_DAYS = env_int("POINTS_EXPIRY_DAYS", 365)
+    # Referrals: rewarded referrals per referrer and calendar month; sign-ups from one IP
+    # address within the window that hold a referral for review.
+    REFERRAL_MONTHLY_CAP = env_int("REFERRAL_MONTHLY_CAP", 10)
+    REFERRAL_IP_THRESHOLD = env_int("REFERRAL_IP_THRESHOLD", 3)
+    REFERRAL_IP_WINDOW_HOURS = env_int("REFERRAL_IP_WINDOW_HOURS", 24)
+
+    # Focus groups: recorded no-shows after which a member may not sign up again.
+    FOCUS_GROUP_NO_SHOW_LIMIT = env_int("FOCUS_GROUP_NO_SHOW_LIMIT", 2)
+
+    # Tiers: the daily run re-aggregates only the members whose history changed, with a full
+    # re-aggregation of everyone at least this often (and whenever the rules change).  Rows
+    # recorded up to TIER_CHANGE_MARGIN_MINUTES before the last run count as new again, for
+    # transactions that committed after that run had started and for clock skew between hosts.
+    TIER_FULL_RUN_DAYS = env_int("TIER_FULL_RUN_DAYS", 7)
+    TIER_CHANGE_MARGIN_MINUTES = env_int("TIER_CHANGE_MARGIN_MINUTES", 60)
+    # Threads (each with its own database connection) deciding member ranges in parallel on
+    # PostgreSQL; SQLite has one writer at a time and always uses one.
+    TIER_RUN_WORKERS = env_int("TIER_RUN_WORKERS", 2)
 
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)

@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -73,8 +74,14 @@ class JournalEntry(db.Model):
         CheckConstraint(
             "kind IN ('award','hold','settle','release','reversal','expire','adjust')", name="kind"
         ),
-        Index("ix_journal_entries_member_id_id", "member_id", "id"),
+        # INCLUDE: the tier run sums a member's awards from this index alone (PostgreSQL).
+        Index("ix_journal_entries_member_id_id", "member_id", "id",
+              postgresql_include=["kind", "amount", "created_at"]),
+        Index("ix_journal_entries_reversal", "related_id", postgresql_where=text("kind = 'reversal'"),
+              sqlite_where=text("kind = 'reversal'")),
         Index("ix_journal_entries_source", "source_type", "source_id"),
+        # The tier run finds the members whose ledger changed, or whose awards left the window.
+        Index("ix_journal_entries_created_at", "created_at"),
     )
 
     def __repr__(self) -> str:
@@ -167,9 +174,15 @@ class Interaction(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
-        Index("ix_interactions_member_kind_occurred", "member_id", "kind", "occurred_at"),
+        # INCLUDE: the tier run counts a member's interactions from this index alone (PostgreSQL).
+        Index("ix_interactions_member_kind_occurred", "member_id", "kind", "occurred_at",
+              postgresql_include=["value", "entry_id"]),
         Index("ix_interactions_source", "source_type", "source_id"),
         Index("ix_interactions_kind_occurred", "kind", "occurred_at"),
+        # The tier run finds the members with interactions recorded since it last ran, or
+        # entering or leaving the window.
+        Index("ix_interactions_occurred_at", "occurred_at"),
+        Index("ix_interactions_created_at", "created_at"),
     )
 
 

@@ -39,6 +39,7 @@ from .schemas import (
     RulesOut,
     RulesSaveIn,
     RuleVersionOut,
+    RunArgs,
     RunOut,
     RunQueuedOut,
     TierChangeOut,
@@ -204,10 +205,11 @@ class Runs(MethodView):
         return paginate(services.runs_query(), args["page"], args["per_page"])
 
     @require(MANAGE_TIERS)
+    @admin_blp.arguments(RunArgs, location="query")
     @admin_blp.response(202, RunQueuedOut)
-    def post(self):
-        """Queue a full recomputation now (at most one is pending or running at a time)."""
-        queued = enqueue_now(jobs.recompute_all, unique_key="tiers:full-run") is not None
+    def post(self, args):
+        """Queue a recomputation of every member now (at most one is pending or running at a time)."""
+        queued = enqueue_now(jobs.recompute_all, args["full"], unique_key="tiers:full-run") is not None
         return {"queued": queued}
 
 

@@ -32,7 +32,9 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     true,
+    union,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -163,22 +165,29 @@ def _keep_minimum(threshold: int, keep_percent: int) -> int:
 # --------------------------------------------------------------------------- metrics
 
 
-def points_earned_in_window(cutoff: datetime, now: datetime, lo: int | None = None, hi: int | None = None):
+def _only(query, column, lo: int | None, hi: int | None, members):
+    """Limit ``query`` to members [lo, hi] and/or to the ids in ``members`` (a table of member_id)."""
+    if lo is not None:
+        query = query.where(column.between(lo, hi))
+    if members is not None:
+        query = query.where(column.in_(select(members.c.member_id)))
+    return query
+
+
+def points_earned_in_window(cutoff: datetime, now: datetime, lo: int | None = None, hi: int | None = None,
+                            members=None):
     """Rows (member_id, points) of awards made in [cutoff, now] that were not reversed.
 
     ``reverse`` reverses an entry whole and at most once (``related_id`` is unique), so an
     award either counts fully or not at all.
     """
     rev = entries.alias("rev")
+    reversed_ = select(rev.c.id).where(rev.c.related_id == entries.c.id, rev.c.kind == "reversal").exists()
     query = (
         select(entries.c.member_id.label("member_id"), entries.c.amount.label("points"))
-        .select_from(entries.outerjoin(rev, and_(rev.c.related_id == entries.c.id, rev.c.kind == "reversal")))
-        .where(entries.c.kind == "award", entries.c.created_at >= cutoff, entries.c.created_at <= now,
-               rev.c.id.is_(None))
+        .where(entries.c.kind == "award", entries.c.created_at >= cutoff, entries.c.created_at <= now, ~reversed_)
     )
-    if lo is not None:
-        query = query.where(entries.c.member_id.between(lo, hi))
-    return query
+    return _only(query, entries.c.member_id, lo, hi, members)
 
 
 def _week_of(cutoff: datetime):
@@ -187,9 +196,10 @@ def _week_of(cutoff: datetime):
     return week_index(interactions.c.occurred_at) - first_week
 
 
-def _interaction_metrics(cutoff: datetime, now: datetime, rules: Rules, lo: int | None, hi: int | None):
+def _interaction_metrics(cutoff: datetime, now: datetime, rules: Rules, lo: int | None, hi: int | None, members):
     """Per member: the requirement counts from interactions in the window (one grouped pass)."""
-    rev = entries.alias("post_rev")
+    # The ids of reversed entries (from the small partial index on reversals).
+    rev = select(entries.c.related_id.label("related_id")).where(entries.c.kind == "reversal").subquery("post_rev")
     kind = interactions.c.kind
     own_week = case((kind.not_in(PASSIVE_KINDS), _week_of(cutoff)), else_=null())
     bitmask_fits = rules.window_days // 7 + 2 <= MAX_BITMASK_WEEKS
@@ -203,33 +213,31 @@ def _interaction_metrics(cutoff: datetime, now: datetime, rules: Rules, lo: int 
             func.count().filter(kind == "focus_group_attended").label("focus_groups_attended"),
             func.count().filter(kind == "referral_converted").label("referrals_converted"),
             # A post whose award moderation reversed is not "accepted".
-            func.count().filter(and_(kind.in_(POST_KINDS), rev.c.id.is_(None))).label("accepted_posts"),
+            func.count().filter(and_(kind.in_(POST_KINDS), rev.c.related_id.is_(None))).label("accepted_posts"),
         )
-        .select_from(
-            interactions.outerjoin(rev, and_(rev.c.related_id == interactions.c.entry_id, rev.c.kind == "reversal"))
-        )
+        .select_from(interactions.outerjoin(rev, rev.c.related_id == interactions.c.entry_id))
         .where(interactions.c.occurred_at >= cutoff, interactions.c.occurred_at <= now)
         .group_by(interactions.c.member_id)
     )
-    if lo is not None:
-        query = query.where(interactions.c.member_id.between(lo, hi))
-    return query
+    return _only(query, interactions.c.member_id, lo, hi, members)
 
 
-def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | None = None):
+def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | None = None, members=None):
     """SELECT member_id + HISTORY_METRICS, one row per member with any history in the window.
+
+    Limited to members [lo, hi] and/or to those listed in ``members`` when given.
 
     Two grouped passes (ledger, interactions) joined per member: cheaper than one pass over
     their union, whose every row would carry every column.
     """
     cutoff = now - timedelta(days=rules.window_days)
-    earned = points_earned_in_window(cutoff, now, lo, hi).subquery("earned")
+    earned = points_earned_in_window(cutoff, now, lo, hi, members).subquery("earned")
     ledger = (
         select(earned.c.member_id, func.sum(earned.c.points).label("points_earned"))
         .group_by(earned.c.member_id)
         .subquery("ledger")
     )
-    acts = _interaction_metrics(cutoff, now, rules, lo, hi).subquery("acts")
+    acts = _interaction_metrics(cutoff, now, rules, lo, hi, members).subquery("acts")
 
     def zero(column):
         return func.coalesce(column, 0)
@@ -246,6 +254,46 @@ def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | No
     ).select_from(acts.outerjoin(ledger, ledger.c.member_id == acts.c.member_id, full=True))
 
 
+def changed_members(since: datetime, now: datetime, rules: Rules, margin: timedelta):
+    """SELECT member_id: every member whose decision may differ from the one made at ``since``.
+
+    A member's metrics are a function of the history inside the window, so they can only
+    change when a row enters or leaves it; the decision also depends on the suspension and on
+    the grace clock.  Listed, each found through an index or a small table:
+
+    * ledger entries recorded since ``since - margin`` (awards, and reversals of older ones);
+    * interactions recorded since ``since - margin``, or dated after ``since`` (a future date
+      enters the window only when ``now`` reaches it);
+    * awards and interactions that were inside the window at ``since`` and are not any more;
+    * members suspended now or whose suspension ended since then, and members the last
+      computation saw suspended (a suspension lifted early);
+    * members in the grace period before a demotion.
+
+    ``margin`` takes in rows whose transaction committed after the run at ``since`` had read
+    the history (their ``created_at`` is earlier than their commit) and clock skew between hosts.
+    A member listed needlessly is merely recomputed to the same result.
+
+    Relies on what the points domain guarantees: an interaction's award (``entry_id``) is made
+    to the interaction's own member, so a reversal of it lists the right member.
+    """
+    recorded = since - margin
+    old_cutoff = since - timedelta(days=rules.window_days)
+    cutoff = now - timedelta(days=rules.window_days)
+    sources = [
+        select(entries.c.member_id).where(entries.c.created_at > recorded),
+        select(entries.c.member_id).where(entries.c.created_at >= old_cutoff, entries.c.created_at < cutoff,
+                                          entries.c.kind == "award"),
+        select(interactions.c.member_id).where(interactions.c.created_at > recorded),
+        select(interactions.c.member_id).where(interactions.c.occurred_at > since),
+        select(interactions.c.member_id).where(interactions.c.occurred_at >= old_cutoff,
+                                               interactions.c.occurred_at < cutoff),
+        select(users.c.id).where(users.c.suspended_until.is_not(None), users.c.suspended_until > recorded),
+        select(states.c.member_id).where(states.c.no_suspension == 0),
+        select(states.c.member_id).where(states.c.below_since.is_not(None)),
+    ]
+    return union(*sources)
+
+
 def member_metrics(member_id: int, now: datetime, rules: Rules, *, suspended: bool) -> dict[str, int]:
     """The live metrics of one member (for progress), as a dict keyed by requirement."""
     row = db.session.execute(metric_rows(now, rules, member_id, member_id)).mappings().first()
@@ -257,19 +305,19 @@ def member_metrics(member_id: int, now: datetime, rules: Rules, *, suspended: bo
 # --------------------------------------------------------------------------- decisions
 
 
-def _metrics(source, lo: int, hi: int, now: datetime, rules: Rules):
-    """Per member in [lo, hi]: the metrics from ``source``, the current rank, the entry and keep ranks."""
-    m = (
+def _metrics(source, lo: int, hi: int, now: datetime, rules: Rules, members=None):
+    """Per member in [lo, hi] (and in ``members`` if given): the metrics from ``source``, the
+    current rank, the entry and keep ranks."""
+    m = _only(
         select(
             users.c.id.label("member_id"),
             *[func.coalesce(source.c[k], 0).label(k) for k in HISTORY_METRICS],
             case((users.c.suspended_until > now, 0), else_=1).label("no_suspension"),
             tier_rank(users.c.tier).label("cur_rank"),
         )
-        .select_from(users.outerjoin(source, source.c.member_id == users.c.id))
-        .where(users.c.id.between(lo, hi))
-        .subquery("m")
-    )
+        .select_from(users.outerjoin(source, source.c.member_id == users.c.id)),
+        users.c.id, lo, hi, members,
+    ).subquery("m")
     return select(
         m, rank_expr(m.c, rules, keep=False).label("enter_rank"), rank_expr(m.c, rules, keep=True).label("keep_rank")
     ).subquery("d")
@@ -297,14 +345,14 @@ def _decide(d, pinned_tier, below_since, now: datetime, rules: Rules) -> dict:
     return values
 
 
-def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect: str) -> int:
+def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect: str, members) -> int:
     """Update the state rows whose values change; insert those of members without one.
 
     An UPDATE touches only changed rows (an upsert would lock and dirty every row), so a
     steady-state run writes almost nothing.  On PostgreSQL the UPDATE re-reads a row a
     concurrent pin changed meanwhile, so the pin (``states.pinned_tier``) still wins.
     """
-    d = _metrics(source, lo, hi, now, rules)
+    d = _metrics(source, lo, hi, now, rules, members)
     values = _decide(d, states.c.pinned_tier, states.c.below_since, now, rules)
     changed = or_(*[states.c[k].is_distinct_from(v) for k, v in values.items()])
     # preserve_rowcount: the DBAPI's count is otherwise not kept for INSERT ... SELECT.
@@ -315,13 +363,22 @@ def _write_states(source, lo: int, hi: int, now: datetime, rules: Rules, dialect
     ).rowcount
     fresh = _decide(d, null(), null(), now, rules)
     missing = select(d.c.member_id, *fresh.values(), literal(now)).where(
-        ~select(states.c.member_id).where(states.c.member_id == d.c.member_id).exists()
+        ~select(states.c.member_id).where(states.c.member_id == d.c.member_id,
+                                          states.c.member_id.between(lo, hi)).exists()
     )
     make = pg_insert if dialect == "postgresql" else sqlite_insert
+    if dialect == "postgresql":
+        # While member_tier_states is still (nearly) empty, as on the first run, the planner
+        # probes it with a sequential scan per member, and the scan grows with every row this
+        # statement inserts: quadratic (13 s for 50,000 members).  A hash anti-join on the range
+        # costs the same at any size.
+        db.session.execute(text("SET LOCAL enable_nestloop = off"))
     inserted = db.session.execute(
         make(states).from_select(["member_id", *fresh, "changed_at"], missing).on_conflict_do_nothing(),
         execution_options=counted,
     ).rowcount
+    if dialect == "postgresql":
+        db.session.execute(text("SET LOCAL enable_nestloop = on"))
     # -1 (a driver that cannot count) must never look like "nothing changed".
     return -1 if updated < 0 or inserted < 0 else updated + inserted
 
@@ -377,8 +434,12 @@ def _kind():
     )
 
 
-def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None) -> dict:
+def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None,
+                members=None) -> dict:
     """Decide and apply the tiers of members [lo, hi] from ``source`` (a subquery of metrics).
+
+    With ``members`` (a table of member_id), only the members listed there are decided; the
+    others in the range keep their state.
 
     Only flushes; the caller commits.  Idempotent: a second call with the same data changes
     nothing.  Returns {"promoted": n, "demoted": n}.
@@ -386,7 +447,7 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     session = db.session
     dialect = session.get_bind().dialect.name
     session.flush()
-    if _write_states(source, lo, hi, now, rules, dialect) == 0:
+    if _write_states(source, lo, hi, now, rules, dialect, members) == 0:
         # No state row changed, so no target tier did: users.tier (only ever written below, and
         # by pins together with the state) still matches every target.  The everyday run of a
         # steady population stops here.

@@ -103,12 +103,18 @@ class TierChange(db.Model):
 
 
 class TierRun(db.Model):
-    """A full recomputation.  ``status``: running, done, failed or abandoned."""
+    """A recomputation of every member's tier.  ``status``: running, done, failed or abandoned.
+
+    ``mode``: "full" re-aggregates everyone's history; "incremental" re-aggregates only the
+    members whose inputs changed since the last completed run (``total`` counts those) and
+    leaves everyone else's state as it is, which is what a full run would also give them.
+    """
 
     __tablename__ = "tier_runs"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(16), default="running")
+    mode: Mapped[str] = mapped_column(String(16), default="full")
     rule_version: Mapped[int] = mapped_column(default=0)
     total: Mapped[int] = mapped_column(default=0)
     processed: Mapped[int] = mapped_column(default=0)
@@ -120,14 +126,18 @@ class TierRun(db.Model):
     started_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
-    __table_args__ = (CheckConstraint("status IN ('running','done','failed','abandoned')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('running','done','failed','abandoned')", name="status"),
+        CheckConstraint("mode IN ('full','incremental')", name="mode"),
+    )
 
 
 class TierMetricStage(db.Model):
-    """Scratch table of one full run: requirement metrics aggregated in one pass over the history.
+    """Scratch rows of a run: one member range's metrics, aggregated once per range.
 
-    Aggregating member-id ranges one at a time would re-read the whole (time-ordered) history
-    once per batch; one grouped pass into this table, then batched decisions, reads it once.
+    The decisions read a range's metrics twice (state rows to update, state rows to insert);
+    each range's transaction fills its rows here, decides, and deletes them again.  Ranges are
+    disjoint, so concurrent ranges never touch each other's rows.
     """
 
     __tablename__ = "tier_metric_stage"
@@ -140,6 +150,14 @@ class TierMetricStage(db.Model):
     focus_groups_attended: Mapped[int] = mapped_column(default=0)
     referrals_converted: Mapped[int] = mapped_column(default=0)
     accepted_posts: Mapped[int] = mapped_column(default=0)
+
+
+class TierDirtyMember(db.Model):
+    """Scratch table of one incremental run: the members whose tier inputs changed."""
+
+    __tablename__ = "tier_dirty_members"
+
+    member_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
 
 
 class TierBenefit(db.Model):

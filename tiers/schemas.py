@@ -132,6 +132,8 @@ class UnpinIn(ma.Schema):
 class RunOut(ma.Schema):
     id = ma.fields.Integer()
     status = ma.fields.String()
+    mode = ma.fields.String(metadata={"description": "full: everyone re-aggregated; incremental: only the "
+                                                     "members whose inputs changed (total counts those)"})
     rule_version = ma.fields.Integer()
     total = ma.fields.Integer()
     processed = ma.fields.Integer()
@@ -141,6 +143,13 @@ class RunOut(ma.Schema):
     error = ma.fields.String(allow_none=True)
     started_at = ma.fields.DateTime()
     finished_at = ma.fields.DateTime(allow_none=True)
+
+
+class RunArgs(ma.Schema):
+    full = ma.fields.Boolean(
+        load_default=None,
+        metadata={"description": "true: re-aggregate every member's history; false: only members whose inputs "
+                                 "changed; absent: as the schedule decides (full after a rules change)"})
 
 
 class RunQueuedOut(ma.Schema):

@@ -128,8 +128,19 @@ def test_runs_listing_and_trigger(app, make_member, login, run_jobs):
     items = c.get("/api/v1/admin/tiers/runs").get_json()["items"]
     assert items[0]["status"] == "done" and items[0]["processed"] == items[0]["total"] == 1
     assert c.get(f"/api/v1/admin/tiers/runs/{items[0]['id']}").get_json()["status"] == "done"
+    assert items[0]["mode"] == "full"  # the first run
     _error(c.get("/api/v1/admin/tiers/runs/999999"), 404)
     _error(c.get("/api/v1/admin/tiers/runs?page=0"), 422)
+    # Later runs are incremental unless a full one is asked for.
+    assert c.post("/api/v1/admin/tiers/runs").get_json() == {"queued": True}
+    db.session.commit()
+    run_jobs(["tiers"])
+    assert c.post("/api/v1/admin/tiers/runs?full=true").get_json() == {"queued": True}
+    db.session.commit()
+    run_jobs(["tiers"])
+    modes = [r["mode"] for r in c.get("/api/v1/admin/tiers/runs").get_json()["items"]]
+    assert modes == ["full", "incremental", "full"]
+    _error(c.post("/api/v1/admin/tiers/runs?full=maybe"), 422)
 
 
 def test_pin_and_unpin_api(app, make_member, login):
