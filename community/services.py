@@ -22,6 +22,9 @@ from .models import GRANTABLE_ROLES, ApiToken, AuditLog, Notification, User, Use
 signals = Namespace()
 # Sent inside the registering transaction: receivers (points, referrals) write in the same one.
 member_registered = signals.signal("member-registered")
+# Sent inside the transaction that suspends a member or lifts a suspension (sender: the User);
+# tiers recomputes the member after the commit (``no_suspension`` is a tier requirement).
+member_suspension_changed = signals.signal("member-suspension-changed")
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 10

@@ -21,7 +21,7 @@ from sqlalchemy.orm import aliased
 import sanitize
 from community.models import User, tier_rank, utcnow
 from community.permissions import has_permission
-from community.services import audit, notify
+from community.services import audit, member_suspension_changed, notify
 from errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from extensions import db
 from points.services import record_interaction, reverse_source
@@ -831,11 +831,14 @@ def sanction_member(
         expires_at = utcnow() + timedelta(hours=duration_hours)
     if kind == "silence":
         member.silenced_until = expires_at
-    elif kind == "suspend":
+    suspended_before = member.suspended_until
+    if kind == "suspend":
         member.suspended_until = expires_at
     elif kind == "lift":
         member.silenced_until = None
         member.suspended_until = None
+    if member.suspended_until != suspended_before:
+        member_suspension_changed.send(member)
     sanction = Sanction(member_id=member.id, moderator_id=actor.id, kind=kind, reason=reason, expires_at=expires_at)
     db.session.add(sanction)
     db.session.flush()

@@ -58,10 +58,17 @@ def _on_interaction(sender, **_):
     enqueue_after_commit(jobs.recompute_member, sender.member_id, unique_key=f"tier:{sender.member_id}")
 
 
+def _on_suspension_changed(member, **_):
+    """A suspension starts or is lifted: recompute the member after the commit."""
+    enqueue_after_commit(jobs.recompute_member, member.id, unique_key=f"tier:{member.id}")
+
+
 def init_app(app) -> None:
+    from community.services import member_suspension_changed
     from points.services import interaction_recorded
 
     interaction_recorded.connect(_on_interaction)
+    member_suspension_changed.connect(_on_suspension_changed)
 
 
 # --------------------------------------------------------------------------- member

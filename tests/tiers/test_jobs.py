@@ -159,3 +159,31 @@ def test_pins_during_a_full_run_survive_it(app, make_member):
     # a later run keeps them too
     jobs.run_full_recompute()
     assert {_tier(i) for i in ids} == {"advocate"}
+
+
+def test_a_suspension_and_its_lifting_recompute_the_member(app, make_member, run_jobs):
+    """forums suspends through community.services.member_suspension_changed; tiers listens."""
+    from forums.services import sanction_member
+    from tiers.models import MemberTierState
+
+    admin = make_member(roles=("admin",))
+    _save(admin, {**ONE_SURVEY, "requirements": {**ONE_SURVEY["requirements"],
+                                                 "engaged": {"no_suspension": 1}}})
+    m = make_member()
+    services.recompute_member(m.id)
+    db.session.commit()
+    assert _tier(m.id) == "engaged"
+    sanction_member(admin, m.id, "suspend", "spam", duration_hours=48)
+    db.session.commit()
+    assert get_queue("tiers").count == 1
+    run_jobs(["tiers"])
+    state = db.session.get(MemberTierState, m.id, populate_existing=True)
+    assert state.no_suspension == 0 and state.below_since is not None  # the grace clock runs
+    sanction_member(admin, m.id, "lift", "appeal granted")
+    db.session.commit()
+    run_jobs(["tiers"])
+    state = db.session.get(MemberTierState, m.id, populate_existing=True)
+    assert state.no_suspension == 1 and state.below_since is None
+    sanction_member(admin, m.id, "warn", "be nice")  # no suspension change: nothing queued
+    db.session.commit()
+    assert get_queue("tiers").count == 0
