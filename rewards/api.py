@@ -21,6 +21,7 @@ from .schemas import (
     MemberRedemptionArgs,
     RedemptionIn,
     RedemptionOut,
+    RefundIn,
     RejectIn,
     RewardIn,
     RewardOut,
@@ -266,5 +267,19 @@ class AdminReject(MethodView):
     def post(self, data, redemption_id):
         """Refuse a request not yet approved: the points are released and the stock restored."""
         redemption = services.reject(current_user, redemption_id, data["reason"])
+        db.session.commit()
+        return redemption
+
+
+@admin_blp.route("/redemptions/<int:redemption_id>/refund")
+class AdminRefund(MethodView):
+    @require(FULFIL_REDEMPTIONS)
+    @admin_blp.arguments(RefundIn)
+    @admin_blp.response(200, StaffRedemptionOut)
+    def post(self, data, redemption_id):
+        """Refund an approved, shipped, fulfilled or completed redemption: the member gets the
+        points back.  Only an approved (not yet shipped or held) item returns to stock; a coupon
+        code stays with the refunded redemption and is never handed out again."""
+        redemption = services.refund(current_user, redemption_id, data["reason"])
         db.session.commit()
         return redemption

@@ -6,6 +6,7 @@
   code is given out, and is unique, so no code can go to two redemptions.
 * ``Redemption``: a member's request, moved through ``rewards.services.TRANSITIONS``.
   ``(member_id, idempotency_key)`` is unique, which makes a replayed request harmless.
+  ``reject_reason`` / ``refund_reason`` hold the staff's reason for those two outcomes.
 * ``RedemptionTransition``: every state change with its actor (NULL actor = the system).
 * ``RedemptionJob``: our own record of the background processing (attempts, last error,
   timestamps), which the API shows instead of RQ internals.
@@ -34,6 +35,7 @@ STATES = (
     "fulfilled",
     "cancelled",
     "rejected",
+    "refunded",
 )
 JOB_STATUSES = ("queued", "running", "succeeded", "error")
 
@@ -102,6 +104,7 @@ class Redemption(db.Model):
     idempotency_key: Mapped[str] = mapped_column(String(100))
     tracking_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
     reject_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    refund_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     fulfilled_at: Mapped[datetime | None] = mapped_column(nullable=True)

@@ -121,6 +121,7 @@ class RedemptionOut(ma.Schema):
     code = ma.fields.String(allow_none=True)
     tracking_reference = ma.fields.String(allow_none=True)
     reject_reason = ma.fields.String(allow_none=True)
+    refund_reason = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()
     fulfilled_at = ma.fields.DateTime(allow_none=True)
@@ -142,10 +143,11 @@ class StaffRedemptionOut(ma.Schema):
     member_id = ma.fields.Integer()
     reward_id = ma.fields.Integer()
     reward = ma.fields.Nested(RewardBriefOut)
-    state = ma.fields.String()
+    state = ma.fields.String(metadata={"enum": list(STATES)})
     cost = ma.fields.Integer()
     tracking_reference = ma.fields.String(allow_none=True)
     reject_reason = ma.fields.String(allow_none=True)
+    refund_reason = ma.fields.String(allow_none=True)
     created_at = ma.fields.DateTime()
     updated_at = ma.fields.DateTime()
     fulfilled_at = ma.fields.DateTime(allow_none=True)
@@ -173,3 +175,10 @@ class ShipIn(ma.Schema):
 
 class RejectIn(ma.Schema):
     reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
+
+
+class RefundIn(ma.Schema):
+    reason = ma.fields.String(
+        required=True, validate=ma.validate.Length(min=1, max=500),
+        metadata={"description": "Why the points are returned; the member sees it."},
+    )

@@ -2,7 +2,8 @@
 
 Functions only ``flush``; the view, job or CLI commits once.  Points move only through
 ``points.ledger`` (hold at request time, settle when the reward is given, release on
-reject/cancel), each call keyed by the redemption so a replay changes nothing.
+reject/cancel, reverse the settlement on refund), each call keyed by the redemption so a replay
+changes nothing.
 
 Concurrency: stock is reserved by a guarded ``UPDATE ... WHERE stock > 0``; codes are handed
 out by a guarded ``UPDATE ... WHERE redemption_id IS NULL`` (after ``FOR UPDATE SKIP LOCKED`` on
@@ -25,6 +26,7 @@ from community.services import audit, notify
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
 from points import ledger
+from points.models import JournalEntry, JournalLine
 
 from .models import (
     REWARD_KINDS,
@@ -40,14 +42,16 @@ from .models import (
 TRANSITIONS: dict[str, frozenset[str]] = {
     "pending": frozenset({"fulfilled", "awaiting_fulfilment", "cancelled", "rejected"}),
     "awaiting_fulfilment": frozenset({"approved", "rejected"}),
-    "approved": frozenset({"shipped", "completed"}),
-    "shipped": frozenset({"completed"}),
-    "fulfilled": frozenset(),
-    "completed": frozenset(),
+    "approved": frozenset({"shipped", "completed", "refunded"}),
+    "shipped": frozenset({"completed", "refunded"}),
+    "fulfilled": frozenset({"refunded"}),
+    "completed": frozenset({"refunded"}),
     "cancelled": frozenset(),
     "rejected": frozenset(),
+    "refunded": frozenset(),
 }
-# States in which a redemption counts against the member's limit and the reward's stock.
+# States in which a redemption counts against the member's limit and the reward's stock
+# (a refunded one no longer does: the member may redeem the reward again).
 LIVE_STATES = ("pending", "awaiting_fulfilment", "approved", "shipped", "fulfilled", "completed")
 SOURCE_TYPE = "redemption"
 IDEMPOTENCY_KEY_MAX = 100
@@ -258,8 +262,11 @@ def _move(redemption: Redemption, to_state: str) -> bool:
     return True
 
 
-def _record(redemption: Redemption, from_state: str | None, actor_id: int | None, reason: str = "") -> None:
-    """Log the transition with its actor and tell the member (once per state)."""
+def _record(
+    redemption: Redemption, from_state: str | None, actor_id: int | None, reason: str = "", extra: dict | None = None
+) -> None:
+    """Log the transition with its actor and tell the member (once per state); ``extra`` goes
+    into the notification's payload."""
     state = redemption.state
     db.session.add(
         RedemptionTransition(
@@ -278,6 +285,7 @@ def _record(redemption: Redemption, from_state: str | None, actor_id: int | None
         payload["tracking_reference"] = redemption.tracking_reference
     if reason:
         payload["reason"] = reason
+    payload.update(extra or {})
     notify(redemption.member_id, f"redemption.{state}", payload, dedupe_key=f"redemption:{redemption.id}:{state}")
 
 
@@ -305,8 +313,30 @@ def _release(redemption: Redemption, reason: str) -> None:
     )
 
 
+def _settle_key(redemption_id: int) -> str:
+    return f"redemption:{redemption_id}:settle"
+
+
 def _settle(redemption: Redemption) -> None:
-    ledger.settle_hold(key=f"redemption:{redemption.id}:settle", source_type=SOURCE_TYPE, source_id=redemption.id)
+    ledger.settle_hold(key=_settle_key(redemption.id), source_type=SOURCE_TYPE, source_id=redemption.id)
+
+
+def _refund_points(redemption: Redemption, reason: str, actor_id: int) -> int:
+    """Reverse the settlement (redeemed -> available); returns the points the member got back.
+
+    Points whose lot expired since the request are booked to ``expired`` by the ledger, not
+    returned, exactly as a release would.
+    """
+    settle_id = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == _settle_key(redemption.id)))
+    if settle_id is None:  # every state a refund starts from has settled: only hand-edited data gets here
+        raise Conflict("This redemption has no settled points to refund.", code="not_settled")
+    entry = ledger.reverse(
+        settle_id, key=f"redemption:{redemption.id}:refund", reason=reason, actor_id=actor_id
+    )
+    returned = db.session.scalar(
+        select(JournalLine.amount).where(JournalLine.entry_id == entry.id, JournalLine.account == "available")
+    )
+    return int(returned or 0)
 
 
 # --------------------------------------------------------------------------- member side
@@ -619,5 +649,39 @@ def reject(actor: User, redemption_id: int, reason: str) -> Redemption:
     _release(redemption, f"Redemption rejected: {reason}"[:200])
     _restore_stock(redemption.reward_id)
     _record(redemption, from_state, actor.id, reason)
+    db.session.flush()
+    return redemption
+
+
+def refund(actor: User, redemption_id: int, reason: str) -> Redemption:
+    """Staff undo a redemption already paid for: the points come back to the member.
+
+    Allowed from ``approved``, ``shipped``, ``fulfilled`` and ``completed`` (``TRANSITIONS``);
+    anything else is 409 ``illegal_transition``.  The guarded state change comes first, so of
+    two staff refunding at once exactly one moves the redemption and reverses the settlement
+    (``redemption:<id>:refund``, also unique in the ledger); the other gets 409.
+
+    Stock: only a redemption refunded from ``approved`` gives its unit back, because the item
+    has not left (a gift not yet shipped, an experience not yet held).  Shipped or completed
+    items are gone (staff raise the stock by hand if a parcel comes back), and a fulfilled coupon
+    keeps its code: the member has seen it, so it stays assigned to this redemption and is never
+    handed out again.  A refunded redemption no longer counts against the per-member limit.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    redemption = get_redemption(redemption_id)
+    from_state = _transition(redemption, "refunded", actor.id)
+    redemption.refund_reason = reason
+    points = _refund_points(redemption, f"Redemption refunded: {reason}"[:200], actor.id)
+    restocked = from_state == "approved"
+    if restocked:
+        _restore_stock(redemption.reward_id)
+    _record(redemption, from_state, actor.id, reason, extra={"points_refunded": points})
+    audit(
+        actor.id, "redemption.refund", "redemption", redemption.id, reason=reason,
+        details={"member_id": redemption.member_id, "from_state": from_state, "points_refunded": points,
+                 "restocked": restocked},
+    )
     db.session.flush()
     return redemption

@@ -74,3 +74,70 @@ def test_include_object_skips_only_full_text_objects():
     assert alembic_include_object(None, "ix_fts_posts_body", "table", True, None)
     assert alembic_include_object(None, "users", "table", True, None)
     assert alembic_include_object(None, "ix_users_referred_by_id", "index", True, None)
+
+
+def _seed_redemption() -> None:
+    """A fulfilled coupon redemption with its history, written with Core (the ORM models are
+    one revision ahead of the schema here)."""
+    t = db.metadata.tables
+    with db.engine.begin() as conn:
+        conn.execute(t["users"].insert().values(id=1, email="m@example.com", password_hash="x", display_name="M"))
+        conn.execute(t["rewards"].insert().values(id=1, name="Coffee", cost=10, kind="coupon", stock=0))
+        conn.execute(t["redemptions"].insert().values(id=1, member_id=1, reward_id=1, state="fulfilled", cost=10,
+                                                      idempotency_key="k"))
+        conn.execute(t["reward_codes"].insert().values(reward_id=1, code="C-1", redemption_id=1))
+        conn.execute(t["redemption_transitions"].insert(), [
+            {"redemption_id": 1, "from_state": None, "to_state": "pending", "actor_id": 1},
+            {"redemption_id": 1, "from_state": "pending", "to_state": "fulfilled", "actor_id": None},
+        ])
+        conn.execute(t["redemption_jobs"].insert().values(redemption_id=1, status="succeeded", attempts=1))
+
+
+def _history_counts() -> tuple:
+    with db.engine.connect() as conn:
+        return tuple(conn.execute(text(sql)).scalar() for sql in (
+            "SELECT count(*) FROM redemptions",
+            "SELECT count(*) FROM redemption_transitions",
+            "SELECT count(*) FROM redemption_jobs",
+            "SELECT count(*) FROM reward_codes WHERE redemption_id = 1",
+        ))
+
+
+def test_rewards_0002_widens_the_state_check_and_keeps_the_history(make_app, scratch_url):
+    """On SQLite the revision rebuilds ``redemptions``: the rows that reference it (transitions,
+    job, assigned code) must survive, and the state check must still refuse unknown states."""
+    from sqlalchemy.exc import IntegrityError
+
+    scratch = make_app(SQLALCHEMY_DATABASE_URI=scratch_url)
+    with scratch.app_context():
+        upgrade(revision="tiers_0003")
+        _seed_redemption()
+        with db.engine.connect() as conn, pytest.raises(IntegrityError):
+            conn.execute(text("UPDATE redemptions SET state = 'refunded' WHERE id = 1"))
+
+        upgrade(revision="rewards_0002")
+        assert _history_counts() == (1, 2, 1, 1)
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE redemptions SET state = 'refunded', refund_reason = 'r' WHERE id = 1"))
+        with db.engine.connect() as conn, pytest.raises(IntegrityError):
+            conn.execute(text("UPDATE redemptions SET state = 'lost' WHERE id = 1"))
+        if db.engine.dialect.name == "sqlite":
+            with db.engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+                assert "ck_redemptions_cost_positive" in conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = 'redemptions'").scalar()
+
+        with pytest.raises(SystemExit):  # flask-migrate logs the RuntimeError and exits 1
+            downgrade(revision="tiers_0003")
+        assert _history_counts() == (1, 2, 1, 1)
+        with db.engine.begin() as conn:
+            conn.execute(text("UPDATE redemptions SET state = 'fulfilled' WHERE id = 1"))
+        downgrade(revision="tiers_0003")
+        assert _history_counts() == (1, 2, 1, 1)
+        assert "refund_reason" not in {c["name"] for c in inspect(db.engine).get_columns("redemptions")}
+
+        upgrade(revision="heads")
+        assert schema_drift() == []
+        db.session.remove()
+        db.engine.dispose()

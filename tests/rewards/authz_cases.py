@@ -87,4 +87,6 @@ CASES = [
     Case("POST", A + "/redemptions/<int:redemption_id>/complete", QUEUE_STAFF, setup=_approved),
     Case("POST", A + "/redemptions/<int:redemption_id>/reject", QUEUE_STAFF, setup=_awaiting,
          body={"reason": "matrix"}),
+    Case("POST", A + "/redemptions/<int:redemption_id>/refund", QUEUE_STAFF, setup=_approved,
+         body={"reason": "matrix"}, note="the first allowed actor refunds (200), the next gets 409"),
 ]

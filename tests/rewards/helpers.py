@@ -47,18 +47,19 @@ def assert_books_balanced() -> None:
 
 
 def assert_no_code_twice() -> None:
-    """Each code went to at most one redemption, and each fulfilled coupon got exactly one code."""
+    """Each code went to at most one redemption, and each fulfilled coupon got exactly one code,
+    which it keeps when refunded (a refunded coupon is only ever refunded from fulfilled)."""
     db.session.rollback()
     assigned = db.session.execute(
         select(RewardCode.redemption_id, func.count()).where(RewardCode.redemption_id.is_not(None))
         .group_by(RewardCode.redemption_id)
     ).all()
     assert all(n == 1 for _, n in assigned)
-    fulfilled_coupons = set(
+    given_coupons = set(
         db.session.scalars(
             select(Redemption.id)
             .join(Reward, Reward.id == Redemption.reward_id)
-            .where(Redemption.state == "fulfilled", Reward.kind == "coupon")
+            .where(Redemption.state.in_(("fulfilled", "refunded")), Reward.kind == "coupon")
         )
     )
-    assert fulfilled_coupons == {rid for rid, _ in assigned}
+    assert given_coupons == {rid for rid, _ in assigned}

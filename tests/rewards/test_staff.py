@@ -156,7 +156,9 @@ def test_transition_table_is_explicit_and_closed():
     assert set(TRANSITIONS) == set(STATES)
     assert all(targets <= set(STATES) for targets in TRANSITIONS.values())
     terminal = {s for s, targets in TRANSITIONS.items() if not targets}
-    assert terminal == {"fulfilled", "completed", "cancelled", "rejected"}
+    assert terminal == {"cancelled", "rejected", "refunded"}
+    assert {s for s, targets in TRANSITIONS.items() if "refunded" in targets} == {
+        "approved", "shipped", "fulfilled", "completed"}
 
 
 def test_physical_gift_flow(make_member, login, give_points, make_reward, run_jobs):
@@ -244,7 +246,7 @@ def test_reject_releases_points_and_restores_stock(make_member, login, give_poin
 def test_staff_endpoints_reject_unknown_ids(make_member, login):
     desk = login(make_member(roles=("redemption_staff",)))
     for path, body in [("", None), ("/approve", None), ("/ship", {"tracking_reference": "T"}), ("/complete", None),
-                       ("/reject", {"reason": "r"})]:
+                       ("/reject", {"reason": "r"}), ("/refund", {"reason": "r"})]:
         method = desk.get if path == "" else desk.post
         resp = method(f"/api/v1/admin/redemptions/999999{path}", json=body)
         assert resp.status_code == 404, path
