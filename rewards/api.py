@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from flask import request
+import logging
+
+import redis
+from flask import current_app, request
 from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
+import ratelimit
 from community.permissions import login_required, require
 from errors import ValidationError
 from extensions import db
@@ -44,6 +48,23 @@ admin_blp = Blueprint(
 blueprints = [rewards_blp, redemptions_blp, admin_blp]
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+# Redemption requests per member and window (seconds); over it: 429.
+DEFAULT_REDEMPTION_RATE_LIMIT = (20, 60)
+
+log = logging.getLogger(__name__)
+
+
+def _limit_redemption_requests(member_id: int) -> None:
+    """Count one redemption request of the member: 429 once over ``REDEMPTION_RATE_LIMIT``.
+
+    Fails open: with Redis unreachable the request goes on (unlimited for that while), because a
+    redemption needs neither Redis nor its queue to be accepted (see README: nothing lost).
+    """
+    limit, window = current_app.config.get("REDEMPTION_RATE_LIMIT", DEFAULT_REDEMPTION_RATE_LIMIT)
+    try:
+        ratelimit.hit(f"redemptions:member:{member_id}", limit, window, "Too many redemption requests.")
+    except redis.RedisError:
+        log.warning("Redis unavailable; redemption request of member %s not rate-limited", member_id)
 
 
 # --------------------------------------------------------------------------- member catalogue
@@ -87,7 +108,9 @@ class Redemptions(MethodView):
     @redemptions_blp.response(202, RedemptionOut)
     def post(self, headers, data):
         """Redeem a reward.  Requires an ``Idempotency-Key`` header; a replay returns the same
-        redemption.  The points are held and the request is processed in the background."""
+        redemption.  The points are held and the request is processed in the background.
+        Requests per member are rate-limited (429 with ``Retry-After``; replays count too)."""
+        _limit_redemption_requests(current_user.id)
         redemption, created = services.request_redemption(
             current_user, data["reward_id"], headers.get("idempotency_key")
         )
