@@ -207,9 +207,13 @@ def _run(lock, now: datetime, batch_size: int, full: bool | None) -> int:
         lock.reacquire()
         if members is None:
             ranges = [(lo, lo + batch_size - 1) for lo in range(first or 0, (last or -1) + 1, batch_size)]
-        else:  # ranges of batch_size changed members each (they are sparse among all ids)
+        else:
+            # Ranges of changed members (sparse among all ids): at most batch_size each, and
+            # enough of them to keep every worker thread busy.
             ids = session.scalars(select(dirty.c.member_id).order_by(dirty.c.member_id)).all()
-            ranges = [(ids[i], ids[min(i + batch_size, len(ids)) - 1]) for i in range(0, len(ids), batch_size)]
+            threads = current_app.config.get("TIER_RUN_WORKERS", 2)
+            size = max(1, min(batch_size, max(5_000, -(-len(ids) // (threads * 2)))))
+            ranges = [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
         session.commit()
         _decide_ranges(lock, ranges, run_id, now, rules, members)
         session.execute(delete(dirty))
