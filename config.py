@@ -105,6 +105,8 @@ class Config:
     # Rate limits: (count, window seconds)
     LOGIN_RATE_LIMIT = (env_int("LOGIN_RATE_LIMIT", 10), 60)
     REGISTER_RATE_LIMIT = (env_int("REGISTER_RATE_LIMIT", 20), 3600)
+    # Redemption requests per member and minute (429 beyond; skipped when Redis is down).
+    REDEMPTION_RATE_LIMIT = (env_int("REDEMPTION_RATE_LIMIT", 20), 60)
 
     # Points
     POINTS_EXPIRY_DAYS = env_int("POINTS_EXPIRY_DAYS", 365)
@@ -144,6 +146,7 @@ class TestConfig(Config):
     # Generous by default so ordinary tests never trip them; rate-limit tests lower them.
     LOGIN_RATE_LIMIT = (1000, 60)
     REGISTER_RATE_LIMIT = (100_000, 3600)
+    REDEMPTION_RATE_LIMIT = (100_000, 60)
 
 
 class ProductionConfig(Config):
