@@ -114,7 +114,7 @@ class Distribution(MethodView):
     @require(VIEW_TIER_STATS)
     @tiers_blp.response(200, DistributionOut)
     def get(self):
-        """Members per tier now, and after each of the last full recomputations."""
+        """Members per tier now, and after each of the last periodic recomputations."""
         return {"current": services.distribution(), "history": services.distribution_history()}
 
 
@@ -208,7 +208,7 @@ class Runs(MethodView):
     @admin_blp.arguments(PageArgs, location="query")
     @admin_blp.response(200, page_schema(RunOut, "TierRunPage"))
     def get(self, args):
-        """Full recomputations with their progress (processed of total), newest first."""
+        """Periodic recomputations (full or incremental) with their progress (processed of total), newest first."""
         return paginate(services.runs_query(), args["page"], args["per_page"])
 
     @require(MANAGE_TIERS)

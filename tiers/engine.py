@@ -1,17 +1,18 @@
 """The tier engine: requirement metrics and tier decisions for a range of members, in set-based SQL.
 
-One pipeline serves the per-member job (a range of one id) and the full recomputation (ranges
-of thousands), on SQLite and PostgreSQL alike:
+One pipeline serves the per-member job (a range of one id) and the periodic run (ranges of
+thousands, all members or only those ``changed_members`` lists), on SQLite and PostgreSQL alike:
 
 1. ``metric_rows`` aggregates the requirement metrics from the points ledger and the
-   ``interactions`` table (a grouped pass over each, optionally limited to a member-id range);
+   ``interactions`` table (a grouped pass over each, limited to a member-id range and/or a list
+   of members; on PostgreSQL the member indexes cover every column it reads);
 2. ``apply_range`` writes each member's state (only where something changed): the metrics, the
    tier the rules give (``qualified_tier``) and the decided ``target_tier`` (promotion at once;
    demotion after the grace period below the bar to stay; a pin wins); then a ``tier_changes``
    row with its reason and an outbox notification for every member whose tier changes, and
    finally ``users.tier``.
 
-Row locks keep the per-member job, the full run and admin pins from overwriting each other on
+Row locks keep the per-member job, the periodic run and admin pins from overwriting each other on
 PostgreSQL: every path touches ``member_tier_states`` before ``users``, in that order.
 """
 

@@ -6,7 +6,7 @@
   rules give, when the member fell below the bar to stay (the grace clock) and an admin pin.
   ``users.tier`` stays the column every other domain reads; this table is how we got there.
 * ``TierChange``: every change of ``users.tier`` with its reason.
-* ``TierRun``: one full recomputation, with progress for admins.
+* ``TierRun``: one periodic recomputation (full or incremental), with progress for admins.
 * ``TierBenefit``: admins' overrides of a tier's benefits (read through ``tiers.benefits``).
 """
 

@@ -1,7 +1,7 @@
 """Tier business logic: rule sets, pins, a member's tier and progress, what-if, staff statistics.
 
 Functions only flush; the caller commits.  The SQL that computes tiers lives in ``tiers.engine``;
-the batched full run in ``tiers.jobs``.
+the batched periodic run in ``tiers.jobs``.
 """
 
 from __future__ import annotations
