@@ -71,7 +71,7 @@ def _balance_view(member_id: int) -> dict:
     soon = reports.expiring(member_id)
     return {
         "member_id": member_id,
-        "available": balance.available,
+        "available": balance.available - ledger.due_unexpired(member_id),
         "held": balance.held,
         "lifetime_earned": balance.lifetime_earned,
         "expiring_soon_total": sum(x["points"] for x in soon),

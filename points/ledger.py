@@ -98,6 +98,27 @@ def _lock_balance(member_id: int):
     ).first()
 
 
+def _lock_spendable(member_id: int):
+    """Lock the member's balance row after expiring their lots that are already due.
+
+    The hourly ``expire_due_lots`` job posts expiries in bulk; a spend in between must not use
+    points whose time has passed, so every debit first posts this member's due expiries (the
+    same ``expire:lot:<id>`` entries, exactly once) under the member's lock.
+    """
+    row = _lock_balance(member_id)
+    if row is None:
+        return None
+    due = db.session.scalars(
+        select(PointLot.id).where(PointLot.member_id == member_id, PointLot.expired_at.is_(None),
+                                  PointLot.expires_at <= utcnow())
+    ).all()
+    if not due:
+        return row
+    for lot_id in due:
+        expire_lot(lot_id)
+    return _lock_balance(member_id)
+
+
 def lock_member(member_id: int) -> None:
     """Serialise point-changing work for one member (used by earning caps): ensure and lock the row."""
     db.session.execute(
@@ -316,7 +337,7 @@ def hold(member_id: int, amount: int, *, key: str, reason: str, source_type: str
     existing = _replay(key, **expected)
     if existing is not None:
         return existing
-    row = _lock_balance(member_id)
+    row = _lock_spendable(member_id)
     if row is None or row.available < amount:
         raise InsufficientPoints(
             f"Not enough points: {amount} needed, {row.available if row else 0} available.",
@@ -495,6 +516,15 @@ def get_balance(member_id: int) -> Balance:
     return Balance(int(row.available), int(row.held), int(row.lifetime_earned))
 
 
+def due_unexpired(member_id: int) -> int:
+    """Points in the member's lots whose expiry time has passed but whose expiry the hourly job
+    has not posted yet: not spendable any more (see ``_lock_spendable``), so views subtract them."""
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
+            PointLot.member_id == member_id, PointLot.expired_at.is_(None), PointLot.expires_at <= utcnow())
+    ))
+
+
 # --------------------------------------------------------------------------- beyond the contract
 
 
@@ -519,7 +549,7 @@ def adjust(member_id: int, delta: int, *, key: str, reason: str, actor_id: int) 
     if delta > 0:
         lock_member(member_id)
     else:
-        row = _lock_balance(member_id)
+        row = _lock_spendable(member_id)
         if row is None or row.available < amount:
             raise InsufficientPoints(
                 f"Not enough points to debit {amount}.", fields={"delta": [f"{row.available if row else 0} available"]}

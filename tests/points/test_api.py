@@ -67,6 +67,16 @@ def test_expiring_soon(make_member, login):
     assert body["expiring_soon_total"] == 7 and body["expiring_soon"][0]["points"] == 7
 
 
+def test_points_past_expiry_are_not_shown_as_available(make_member, login):
+    """Between a lot's expiry time and the hourly job, the member sees them gone already."""
+    m = make_member()
+    ledger.award(m.id, 7, key="old", reason="x")
+    db.session.execute(db.update(ledger.PointLot).values(expires_at=utcnow() - timedelta(minutes=5)))
+    ledger.award(m.id, 3, key="new", reason="x")
+    db.session.commit()
+    assert login(m).get("/api/v1/me/points").get_json()["available"] == 3
+
+
 def test_daily_visit_once_per_day(make_member, login):
     m = make_member()
     c = login(m)

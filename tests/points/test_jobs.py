@@ -23,12 +23,16 @@ def test_expiry_posts_once_per_lot_oldest_first(app, make_member, run_jobs):
     ledger.award(m.id, 20, key="new", reason="x")
     spent_out = ledger.award(m.id, 5, key="spent", reason="x")
     db.session.execute(db.update(PointLot).where(PointLot.entry_id.in_((due.id, spent_out.id)))
-                       .values(expires_at=utcnow() - timedelta(minutes=1)))
+                       .values(expires_at=utcnow() + timedelta(minutes=2)))
     db.session.execute(db.update(PointLot).where(PointLot.entry_id == spent_out.id)
-                       .values(expires_at=utcnow() - timedelta(days=1)))
+                       .values(expires_at=utcnow() + timedelta(minutes=1)))
     db.session.commit()
     # Spending 15 drains the oldest-expiring lot ("spent", 5) first, then 10 of "old".
     ledger.hold(m.id, 15, key="h", reason="x", source_type="redemption", source_id=1)
+    db.session.commit()
+    # Then both lots' time passes (a spend after that would post their expiry itself first).
+    db.session.execute(db.update(PointLot).where(PointLot.entry_id.in_((due.id, spent_out.id)))
+                       .values(expires_at=utcnow() - timedelta(minutes=1)))
     db.session.commit()
 
     enqueue_now(expire_due_lots)

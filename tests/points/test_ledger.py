@@ -171,3 +171,35 @@ def test_adjust(make_member):
     assert bal(m) == (25, 0, 0)
     db.session.commit()
     assert_ledger_consistent()
+
+
+def test_points_past_their_expiry_cannot_be_spent_before_the_hourly_job(make_member):
+    """A debit first posts the member's due expiries (exactly once), then checks the balance."""
+    m, other = make_member(), make_member()
+    stale = ledger.award(m.id, 40, key="stale", reason="x")
+    ledger.award(m.id, 25, key="fresh", reason="x")
+    ledger.award(other.id, 40, key="other", reason="x")
+    db.session.execute(db.update(PointLot).where(PointLot.entry_id.in_([stale.id]))
+                       .values(expires_at=ledger.utcnow() - timedelta(minutes=1)))
+    db.session.commit()
+    assert bal(m)[0] == 65  # the hourly job has not run yet: stored balance
+    assert ledger.due_unexpired(m.id) == 40  # what the member's views subtract
+    with pytest.raises(InsufficientPoints):
+        ledger.hold(m.id, 30, key="h1", reason="x", source_type="redemption", source_id=1)
+    db.session.rollback()
+    ledger.hold(m.id, 20, key="h2", reason="x", source_type="redemption", source_id=2)
+    ledger.adjust(m.id, -5, key="adj", reason="correction", actor_id=other.id)
+    db.session.commit()
+    assert bal(m) == (0, 20, 65)
+    expiries = db.session.scalars(select(JournalEntry).where(JournalEntry.kind == "expire")).all()
+    assert [(e.member_id, e.amount, e.key) for e in expiries] == [(m.id, 40, f"expire:lot:{_lot(stale)}")]
+    # The hourly job finds nothing left to do for this lot; the other member is untouched.
+    from points.jobs import expire_due_lots
+
+    assert expire_due_lots() == 0
+    assert bal(other)[0] == 40
+    assert_ledger_consistent()
+
+
+def _lot(entry):
+    return db.session.scalar(select(PointLot.id).where(PointLot.entry_id == entry.id))
