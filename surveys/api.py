@@ -6,12 +6,16 @@ admins): ``/api/v1/admin/surveys`` and ``/api/v1/admin/focus-groups``.
 
 from __future__ import annotations
 
-from flask import Response, request
+import logging
+
+import redis
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 from sqlalchemy import select
 
+import ratelimit
 from community.permissions import login_required, require
 from csv_export import csv_response
 from errors import NotFound
@@ -52,6 +56,25 @@ admin_focus_blp = Blueprint(
     "admin_focus_groups", __name__, url_prefix="/api/v1/admin/focus-groups", description="Marketing: focus groups"
 )
 blueprints = [surveys_blp, admin_surveys_blp, focus_blp, admin_focus_blp]
+
+# Answer writes (partial saves and submissions) per member and window (seconds); over it: 429.
+DEFAULT_SURVEY_SUBMIT_RATE_LIMIT = (30, 60)
+
+log = logging.getLogger(__name__)
+
+
+def _limit_answer_writes(member_id: int) -> None:
+    """Count one answer write of the member (a partial save or a submission, on any survey):
+    429 once over ``SURVEY_SUBMIT_RATE_LIMIT``.
+
+    Fails open: with Redis unreachable the request goes on (unlimited for that while), because
+    answering needs only the database.
+    """
+    limit, window = current_app.config.get("SURVEY_SUBMIT_RATE_LIMIT", DEFAULT_SURVEY_SUBMIT_RATE_LIMIT)
+    try:
+        ratelimit.hit(f"surveys:answers:member:{member_id}", limit, window, "Too many survey answers; slow down.")
+    except redis.RedisError:
+        log.warning("Redis unavailable; survey answers of member %s not rate-limited", member_id)
 
 
 # --------------------------------------------------------------------------- members: surveys
@@ -100,7 +123,9 @@ class MyResponse(MethodView):
     @surveys_blp.arguments(AnswersIn)
     @surveys_blp.response(200, ResponseOut)
     def put(self, data, survey_id):
-        """Save a partial response (answers so far); no points until it is submitted."""
+        """Save a partial response (answers so far); no points until it is submitted.
+        Answer writes per member are rate-limited (429 with ``Retry-After``)."""
+        _limit_answer_writes(current_user.id)
         response = services.save_partial(current_user, survey_id, data["client_id"], data["answers"])
         db.session.commit()
         return response
@@ -110,7 +135,9 @@ class MyResponse(MethodView):
     @surveys_blp.response(201, ResponseOut)
     def post(self, data, survey_id):
         """Submit the response.  Retrying with the same ``client_id`` answers 200 with the stored
-        response; incomplete or tampered answers get 422 with a message per question."""
+        response; incomplete or tampered answers get 422 with a message per question.
+        Answer writes per member are rate-limited (429 with ``Retry-After``; retries count too)."""
+        _limit_answer_writes(current_user.id)
         response, created = services.submit_response(current_user, survey_id, data["client_id"], data["answers"])
         db.session.commit()
         return response, 201 if created else 200
