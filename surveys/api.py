@@ -45,6 +45,7 @@ from .schemas import (
     SurveyPatchIn,
     SurveyStaffOut,
     SurveySummaryOut,
+    WithdrawalOut,
 )
 
 surveys_blp = Blueprint("surveys", __name__, url_prefix="/api/v1/surveys", description="Answering surveys")
@@ -141,6 +142,17 @@ class MyResponse(MethodView):
         response, created = services.submit_response(current_user, survey_id, data["client_id"], data["answers"])
         db.session.commit()
         return response, 201 if created else 200
+
+    @login_required
+    @surveys_blp.response(200, WithdrawalOut)
+    def delete(self, survey_id):
+        """Withdraw the member's submitted response while the survey is open: it no longer counts
+        in results, its quota place is freed and its completion points are reversed; the member
+        may answer again.  Once per survey (409 ``already_withdrawn``); a closed survey: 409
+        ``survey_not_open``; nothing submitted: 404 (a partial response: 409 ``not_completed``)."""
+        withdrawal = services.withdraw_response(current_user, survey_id)
+        db.session.commit()
+        return withdrawal
 
 
 # --------------------------------------------------------------------------- marketing: surveys

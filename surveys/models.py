@@ -5,6 +5,9 @@
   A response records the version it answered and is validated against that version.
 * A partial response keeps its answers as JSON only; completion also writes one
   ``SurveyAnswer`` row per answered value so results are SQL aggregates over a narrow table.
+* A member may withdraw a completed response once per survey while it is open: the response and
+  its answers are deleted (so results, quota and uniqueness need no "withdrawn" state) and a
+  ``SurveyWithdrawal`` row remembers it.
 * ``Survey.completed_count`` and ``FocusGroupSession.confirmed_count`` are counters changed only
   by guarded ``UPDATE`` statements, which is what keeps quota and capacity from overshooting.
 """
@@ -131,6 +134,29 @@ class SurveyAnswer(db.Model):
     __table_args__ = (
         Index("ix_survey_answers_results", "survey_id", "tier", "question_id", "row_key", "choice", "number"),
     )
+
+
+class SurveyWithdrawal(db.Model):
+    """A completed response its member withdrew (the response row itself is deleted).
+
+    At most one per member and survey: the answer given after a withdrawal is final, so a
+    member cannot cycle withdraw/answer to pile up ``survey_completed`` interactions (those stay
+    in history: interactions are append-only).  ``response_id`` is the deleted response's id
+    (no foreign key; response ids are never reused), the source of its points award.
+    """
+
+    __tablename__ = "survey_withdrawals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    response_id: Mapped[int] = mapped_column(unique=True)
+    completed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    withdrawn_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The completion award reversed (0 if the earning rule gave none).
+    points_reversed: Mapped[int] = mapped_column(default=0)
+
+    __table_args__ = (UniqueConstraint("survey_id", "member_id"),)
 
 
 class FocusGroupSession(db.Model):

@@ -107,6 +107,18 @@ class ResponseOut(ma.Schema):
     completed_at = ma.fields.DateTime(allow_none=True)
 
 
+class WithdrawalOut(ma.Schema):
+    """A withdrawn response: the response itself is gone; this is what remains of it."""
+
+    survey_id = ma.fields.Integer()
+    response_id = ma.fields.Integer()
+    completed_at = ma.fields.DateTime(allow_none=True)
+    withdrawn_at = ma.fields.DateTime()
+    points_reversed = ma.fields.Integer(
+        metadata={"description": "The completion award reversed (points already spent are not taken back)"}
+    )
+
+
 class SurveyMemberOut(ma.Schema):
     """A survey as a member answers it: the questions of their version, and their response."""
 

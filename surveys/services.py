@@ -18,7 +18,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
 from . import definition as defs
-from .models import Survey, SurveyAnswer, SurveyResponse, SurveyVersion
+from .models import Survey, SurveyAnswer, SurveyResponse, SurveyVersion, SurveyWithdrawal
 
 EDITABLE_FIELDS = (
     "title", "description", "definition", "audience_tiers", "audience_roles", "opens_at", "closes_at",
@@ -310,6 +310,96 @@ def _award_completion(response: SurveyResponse) -> None:
         value=response.nps_score,
         occurred_at=response.completed_at,
     )
+
+
+def withdraw_response(user: User, survey_id: int) -> SurveyWithdrawal:
+    """The member withdraws their completed response while the survey is open, in one transaction:
+
+    * the response and its answer rows are deleted, so results and the CSV export no longer
+      count it and the member may answer again (one-response-per-member holds as before);
+    * its quota place is freed (guarded decrement of ``completed_count``);
+    * its completion award is reversed with ``points.ledger.reverse`` under the key
+      ``survey:<id>:response:<rid>:withdraw`` (points already spent are not taken back: the
+      ledger never lets a balance go negative; ``lifetime_earned`` drops by the full award);
+    * a ``SurveyWithdrawal`` row records it.  Once per member and survey: the answer given
+      after a withdrawal is final (409 ``already_withdrawn``).
+
+    The ``survey_completed`` interaction stays in the member's history (interactions are
+    append-only) and keeps counting for tiers; answering again records a second one, which is
+    why a member may withdraw only once per survey.
+
+    No audit entry and no notification: member actions that move their own points (redemption
+    requests and cancellations, focus-group cancellations) record neither; the ledger entry
+    (actor: the member) and the withdrawal row are the record.
+
+    Concurrency: the guarded ``DELETE … WHERE status = 'complete'`` is the claim.  Of two
+    concurrent withdrawals exactly one deletes the row (PostgreSQL: the other waits on the row
+    lock and then finds nothing; SQLite: writes are serialised), the other gets 409 and reverses
+    nothing.
+    """
+    survey, _version, response = survey_for_member(user, survey_id)
+    if not is_open(survey):
+        raise Conflict("This survey is closed; responses can no longer be withdrawn.", code="survey_not_open")
+    withdrawn = db.session.scalar(
+        select(SurveyWithdrawal.id).where(SurveyWithdrawal.survey_id == survey.id,
+                                          SurveyWithdrawal.member_id == user.id)
+    )
+    if withdrawn is not None:
+        raise Conflict("You have already withdrawn a response to this survey.", code="already_withdrawn")
+    if response is None:
+        raise NotFound("You have not answered this survey.")
+    if response.status != "complete":
+        raise Conflict("Only a submitted response can be withdrawn.", code="not_completed")
+
+    response_id, completed_at = response.id, response.completed_at
+    claimed = db.session.execute(
+        delete(SurveyResponse)
+        .where(SurveyResponse.id == response_id, SurveyResponse.status == "complete")
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        raise Conflict("You have already withdrawn a response to this survey.", code="already_withdrawn")
+    db.session.expunge(response)
+    # The foreign key cascades too; explicit so it holds whatever the connection's settings.
+    db.session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == response_id))
+    db.session.execute(
+        update(Survey)
+        .where(Survey.id == survey.id, Survey.completed_count > 0)
+        .values(completed_count=Survey.completed_count - 1)
+        .execution_options(synchronize_session=False)
+    )
+    points = _reverse_completion_award(survey.id, response_id, user.id)
+    withdrawal = SurveyWithdrawal(
+        survey_id=survey.id, member_id=user.id, response_id=response_id, completed_at=completed_at,
+        points_reversed=points,
+    )
+    db.session.add(withdrawal)
+    db.session.flush()
+    db.session.expire(survey, ["completed_count"])
+    return withdrawal
+
+
+def _reverse_completion_award(survey_id: int, response_id: int, member_id: int) -> int:
+    """Reverse the response's completion award (``_award_completion``: source ``survey_response``);
+    returns the points reversed.  An award staff already reversed is left alone."""
+    from points import ledger
+    from points.models import JournalEntry
+
+    awards = db.session.scalars(
+        select(JournalEntry)
+        .where(JournalEntry.kind == "award", JournalEntry.source_type == "survey_response",
+               JournalEntry.source_id == response_id)
+        .order_by(JournalEntry.id)
+    ).all()
+    key = f"survey:{survey_id}:response:{response_id}:withdraw"
+    reversed_points = 0
+    for n, award in enumerate(awards):
+        if db.session.scalar(select(JournalEntry.id).where(JournalEntry.related_id == award.id)) is not None:
+            continue
+        ledger.reverse(award.id, key=key if n == 0 else f"{key}:{award.id}", reason="Survey response withdrawn",
+                       actor_id=member_id)
+        reversed_points += award.amount
+    return reversed_points
 
 
 def delete_response(actor_id: int, survey_id: int, response_id: int, reason: str) -> None:

@@ -64,6 +64,8 @@ CASES = [
     Case("PUT", f"{S}/response", LOGGED_IN, setup=_survey,
          body=lambda ctx, p: {"client_id": client_id(), "answers": {"nps": 5}}),
     Case("POST", f"{S}/response", LOGGED_IN, setup=_survey, body=_answer_body),
+    Case("DELETE", f"{S}/response", LOGGED_IN, setup=_answered,
+         note="withdraws the caller's own response; members without one get 404, never 401/403"),
     # Marketing builds surveys and reads results.
     Case("GET", A, MARKETING),
     Case("POST", A, MARKETING, body={"title": "New survey", "definition": definition()}),
