@@ -107,6 +107,8 @@ class Config:
     REGISTER_RATE_LIMIT = (env_int("REGISTER_RATE_LIMIT", 20), 3600)
     # Redemption requests per member and minute (429 beyond; skipped when Redis is down).
     REDEMPTION_RATE_LIMIT = (env_int("REDEMPTION_RATE_LIMIT", 20), 60)
+    # Survey answer saves and submissions per member and minute.
+    SURVEY_SUBMIT_RATE_LIMIT = (env_int("SURVEY_SUBMIT_RATE_LIMIT", 30), 60)
 
     # Points
     POINTS_EXPIRY_DAYS = env_int("POINTS_EXPIRY_DAYS", 365)
@@ -147,6 +149,7 @@ class TestConfig(Config):
     LOGIN_RATE_LIMIT = (1000, 60)
     REGISTER_RATE_LIMIT = (100_000, 3600)
     REDEMPTION_RATE_LIMIT = (100_000, 60)
+    SURVEY_SUBMIT_RATE_LIMIT = (100_000, 60)
 
 
 class ProductionConfig(Config):
