@@ -144,6 +144,11 @@ def _generate(conn, dialect: str, members: int, now) -> None:
         FROM (SELECT g, {pick} AS member_id, {kind} AS kind, {ago(400)} AS occurred_at
               FROM (SELECT g, {rnd} AS r FROM {_series(dialect, n)}) AS x) AS y
     """))
+    if not pg:
+        # SQLite flattens the subqueries above and evaluates random() again for each reference,
+        # so a row's kind, member and dates disagree: make them consistent as real data would be.
+        conn.execute(text("UPDATE interactions SET created_at = occurred_at, member_id = coalesce("
+                          "(SELECT e.member_id FROM journal_entries e WHERE e.id = interactions.entry_id), member_id)"))
     if pg:
         conn.execute(text("SET session_replication_role = origin"))
         conn.execute(text("SET maintenance_work_mem = '512MB'"))

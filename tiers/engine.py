@@ -36,6 +36,7 @@ from sqlalchemy import (
     text,
     true,
     union,
+    union_all,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -228,31 +229,34 @@ def metric_rows(now: datetime, rules: Rules, lo: int | None = None, hi: int | No
 
     Limited to members [lo, hi] and/or to those listed in ``members`` when given.
 
-    Two grouped passes (ledger, interactions) joined per member: cheaper than one pass over
-    their union, whose every row would carry every column.
+    Two grouped passes (ledger, interactions), then their rows merged per member: cheaper than
+    one pass over the union of the history, whose every row would carry every column.  Merged by
+    UNION ALL + GROUP BY rather than a FULL JOIN, which SQLite runs as a nested loop without an
+    index (quadratic: 11 s for 20,000 members).
     """
     cutoff = now - timedelta(days=rules.window_days)
     earned = points_earned_in_window(cutoff, now, lo, hi, members).subquery("earned")
-    ledger = (
-        select(earned.c.member_id, func.sum(earned.c.points).label("points_earned"))
-        .group_by(earned.c.member_id)
-        .subquery("ledger")
-    )
     acts = _interaction_metrics(cutoff, now, rules, lo, hi, members).subquery("acts")
-
-    def zero(column):
-        return func.coalesce(column, 0)
-
+    act_columns = ("active_weeks", "surveys_completed", "promoter_answers", "focus_groups_attended",
+                   "referrals_converted", "accepted_posts")
+    zero = literal(0, BigInteger)
+    both = union_all(
+        select(earned.c.member_id, func.sum(earned.c.points).label("points_earned"),
+               *[zero.label(c) for c in act_columns])
+        .group_by(earned.c.member_id),
+        select(acts.c.member_id, zero.label("points_earned"), *[acts.c[c] for c in act_columns]),
+    ).subquery("both")
+    total = {c: func.sum(both.c[c]) for c in ("points_earned", *act_columns)}
     return select(
-        func.coalesce(acts.c.member_id, ledger.c.member_id).label("member_id"),
-        zero(ledger.c.points_earned).label("points_earned"),
-        zero(acts.c.active_weeks).label("active_weeks"),
-        zero(acts.c.surveys_completed).label("surveys_completed"),
-        case((acts.c.promoter_answers > 0, 1), else_=0).label("nps_promoter"),
-        zero(acts.c.focus_groups_attended).label("focus_groups_attended"),
-        zero(acts.c.referrals_converted).label("referrals_converted"),
-        zero(acts.c.accepted_posts).label("accepted_posts"),
-    ).select_from(acts.outerjoin(ledger, ledger.c.member_id == acts.c.member_id, full=True))
+        both.c.member_id.label("member_id"),
+        total["points_earned"].label("points_earned"),
+        total["active_weeks"].label("active_weeks"),
+        total["surveys_completed"].label("surveys_completed"),
+        case((total["promoter_answers"] > 0, 1), else_=0).label("nps_promoter"),
+        total["focus_groups_attended"].label("focus_groups_attended"),
+        total["referrals_converted"].label("referrals_converted"),
+        total["accepted_posts"].label("accepted_posts"),
+    ).group_by(both.c.member_id)
 
 
 def changed_members(since: datetime, now: datetime, rules: Rules, margin: timedelta):
