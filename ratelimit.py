@@ -6,6 +6,11 @@
 
 from __future__ import annotations
 
+import logging
+
+import redis
+from flask import current_app
+
 from errors import TooManyRequests
 from extensions import get_redis
 
@@ -30,6 +35,19 @@ def hit(key: str, limit: int, window: int, message: str | None = None) -> int:
             fields={"retry_after": retry_after},
         )
     return limit - count
+
+
+def hit_or_pass(key: str, setting: str, default: tuple[int, int], message: str, *, logger: logging.Logger,
+                what: str) -> None:
+    """``hit`` with (limit, window) from the app's config ``setting`` (else ``default``), failing
+    open: with Redis unreachable the request goes on unlimited and ``logger`` warns
+    "Redis unavailable; <what> not rate-limited".  For limits on work that itself needs only
+    the database (redemption requests, survey answers)."""
+    limit, window = current_app.config.get(setting, default)
+    try:
+        hit(key, limit, window, message)
+    except redis.RedisError:
+        logger.warning("Redis unavailable; %s not rate-limited", what)
 
 
 def reset(key: str) -> None:

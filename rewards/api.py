@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-import redis
-from flask import current_app, request
+from flask import request
 from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
@@ -60,11 +59,9 @@ def _limit_redemption_requests(member_id: int) -> None:
     Fails open: with Redis unreachable the request goes on (unlimited for that while), because a
     redemption needs neither Redis nor its queue to be accepted (see README: nothing lost).
     """
-    limit, window = current_app.config.get("REDEMPTION_RATE_LIMIT", DEFAULT_REDEMPTION_RATE_LIMIT)
-    try:
-        ratelimit.hit(f"redemptions:member:{member_id}", limit, window, "Too many redemption requests.")
-    except redis.RedisError:
-        log.warning("Redis unavailable; redemption request of member %s not rate-limited", member_id)
+    ratelimit.hit_or_pass(f"redemptions:member:{member_id}", "REDEMPTION_RATE_LIMIT", DEFAULT_REDEMPTION_RATE_LIMIT,
+                          "Too many redemption requests.", logger=log,
+                          what=f"redemption request of member {member_id}")
 
 
 # --------------------------------------------------------------------------- member catalogue

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 
-import redis
-from flask import Response, current_app, request
+from flask import Response, request
 from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
@@ -71,11 +70,9 @@ def _limit_answer_writes(member_id: int) -> None:
     Fails open: with Redis unreachable the request goes on (unlimited for that while), because
     answering needs only the database.
     """
-    limit, window = current_app.config.get("SURVEY_SUBMIT_RATE_LIMIT", DEFAULT_SURVEY_SUBMIT_RATE_LIMIT)
-    try:
-        ratelimit.hit(f"surveys:answers:member:{member_id}", limit, window, "Too many survey answers; slow down.")
-    except redis.RedisError:
-        log.warning("Redis unavailable; survey answers of member %s not rate-limited", member_id)
+    ratelimit.hit_or_pass(f"surveys:answers:member:{member_id}", "SURVEY_SUBMIT_RATE_LIMIT",
+                          DEFAULT_SURVEY_SUBMIT_RATE_LIMIT, "Too many survey answers; slow down.", logger=log,
+                          what=f"survey answers of member {member_id}")
 
 
 # --------------------------------------------------------------------------- members: surveys
