@@ -293,8 +293,7 @@ def changed_members(since: datetime, now: datetime, rules: Rules, margin: timede
         select(interactions.c.member_id).where(interactions.c.occurred_at >= old_cutoff,
                                                interactions.c.occurred_at < cutoff),
         select(users.c.id).where(users.c.suspended_until.is_not(None), users.c.suspended_until > recorded),
-        select(states.c.member_id).where(states.c.no_suspension == 0),
-        select(states.c.member_id).where(states.c.below_since.is_not(None)),
+        select(states.c.member_id).where(or_(states.c.no_suspension == 0, states.c.below_since.is_not(None))),
     ]
     return union(*sources)
 
