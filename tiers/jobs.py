@@ -3,17 +3,19 @@
 The periodic run (``run_full_recompute``) leaves every member's tier as the rules give it, in
 set-based SQL, in one of two modes (``choose_mode``):
 
-* full: one grouped pass over the whole history into ``tier_metric_stage``, then
-  ``tiers.engine.apply_range`` per member-id range.  The first run, the first after a rules
-  change, and at least every ``TIER_FULL_RUN_DAYS``;
+* full: every member-id range in turn has its members' history aggregated into
+  ``tier_metric_stage`` (index-only range scans of the covering member indexes on PostgreSQL)
+  and decided by ``tiers.engine.apply_range``.  The first run, the first after a rules change,
+  at least every ``TIER_FULL_RUN_DAYS``, and when an admin asks (``?full=true``);
 * incremental (the everyday run): ``tiers.engine.changed_members`` lists the members whose
   inputs changed since the last completed run (history recorded, history entering or leaving
   the window, suspensions, grace periods) into ``tier_dirty_members``; only their history is
-  re-aggregated (through the covering member indexes) and only they are decided.  Everyone
+  re-aggregated, range by range in the same way, and only they are decided.  Everyone
   else's metrics and decision cannot have changed, so the result is what a full run would give
   (tests/tiers/test_incremental.py checks this on random histories, bench/tiers.py at 1 M).
 
-Either mode commits per range, so admins see progress in ``tier_runs``.  A Redis lock (SET NX
+Either mode commits per range (ranges decided by ``TIER_RUN_WORKERS`` threads on PostgreSQL),
+so admins see progress in ``tier_runs``.  A Redis lock (SET NX
 with an expiry, renewed after every range) keeps two runs from overlapping; a run whose worker
 died is marked "abandoned" by the next one.  Re-running is harmless: unchanged members are not
 rewritten.
@@ -102,7 +104,7 @@ def choose_mode(now: datetime, rules, *, full: bool | None = None) -> tuple[str,
 def _tune(session) -> None:
     """Planner settings for this transaction of a run (PostgreSQL; no-op elsewhere).
 
-    * work_mem: the grouped pass over the history hashes in memory rather than spilling;
+    * work_mem: a range's grouped pass over the history hashes in memory rather than spilling;
     * jit off: compiling the wide CASE expressions of every range's statements costs more than
       they run (measured: bench/tiers.py);
     * random_page_cost 1.1: the members a daily run re-aggregates are read through the covering
