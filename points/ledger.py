@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import make_transient_to_detached
 
 from community.models import utcnow
 from errors import Conflict, NotFound, ValidationError
@@ -51,6 +52,7 @@ class Balance:
 # --------------------------------------------------------------------------- helpers
 
 # Core tables for the hot write path: plain INSERTs skip the ORM's bulk-insert bookkeeping.
+_ENTRIES = JournalEntry.__table__
 _BALANCES = MemberBalance.__table__
 _LINES = JournalLine.__table__
 _LOTS = PointLot.__table__
@@ -132,10 +134,20 @@ _ENTRY_FIELDS = ("key", "kind", "member_id", "amount", "reason", "source_type", 
 
 
 def _insert_entry(**fields) -> JournalEntry | None:
-    """Insert an entry unless its key (or the entry it closes) is already taken; None then."""
+    """Insert an entry unless its key (or the entry it closes) is already taken; None then.
+
+    A Core INSERT … RETURNING every column, then the row becomes a persistent object of the
+    session without another query: the ORM's bulk INSERT path cost two thirds of an award.
+    """
     params = {name: fields.get(name) for name in _ENTRY_FIELDS}
     params["created_at"] = utcnow()
-    return db.session.scalars(_statements()["entry"], [params]).first()
+    row = db.session.execute(_statements()["entry"], params).first()
+    if row is None:
+        return None
+    entry = JournalEntry(**row._mapping)
+    make_transient_to_detached(entry)
+    db.session.add(entry)
+    return entry
 
 
 def _statements() -> dict:
@@ -153,7 +165,7 @@ def _statements() -> dict:
             },
         )
         built = _BUILT[dialect] = {
-            "entry": ins(JournalEntry).on_conflict_do_nothing().returning(JournalEntry),
+            "entry": ins(_ENTRIES).on_conflict_do_nothing().returning(*_ENTRIES.c),
             "credit": credit,
             "ensure_balance": ins(_BALANCES).on_conflict_do_nothing(),
             "lines": insert(_LINES),
