@@ -85,3 +85,11 @@ def make_session(actor_id: int | None = None, **fields):
     session = focus_groups.create_session(actor_id, data)
     db.session.commit()
     return session
+
+
+def error(resp, status):
+    """The error envelope of a response with ``status``: {"code", "message", "fields"}."""
+    assert resp.status_code == status, resp.get_data(as_text=True)
+    body = resp.get_json()["error"]
+    assert set(body) == {"code", "message", "fields"}
+    return body

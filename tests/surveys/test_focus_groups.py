@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select, update
 
 from community.models import Notification, utcnow
@@ -15,22 +14,9 @@ from points.ledger import get_balance
 from points.models import Interaction
 from surveys.jobs import PERIODIC, queue_session_reminders
 from surveys.models import FocusGroupSession, FocusGroupSignup
-from tests.surveys.helpers import answers, client_id, make_session, make_survey
+from tests.surveys.helpers import answers, client_id, error, make_session, make_survey
 
 ATTEND_POINTS = 75  # the session's own attendance points; the default rule pays 1 point per unit at "aware"
-
-
-@pytest.fixture
-def marketer(make_member, login):
-    user = make_member(roles=("marketer",))
-    return user, login(user)
-
-
-def error(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()["error"]
-    assert set(body) == {"code", "message", "fields"}
-    return body
 
 
 def signup(client, session_id):

@@ -6,7 +6,6 @@ import csv
 import io
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import func, select
 
 from community.models import utcnow
@@ -14,22 +13,9 @@ from extensions import db
 from points.ledger import get_balance
 from points.models import Interaction
 from surveys.models import Survey, SurveyAnswer, SurveyResponse
-from tests.surveys.helpers import answers, client_id, definition, make_survey
+from tests.surveys.helpers import answers, client_id, definition, error, make_survey
 
 SURVEY_POINTS = 50  # points' default earning rule for survey_completed at tier "aware"
-
-
-@pytest.fixture
-def marketer(make_member, login):
-    user = make_member(roles=("marketer",))
-    return user, login(user)
-
-
-def error(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()["error"]
-    assert set(body) == {"code", "message", "fields"}
-    return body
 
 
 def submit(client, survey_id, body=None, cid=None):

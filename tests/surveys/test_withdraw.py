@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
 from sqlalchemy import func, select
 
 from community.models import User
@@ -19,22 +18,9 @@ from surveys import services
 from surveys.models import Survey, SurveyAnswer, SurveyResponse, SurveyWithdrawal
 from tests.conftest import in_threads
 from tests.points.helpers import assert_ledger_consistent
-from tests.surveys.helpers import answers, client_id, make_survey
+from tests.surveys.helpers import answers, client_id, error, make_survey
 
 SURVEY_POINTS = 50  # points' default earning rule for survey_completed at tier "aware"
-
-
-@pytest.fixture
-def marketer(make_member, login):
-    user = make_member(roles=("marketer",))
-    return user, login(user)
-
-
-def error(resp, status):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    body = resp.get_json()["error"]
-    assert set(body) == {"code", "message", "fields"}
-    return body
 
 
 def submit(client, survey_id, body=None):
