@@ -15,10 +15,9 @@ set-based SQL, in one of two modes (``choose_mode``):
   (tests/tiers/test_incremental.py checks this on random histories, bench/tiers.py at 1 M).
 
 Either mode commits per range (ranges decided by ``TIER_RUN_WORKERS`` threads on PostgreSQL),
-so admins see progress in ``tier_runs``.  A Redis lock (SET NX
-with an expiry, renewed after every range) keeps two runs from overlapping; a run whose worker
-died is marked "abandoned" by the next one.  Re-running is harmless: unchanged members are not
-rewritten.
+so admins see progress in ``tier_runs``.  A Redis lock (SET NX with an expiry, renewed after
+every range) keeps two runs from overlapping; a run whose worker died is marked "abandoned" by
+the next one.  Re-running is harmless: unchanged members are not rewritten.
 """
 from __future__ import annotations
 
@@ -135,9 +134,8 @@ def _decide_range(lo: int, hi: int, run_id: int, now: datetime, rules, members) 
         source = select(stage).where(stage.c.member_id.between(lo, hi)).subquery("src")
         counts = engine.apply_range(source, lo, hi, now, rules, run_id=run_id, members=members)
         session.execute(delete(stage).where(stage.c.member_id.between(lo, hi)))
-        counted = members if members is not None else User.__table__
-        key = counted.c.member_id if members is not None else counted.c.id
-        n = session.scalar(select(func.count()).select_from(counted).where(key.between(lo, hi)))
+        decided = members.c.member_id if members is not None else User.id
+        n = session.scalar(select(func.count()).where(decided.between(lo, hi)))
         session.execute(update(TierRun).where(TierRun.id == run_id).values(
             processed=TierRun.processed + n,
             promoted=TierRun.promoted + counts["promoted"],
@@ -206,21 +204,18 @@ def _run(lock, now: datetime, batch_size: int, full: bool | None) -> int:
                 # Fresh statistics, or the planner takes the table for empty and scans it in
                 # a nested loop per member.
                 session.execute(text("ANALYZE tier_dirty_members"))
-            total = session.scalar(select(func.count()).select_from(dirty))
-            session.execute(update(TierRun).where(TierRun.id == run_id).values(total=total))
+            ids = session.scalars(select(dirty.c.member_id).order_by(dirty.c.member_id)).all()
+            session.execute(update(TierRun).where(TierRun.id == run_id).values(total=len(ids)))
             members = dirty
-        session.commit()
-        lock.reacquire()
-        if members is None:
-            ranges = [(lo, lo + batch_size - 1) for lo in range(first or 0, (last or -1) + 1, batch_size)]
-        else:
             # Ranges of changed members (sparse among all ids): at most batch_size each, and
             # enough of them to keep every worker thread busy.
-            ids = session.scalars(select(dirty.c.member_id).order_by(dirty.c.member_id)).all()
             threads = current_app.config.get("TIER_RUN_WORKERS", 2)
             size = max(1, min(batch_size, max(5_000, -(-len(ids) // (threads * 2)))))
             ranges = [(ids[i], ids[min(i + size, len(ids)) - 1]) for i in range(0, len(ids), size)]
+        else:
+            ranges = [(lo, lo + batch_size - 1) for lo in range(first or 0, (last or -1) + 1, batch_size)]
         session.commit()
+        lock.reacquire()
         _decide_ranges(lock, ranges, run_id, now, rules, members)
         session.execute(delete(dirty))
         session.execute(update(TierRun).where(TierRun.id == run_id).values(
