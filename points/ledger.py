@@ -100,6 +100,11 @@ def _lock_balance(member_id: int):
     ).first()
 
 
+def _due_lots(member_id: int) -> tuple:
+    """The member's lots whose expiry time has passed but whose expiry is not posted yet."""
+    return PointLot.member_id == member_id, PointLot.expired_at.is_(None), PointLot.expires_at <= utcnow()
+
+
 def _lock_spendable(member_id: int):
     """Lock the member's balance row after expiring their lots that are already due.
 
@@ -110,10 +115,7 @@ def _lock_spendable(member_id: int):
     row = _lock_balance(member_id)
     if row is None:
         return None
-    due = db.session.scalars(
-        select(PointLot.id).where(PointLot.member_id == member_id, PointLot.expired_at.is_(None),
-                                  PointLot.expires_at <= utcnow())
-    ).all()
+    due = db.session.scalars(select(PointLot.id).where(*_due_lots(member_id))).all()
     if not due:
         return row
     for lot_id in due:
@@ -531,10 +533,7 @@ def get_balance(member_id: int) -> Balance:
 def due_unexpired(member_id: int) -> int:
     """Points in the member's lots whose expiry time has passed but whose expiry the hourly job
     has not posted yet: not spendable any more (see ``_lock_spendable``), so views subtract them."""
-    return int(db.session.scalar(
-        select(func.coalesce(func.sum(PointLot.remaining), 0)).where(
-            PointLot.member_id == member_id, PointLot.expired_at.is_(None), PointLot.expires_at <= utcnow())
-    ))
+    return int(db.session.scalar(select(func.coalesce(func.sum(PointLot.remaining), 0)).where(*_due_lots(member_id))))
 
 
 # --------------------------------------------------------------------------- beyond the contract
