@@ -105,24 +105,34 @@ def _cli(app: Flask) -> None:
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty")
     def worker(queues, burst):
         """Run an RQ worker on the named queues."""
-        from rq import Worker
         from sqlalchemy.orm import configure_mappers
 
         from jobs import set_worker_app
+        from workers import KinshipWorker
 
         set_worker_app(app)
         # RQ forks a work horse per job and the parent never runs one: set the ORM up here,
         # once, instead of in every child.
         configure_mappers()
         names = [q.strip() for q in queues.split(",") if q.strip()]
-        Worker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
+        KinshipWorker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
 
     @app.cli.command("scheduler")
-    def scheduler():
-        """Run RQ's cron scheduler with the periodic schedule (see ``jobs.periodic_schedule``)."""
-        from jobs import build_cron_scheduler
+    @click.option("--wait", is_flag=True, help="Stand by while another scheduler holds the lock, then take over")
+    def scheduler(wait):
+        """Run RQ's cron scheduler with the periodic schedule (see ``jobs.periodic_schedule``).
 
-        build_cron_scheduler(app).start()
+        Exactly one may run per Redis: a second one exits with status 1 (or, with ``--wait``,
+        stands by until the first stops).
+        """
+        from jobs import build_cron_scheduler
+        from workers import SchedulerAlreadyRunning
+
+        try:
+            build_cron_scheduler(app).start(wait=wait)
+        except SchedulerAlreadyRunning as exc:
+            log.error("scheduler not started: %s", exc)
+            raise SystemExit(1) from None
 
     @app.cli.command("permissions")
     def permissions():

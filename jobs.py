@@ -212,9 +212,9 @@ def build_cron_scheduler(app: Flask, schedule: list[Periodic] | None = None):
     Every entry must be an ``@job`` (its queue, timeout and name come from there) with exactly
     one of ``interval`` and ``cron``; a bad entry stops the scheduler at start, loudly.
     """
-    from rq.cron import CronScheduler
+    from workers import KinshipCronScheduler
 
-    scheduler = CronScheduler(connection=get_redis(app), name=f"kinship-{os.getpid()}")
+    scheduler = KinshipCronScheduler(get_redis(app), name=f"kinship-{os.getpid()}")
     for entry in periodic_schedule() if schedule is None else schedule:
         spec: JobSpec | None = getattr(entry.fn, "spec", None)
         if spec is None:
