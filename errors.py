@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from flask import Flask, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -137,18 +138,44 @@ def handle_http_exception(error: HTTPException):
     return envelope(status, _HTTP_CODES.get(status, error.name.lower().replace(" ", "_")), message, fields, headers)
 
 
+def describe_backend_error(error: BaseException) -> str:
+    """One line naming the failure: ``OperationalError: connection refused`` (no SQL, no traceback)."""
+    cause = getattr(error, "orig", None) or error
+    text = str(cause).strip().splitlines()
+    return f"{error.__class__.__name__}: {text[0] if text else cause.__class__.__name__}"[:300]
+
+
 def handle_backend_unavailable(error: Exception):
-    """Redis unreachable or timing out: a temporary condition, not a bug (503, retry later)."""
-    log.warning("backend unavailable: %s: %s", error.__class__.__name__, error)
+    """Redis or the database unreachable or timing out: a temporary condition, not a bug (503)."""
+    from flask import g, has_request_context, request
+
+    where = f" on {request.method} {request.path}" if has_request_context() else ""
+    log.warning("backend unavailable%s: %s", where, describe_backend_error(error))
+    if has_request_context():
+        g.backend_unavailable = True  # the teardown's failing rollback is the same failure: not logged again
     return envelope(
         503, "service_unavailable", "A backend service is temporarily unavailable; try again shortly.",
         headers={"Retry-After": "5"},
     )
 
 
+def is_database_unavailable(error: BaseException) -> bool:
+    """A lost or refused database connection (or an exhausted pool), as opposed to a bug."""
+    if isinstance(error, (sa_exc.OperationalError, sa_exc.InterfaceError)):
+        # SQLite's "database is locked" is an OperationalError too: a busy database, not a bug.
+        return True
+    if isinstance(error, (sa_exc.DisconnectionError, sa_exc.TimeoutError)):
+        return True
+    if isinstance(error, sa_exc.PendingRollbackError):
+        return True  # the session's connection failed earlier in this request
+    return isinstance(error, sa_exc.DBAPIError) and bool(getattr(error, "connection_invalidated", False))
+
+
 def handle_unexpected(error: Exception):
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
+    if is_database_unavailable(error):
+        return handle_backend_unavailable(error)
     log.exception("Unhandled exception")
     return envelope(500, "internal_error", "An unexpected error occurred.")
 

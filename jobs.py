@@ -71,16 +71,26 @@ def job(queue: str = "default", *, timeout: int = 300, retries: int = 3, backoff
     def decorate(fn: Callable) -> Callable:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
+            from rq import get_current_job
+
+            from logs import job_id
+
             app = _job_app()
-            with app.app_context():
-                _release_current_unique()
-                try:
-                    return fn(*args, **kwargs)
-                except Exception:
-                    db.session.rollback()
-                    raise
-                finally:
-                    db.session.remove()
+            current = get_current_job()
+            token = job_id.set(current.id) if current is not None else None  # in its log lines
+            try:
+                with app.app_context():
+                    _release_current_unique()
+                    try:
+                        return fn(*args, **kwargs)
+                    except Exception:
+                        db.session.rollback()
+                        raise
+                    finally:
+                        db.session.remove()
+            finally:
+                if token is not None:
+                    job_id.reset(token)
 
         run.spec = JobSpec(queue, timeout, retries, tuple(backoff))  # type: ignore[attr-defined]
         run.__wrapped_job__ = fn  # type: ignore[attr-defined]

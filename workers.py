@@ -159,6 +159,7 @@ class KinshipWorker(Worker):
     """A forking RQ worker that never exits on a Redis connection error."""
 
     max_connection_wait_time = 10.0  # the dequeue loop's backoff cap (RQ's default is 60 s)
+    log_result_lifespan = False  # not a line per job about its result's TTL
 
     # --- the retry scheduler: always running, restarted if it dies
 

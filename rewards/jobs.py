@@ -86,8 +86,8 @@ def sweep_pending_redemptions(min_age_seconds: int = 60) -> int:
     for redemption_id in ids:
         if enqueue_now(process_redemption, redemption_id, unique_key=_unique_key(redemption_id)):
             enqueued += 1
-    if ids:
-        log.info("sweeper: %d pending redemption(s), %d enqueued", len(ids), enqueued)
+    if ids:  # routine when everything is already queued; news when something had been lost
+        (log.info if enqueued else log.debug)("sweeper: %d pending redemption(s), %d enqueued", len(ids), enqueued)
     return enqueued
 
 
