@@ -20,6 +20,8 @@ import time
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 job_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("job_id", default=None)
+# Set by the worker's horse while it runs a job from a routine queue: RQ's lines about it are debug.
+routine_job: contextvars.ContextVar[bool] = contextvars.ContextVar("routine_job", default=False)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(context)s] %(message)s"
 ROUTINE_QUEUES = ("periodic",)
@@ -41,6 +43,8 @@ class ContextFilter(logging.Filter):
 
 def _routine(record: logging.LogRecord) -> bool:
     """RQ's per-run lines for jobs on a routine queue ("periodic: ... (id)", "Job OK", enqueued)."""
+    if routine_job.get():
+        return True
     args = record.args if isinstance(record.args, tuple) else ()
     if len(args) >= 2 and str(args[1]) in ROUTINE_QUEUES:
         return True

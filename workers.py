@@ -267,6 +267,15 @@ class KinshipWorker(Worker):
 
     # --- in the work horse: the result write waits for Redis (bounded)
 
+    def perform_job(self, job, queue, execution):
+        from logs import ROUTINE_QUEUES, routine_job
+
+        token = routine_job.set(queue.name in ROUTINE_QUEUES)
+        try:
+            return super().perform_job(job, queue, execution)
+        finally:
+            routine_job.reset(token)
+
     def _retrying_in_horse(self, what, fn, *args):
         backoff = Backoff()
         deadline = time.monotonic() + HORSE_RESULT_RETRY_SECONDS

@@ -93,3 +93,71 @@ def test_serve_runs_api_worker_and_scheduler_and_stops_them_all(tmp_path):
     assert exit_code == 0
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"children left running: {alive}"
+
+
+def _embedded_redis_pid(instance: Path) -> int:
+    settings = json.loads((instance / "redis.db.settings").read_text())
+    return int(Path(settings["pidfile"]).read_text().strip())
+
+
+def test_serve_restarts_a_dead_child_refuses_a_second_run_and_stops_everything_on_sighup(tmp_path):
+    port = unused_port()
+    env = _env(tmp_path, port)
+    env["LOG_LEVEL"] = "INFO"
+    _flask(env, "db", "upgrade", "heads")
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "w") as log_file:
+        server = subprocess.Popen([sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=log_file,  # noqa: S603
+                                  stderr=subprocess.STDOUT)
+    try:
+        def child(name: str):
+            for proc in psutil.Process(server.pid).children():
+                try:
+                    if name in " ".join(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                        return proc
+                except psutil.Error:  # exited (a zombie until serve.py reaps it)
+                    continue
+            return None
+
+        deadline = time.monotonic() + 60
+        while not (child("worker") and child("scheduler") and "serving on" in log_path.read_text()):
+            assert time.monotonic() < deadline and server.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        redis_pid = _embedded_redis_pid(tmp_path)
+        assert psutil.pid_exists(redis_pid)
+        # Wait for the scheduler's lock: then a second `make run` on this Redis must refuse.
+        deadline = time.monotonic() + 60
+        while "holding kinship:scheduler-lock" not in log_path.read_text():
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+
+        first_worker = child("worker")
+        first_worker.kill()
+        deadline = time.monotonic() + 30
+        while not ((new := child("worker")) and new.pid != first_worker.pid):
+            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        expected = f"worker (pid {first_worker.pid}) exited unexpectedly (exit -9); restarting it in 1s"
+        assert expected in log_path.read_text()
+
+        second = subprocess.run([sys.executable, "serve.py"], cwd=ROOT, env=dict(env, KINSHIP_PORT=str(unused_port())),
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1
+        assert "another scheduler" in second.stderr
+        assert server.poll() is None and psutil.pid_exists(redis_pid)  # the refused run touched nothing
+
+        children = psutil.Process(server.pid).children(recursive=True)
+    finally:
+        server.send_signal(signal.SIGHUP)  # the terminal closed
+        exit_code = server.wait(timeout=60)
+    assert exit_code == 0
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"children left running: {alive}"
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(redis_pid) and psutil.Process(redis_pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the embedded Redis was left running"
+        time.sleep(0.2)
+    output = log_path.read_text()
+    stop_part = output[output.index("received SIGHUP"):]
+    assert "ERROR" not in stop_part and "Traceback" not in stop_part and "failed" not in stop_part, stop_part
+    assert "\x1b[" not in output  # no colour codes off a terminal
