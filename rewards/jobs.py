@@ -80,6 +80,7 @@ def sweep_pending_redemptions(min_age_seconds: int = 60) -> int:
     The unique key is the request's: a job still waiting in the queue is not doubled, while one
     whose enqueue was lost, or whose worker died (the key is released when a job starts), is.
     """
+    _settle_orphaned_job_rows()
     ids = services.stale_pending_ids(min_age_seconds)
     db.session.rollback()
     enqueued = 0
@@ -89,6 +90,29 @@ def sweep_pending_redemptions(min_age_seconds: int = 60) -> int:
     if ids:  # routine when everything is already queued; news when something had been lost
         (log.info if enqueued else log.debug)("sweeper: %d pending redemption(s), %d enqueued", len(ids), enqueued)
     return enqueued
+
+
+def _settle_orphaned_job_rows() -> int:
+    """Job rows still ``queued`` whose redemption is no longer ``pending``: no attempt will ever
+    run (accepted while Redis was down, then cancelled or rejected before a sweep), so they are
+    ``skipped``, not left looking like a stuck queue.  Committed here; returns how many."""
+    from sqlalchemy import select, update
+
+    from .models import Redemption, RedemptionJob
+
+    result = db.session.execute(
+        update(RedemptionJob)
+        .where(
+            RedemptionJob.status == "queued",
+            RedemptionJob.redemption_id.in_(select(Redemption.id).where(Redemption.state != "pending")),
+        )
+        .values(status="skipped", finished_at=services.utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if result.rowcount:
+        log.info("sweeper: %d job row(s) of redemptions decided before processing marked skipped", result.rowcount)
+    return result.rowcount
 
 
 PERIODIC = [Periodic(sweep_pending_redemptions, interval=60)]

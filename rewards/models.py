@@ -37,7 +37,8 @@ STATES = (
     "rejected",
     "refunded",
 )
-JOB_STATUSES = ("queued", "running", "succeeded", "error")
+# "skipped": the redemption left ``pending`` (cancelled, rejected) before any attempt ran.
+JOB_STATUSES = ("queued", "running", "succeeded", "error", "skipped")
 
 
 def _in(values) -> str:
