@@ -324,4 +324,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from extensions import stop_embedded_redis
+
+    try:
+        main()
+    finally:
+        stop_embedded_redis()  # its workers joined the embedded Redis: stop it even if they linger

@@ -172,10 +172,11 @@ def main() -> None:
         print(f"{name:<18} {r['rps']:7.1f} {r['rps'] / base:7.2f}x {r['p50_ms']:7.0f} {r['p95_ms']:7.0f} "
               f"{r['p99_ms']:7.0f} {r['errors']:6d}")
 
-    from extensions import stop_embedded_redis
-
-    stop_embedded_redis()
-
 
 if __name__ == "__main__":
-    main()
+    from extensions import stop_embedded_redis
+
+    try:
+        main()
+    finally:
+        stop_embedded_redis()  # its workers joined the embedded Redis: stop it even if they linger

@@ -22,7 +22,7 @@ pytestmark = [
 def test_mixed_load_with_every_fault_keeps_every_invariant():
     from bench.load_fault import run
 
-    report = run(clients=6, seconds=20, pg_down=3, settle_timeout=120, web_processes=1, sweep_now=True,
+    report = run(clients=5, seconds=16, pg_down=3, settle_timeout=120, web_processes=1, sweep_now=True,
                  log=lambda *_: None)
     assert report["invariant_violations"] == [], report
     assert report["all_processes_running"], report
