@@ -109,7 +109,9 @@ def test_supervisord_runs_the_process_set_and_restarts_a_killed_worker(app, tmp_
 
 @pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="no PostgreSQL 15 binaries")
 def test_gunicorn_answers_503_in_the_envelope_while_postgresql_or_redis_is_down(app, make_app, tmp_path):
+    import psycopg
     from flask_migrate import upgrade
+    from sqlalchemy import text
 
     from community.models import User
     from community.services import create_token, hash_password
@@ -122,6 +124,15 @@ def test_gunicorn_answers_503_in_the_envelope_while_postgresql_or_redis_is_down(
         url = pg.create_database()
         other = make_app(SQLALCHEMY_DATABASE_URI=url.replace("postgresql://", "postgresql+psycopg://"),
                          REDIS_URL=redis_server.url)
+        # A view whose database connection dies after it answered: the session's rollback in
+        # Flask's teardown fails, and must neither raise (a raw 500 from the server) nor log twice.
+        @other.get("/test/lose-connection")
+        def lose_connection():
+            pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+            with psycopg.connect(url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            return {"terminated": pid}
+
         with other.app_context():
             upgrade(revision="heads")
             user = User(email="ops@example.com", display_name="Ops", password_hash=hash_password("a long password 1"))
@@ -129,6 +140,10 @@ def test_gunicorn_answers_503_in_the_envelope_while_postgresql_or_redis_is_down(
             db.session.flush()
             _token, secret = create_token(user, "ops")
             db.session.commit()
+            db.engine.dispose()
+        with other.app_context():
+            resp = other.test_client().get("/test/lose-connection")
+            assert resp.status_code == 200, resp.get_data(as_text=True)
             db.engine.dispose()
 
         port = free_port()
