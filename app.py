@@ -170,7 +170,9 @@ def _cli(app: Flask) -> None:
         # once, instead of in every child.
         configure_mappers()
         names = [q.strip() for q in queues.split(",") if q.strip()]
-        KinshipWorker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
+        KinshipWorker(names, connection=get_redis(app)).work(
+            burst=burst, with_scheduler=True, logging_level=str(app.config.get("LOG_LEVEL") or "INFO").upper()
+        )
 
     @app.cli.command("scheduler")
     @click.option("--wait", is_flag=True, help="Stand by while another scheduler holds the lock, then take over")

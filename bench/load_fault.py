@@ -377,6 +377,12 @@ def check_invariants(app, data: Seed, results: Results) -> list[str]:
             problems.append(f"coupons fulfilled without a code or codes on others: "
                             f"{sorted(fulfilled_coupons ^ {rid for rid, _ in assigned})[:10]}")
         states = collections.Counter(r.state for r in rows.values())
+        waits = sorted((r.fulfilled_at - r.created_at).total_seconds() for r in rows.values()
+                       if r.state == "fulfilled" and r.fulfilled_at is not None)
+        results.fulfil_seconds = {  # type: ignore[attr-defined]
+            q: round(waits[min(len(waits) - 1, int(p * len(waits)))], 2) if waits else None
+            for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+        }
         db.session.remove()
         db.engine.dispose()
     if results.raw_errors:
@@ -467,6 +473,7 @@ def run(clients: int = 50, seconds: float = 120, pg_down: float = 10, settle_tim
         problems = check_invariants(app, data, results)
         report["redemptions"] = results.states  # type: ignore[attr-defined]
         report["acknowledged"] = len(results.acknowledged)
+        report["request_to_fulfilled_seconds"] = results.fulfil_seconds  # type: ignore[attr-defined]
         report["invariant_violations"] = problems
         report["ok"] = not problems and report["all_processes_running"]
         return report
