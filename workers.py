@@ -33,7 +33,6 @@ import uuid
 import redis
 from rq.cron import CronScheduler
 from rq.exceptions import StopRequested
-from rq.job import JobStatus
 from rq.scheduler import RQScheduler
 from rq.scripts import acquire_or_refresh_lock, release_lock
 from rq.worker import Worker
@@ -294,11 +293,6 @@ class KinshipWorker(Worker):
 
     def _finalize_failure(self, job, queue, execution, exc_info):
         self._retrying_in_horse("failure", super()._finalize_failure, job, queue, execution, exc_info)
-
-
-def settled(job) -> bool:
-    """True once RQ recorded the job as finished or failed (for tests and the bench)."""
-    return job.get_status(refresh=True) in (JobStatus.FINISHED, JobStatus.FAILED)
 
 
 # --------------------------------------------------------------------------- flask scheduler
