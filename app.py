@@ -18,6 +18,7 @@ from sqlalchemy import text
 from config import Config, ConfigError, ProductionConfig, config_from_env
 from errors import register_error_handlers
 from extensions import (
+    FastJSONProvider,
     KinshipApi,
     alembic_include_object,
     configure_engine,
@@ -157,6 +158,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
+    app.json = FastJSONProvider(app)
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
