@@ -104,9 +104,13 @@ def _cli(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option("--queues", "-q", default=",".join(QUEUES), help="Comma-separated queue names, in priority order")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty")
-    def worker(queues, burst):
+    @click.option("--fork/--no-fork", default=True,
+                  help="Run each job in a forked work horse (default) or in the worker process itself "
+                       "(rq's SimpleWorker: no fork and warm connections; for short idempotent jobs "
+                       "such as redemptions)")
+    def worker(queues, burst, fork):
         """Run an RQ worker on the named queues."""
-        from rq import Worker
+        from rq import SimpleWorker, Worker
         from sqlalchemy.orm import configure_mappers
 
         from jobs import set_worker_app
@@ -116,7 +120,8 @@ def _cli(app: Flask) -> None:
         # once, instead of in every child.
         configure_mappers()
         names = [q.strip() for q in queues.split(",") if q.strip()]
-        Worker(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
+        worker_class = Worker if fork else SimpleWorker
+        worker_class(names, connection=get_redis(app)).work(burst=burst, with_scheduler=True)
 
     @app.cli.command("scheduler")
     def scheduler():
