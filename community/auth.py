@@ -5,15 +5,16 @@
   (which drop the ids) make a replayed cookie worthless.
 * ``Authorization: Bearer <token>`` authenticates integrations; the token's SHA-256 is looked
   up; such requests carry no cookie and are exempt from CSRF.
+* Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
+  (returned by login and by ``GET /api/v1/auth/csrf``).
 
 Authentication is one indexed lookup: a token request is a single query (token by its unique
 hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
 session id and the member by primary key, again with the roles in the same query.  Nothing is
-cached between requests, so a revoked token, a suspended member or a dropped session is refused
-by the very next request, in every process.  A token's ``last_used_at`` is written at most once a
-minute per token (the lookup returns it, so no per-request write is needed to decide).
-* Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
-  (returned by login and by ``GET /api/v1/auth/csrf``).
+cached between requests, so a revoked token, a deactivated member or a dropped session is
+refused by the very next request in every process, and a suspension is seen by it.  A token's
+``last_used_at`` is written at most once a minute per token (the lookup returns it, so deciding
+needs no per-request write).
 """
 
 from __future__ import annotations
