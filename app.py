@@ -19,6 +19,7 @@ from sqlalchemy import text
 from config import Config, ConfigError, ProductionConfig, config_from_env
 from errors import register_error_handlers
 from extensions import (
+    FastJSONProvider,
     KinshipApi,
     alembic_include_object,
     configure_engine,
@@ -158,19 +159,24 @@ def _cli(app: Flask) -> None:
     @app.cli.command("worker")
     @click.option("--queues", "-q", default=",".join(QUEUES), help="Comma-separated queue names, in priority order")
     @click.option("--burst", is_flag=True, help="Exit when the queues are empty")
-    def worker(queues, burst):
+    @click.option("--fork/--no-fork", default=True,
+                  help="Run each job in a forked work horse (default) or in the worker process itself "
+                       "(rq's SimpleWorker: no fork and warm connections; for short idempotent jobs "
+                       "such as redemptions)")
+    def worker(queues, burst, fork):
         """Run an RQ worker on the named queues."""
         from sqlalchemy.orm import configure_mappers
 
         from jobs import set_worker_app
-        from workers import KinshipWorker
+        from workers import KinshipSimpleWorker, KinshipWorker
 
         set_worker_app(app)
         # RQ forks a work horse per job and the parent never runs one: set the ORM up here,
         # once, instead of in every child.
         configure_mappers()
         names = [q.strip() for q in queues.split(",") if q.strip()]
-        KinshipWorker(names, connection=get_redis(app)).work(
+        worker_class = KinshipWorker if fork else KinshipSimpleWorker
+        worker_class(names, connection=get_redis(app)).work(
             burst=burst, with_scheduler=True, logging_level=str(app.config.get("LOG_LEVEL") or "INFO").upper()
         )
 
@@ -224,6 +230,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
+    app.json = FastJSONProvider(app)
     configure_logging(app.config.get("LOG_LEVEL"), app.config.get("LOG_FORMAT"))
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]

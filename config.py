@@ -100,6 +100,9 @@ class Config:
     REMEMBER_COOKIE_HTTPONLY = True
     # A login lasts this long (cookie and server-side session alike); logout ends it sooner.
     PERMANENT_SESSION_LIFETIME = timedelta(days=env_int("SESSION_LIFETIME_DAYS", 14))
+    # The server-side session's lifetime is fixed at login, so re-signing and re-sending the
+    # cookie on every response (Flask's default) would buy nothing and costs every request.
+    SESSION_REFRESH_EACH_REQUEST = False
     CSRF_ENABLED = True
 
     # Rate limits: (count, window seconds)

@@ -21,8 +21,10 @@ import threading
 import time
 import weakref
 
+import orjson
 import redis
 from flask import Flask, current_app
+from flask.json.provider import DefaultJSONProvider
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_smorest import Api
@@ -234,3 +236,28 @@ def init_redis(app: Flask) -> None:
 
 def get_redis(app: Flask | None = None) -> redis.Redis:
     return (app or current_app).extensions["redis"]
+
+
+# --------------------------------------------------------------------------- JSON responses
+
+
+class FastJSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with responses serialised by orjson (several times faster).
+
+    The output means the same as the default provider's: keys sorted, compact, and every type
+    orjson does not handle itself (dates, ``Decimal``, objects with ``__html__``) goes through
+    Flask's own converter.  Anything orjson refuses (integers beyond 64 bits) falls back to the
+    standard library.  Pretty-printing (debug) and parsing stay with the default provider.
+    """
+
+    _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+    def response(self, *args, **kwargs):
+        if (self.compact is None and self._app.debug) or self.compact is False:
+            return super().response(*args, **kwargs)
+        obj = self._prepare_response_obj(args, kwargs)
+        try:
+            body = orjson.dumps(obj, default=self.default, option=self._OPTIONS)
+        except orjson.JSONEncodeError:
+            return super().response(*args, **kwargs)
+        return self._app.response_class(body + b"\n", mimetype=self.mimetype)

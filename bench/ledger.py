@@ -116,10 +116,14 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {secret}"}
 
         def http(i):
-            resp = client.post(
-                "/api/v1/points/events", headers=headers,
-                json={"event_id": f"{run}-h-{i}", "type": "purchase", "member_id": ids[i % MEMBERS], "amount": "10"},
-            )
+            # A fresh app context per request, as under a WSGI server: the bench's own context
+            # would otherwise carry flask-login's user (in ``g``) and the session across requests.
+            with app.app_context():
+                resp = client.post(
+                    "/api/v1/points/events", headers=headers,
+                    json={"event_id": f"{run}-h-{i}", "type": "purchase", "member_id": ids[i % MEMBERS],
+                          "amount": "10"},
+                )
             assert resp.status_code == 200, resp.get_json()
 
         # Warm up every path (connections, statement caches) before measuring.

@@ -10,6 +10,12 @@ temporary SQLite file and an embedded Redis):
    redemptions made through the HTTP API (in-process WSGI client, bearer tokens), against an
    empty RQ job's enqueue -> ``ended_at``.  Each client waits for its previous request to finish.
 
+Both are measured for each worker class in ``BENCH_WORKER_CLASSES`` (default ``no-fork,fork``):
+``flask worker --no-fork`` (rq's SimpleWorker: jobs run in the worker process, warm connections
+and caches) and the forking default (a work horse per job); every ratio compares the same class
+and number of workers.  Latency runs for the classes in ``BENCH_LATENCY_CLASSES`` (default
+``no-fork``).
+
 Run: ``.venv/bin/python bench/redemptions.py``.  Against PostgreSQL use a scratch database: the
 script runs the migrations and leaves its rows behind.
 """
@@ -38,6 +44,8 @@ THROUGHPUT_JOBS = int(os.environ.get("BENCH_JOBS", "100"))
 CLIENTS = 50
 REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_REQUESTS_PER_CLIENT", "2"))
 POLL = 0.02
+WORKER_CLASSES = os.environ.get("BENCH_WORKER_CLASSES", "no-fork,fork").split(",")
+LATENCY_CLASSES = os.environ.get("BENCH_LATENCY_CLASSES", "no-fork").split(",")
 
 
 def naive_utcnow() -> datetime:
@@ -50,9 +58,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 class Workers:
-    """``n`` ``flask worker`` processes on one queue, started and stopped together."""
+    """``n`` ``flask worker`` processes on one queue, started and stopped together;
+    ``worker_class`` is ``"fork"`` or ``"no-fork"``."""
 
-    def __init__(self, app, queue: str, n: int):
+    def __init__(self, app, queue: str, n: int, worker_class: str):
         from rq import Worker
 
         from extensions import get_redis
@@ -67,7 +76,7 @@ class Workers:
         before = len(Worker.all(connection=conn))
         for _ in range(n):
             self.procs.append(subprocess.Popen(
-                [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", queue],
+                [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", queue, f"--{worker_class}"],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
         deadline = time.monotonic() + 60
@@ -103,7 +112,7 @@ def setup(app):
         ledger.award(user.id, 10_000_000, key=f"bench:{run}:{i}", reason="benchmark")
         tokens.append(create_token(user, "bench")[1])
         members.append(user)
-    total = 2 * THROUGHPUT_JOBS + CLIENTS * REQUESTS_PER_CLIENT + 20
+    total = (2 * len(WORKER_CLASSES) * THROUGHPUT_JOBS + len(LATENCY_CLASSES) * CLIENTS * REQUESTS_PER_CLIENT + 40)
     reward = services.create_reward(members[0], {"name": f"Bench coffee {run}", "kind": "coupon", "cost": 10})
     services.add_codes(members[0], reward.id, [f"BENCH-{run}-{i}" for i in range(total)])
     db.session.commit()
@@ -154,12 +163,12 @@ def wait_all_fulfilled(ids: list[int], timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def throughput_redemptions(app, data, n_workers: int) -> float:
+def throughput_redemptions(app, data, n_workers: int, worker_class: str) -> float:
     from jobs import enqueue_now
     from rewards.jobs import process_redemption
 
     ids = make_pending(app, data, THROUGHPUT_JOBS)
-    workers = Workers(app, "redemptions", n_workers)
+    workers = Workers(app, "redemptions", n_workers, worker_class)
     try:
         start = time.perf_counter()
         for rid in ids:
@@ -183,13 +192,13 @@ def throughput_in_process(app, data, n: int = 20) -> float:
     return n / (time.perf_counter() - start)
 
 
-def throughput_empty(app, n_workers: int) -> float:
+def throughput_empty(app, n_workers: int, worker_class: str) -> float:
     from rq import Queue
 
     from extensions import get_redis
 
     queue = Queue("default", connection=get_redis(app))
-    workers = Workers(app, "default", n_workers)
+    workers = Workers(app, "default", n_workers, worker_class)
     try:
         start = time.perf_counter()
         jobs = [queue.enqueue(os.getpid) for _ in range(THROUGHPUT_JOBS)]
@@ -204,7 +213,7 @@ def throughput_empty(app, n_workers: int) -> float:
         workers.stop()
 
 
-def latency_redemptions(app, data) -> list[float]:
+def latency_redemptions(app, data, worker_class: str) -> list[float]:
     """Request sent -> fulfilled_at, 50 clients each waiting for their previous redemption."""
     from sqlalchemy import select
 
@@ -233,7 +242,7 @@ def latency_redemptions(app, data) -> list[float]:
                 while read(select(Redemption.state).where(Redemption.id == rid))[0][0] != "fulfilled":
                     time.sleep(POLL)
 
-    workers = Workers(app, "redemptions", 2)
+    workers = Workers(app, "redemptions", 2, worker_class)
     try:
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for t in threads:
@@ -250,7 +259,7 @@ def latency_redemptions(app, data) -> list[float]:
     return [(done[rid] - sent).total_seconds() for sent, rid in samples]
 
 
-def latency_empty(app) -> list[float]:
+def latency_empty(app, worker_class: str) -> list[float]:
     """Enqueue -> ended_at of an empty RQ job, 50 clients each waiting for their previous job."""
     from rq import Queue
 
@@ -275,7 +284,7 @@ def latency_empty(app) -> list[float]:
             with lock:
                 samples.append((ended - sent).total_seconds())
 
-    workers = Workers(app, "default", 2)
+    workers = Workers(app, "default", 2, worker_class)
     try:
         threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
         for t in threads:
@@ -304,23 +313,28 @@ def main() -> None:
         data = setup(app)
 
         print("\nthroughput (jobs completed per second)")
-        print(f"{'workers':>8} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
-        for n in (1, 2):
-            empty = throughput_empty(app, n)
-            real = throughput_redemptions(app, data, n)
-            print(f"{n:>8} {empty:>14.1f} {real:>12.1f} {real / empty:>8.2f}", flush=True)
+        print(f"{'worker class':>13} {'workers':>8} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
+        for worker_class in WORKER_CLASSES:
+            for n in (1, 2):
+                empty = throughput_empty(app, n, worker_class)
+                real = throughput_redemptions(app, data, n, worker_class)
+                print(f"{worker_class:>13} {n:>8} {empty:>14.1f} {real:>12.1f} {real / empty:>8.2f}"
+                      f"{'  (target >= 0.5: ' + ('OK' if real / empty >= 0.5 else 'UNDER') + ')'}", flush=True)
         print(f"(the redemption job body called in-process, no fork or queue: "
               f"{throughput_in_process(app, data):.1f}/s)", flush=True)
 
-        print(f"\nlatency under {CLIENTS} concurrent clients, 2 workers (seconds)")
-        empty = latency_empty(app)
-        real = latency_redemptions(app, data)
-        print(f"{'':>6} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
-        for name, q in (("p50", 0.5), ("p95", 0.95)):
-            e, r = pct(empty, q), pct(real, q)
-            print(f"{name:>6} {e:>14.3f} {r:>12.3f} {r / e:>8.2f}")
-        print(f"{'mean':>6} {statistics.mean(empty):>14.3f} {statistics.mean(real):>12.3f} "
-              f"{statistics.mean(real) / statistics.mean(empty):>8.2f}")
+        for worker_class in LATENCY_CLASSES:
+            print(f"\nlatency under {CLIENTS} concurrent clients, 2 {worker_class} workers (seconds)")
+            empty = latency_empty(app, worker_class)
+            real = latency_redemptions(app, data, worker_class)
+            print(f"{'':>6} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8}")
+            for name, q in (("p50", 0.5), ("p95", 0.95)):
+                e, r = pct(empty, q), pct(real, q)
+                print(f"{name:>6} {e:>14.3f} {r:>12.3f} {r / e:>8.2f}")
+            print(f"{'mean':>6} {statistics.mean(empty):>14.3f} {statistics.mean(real):>12.3f} "
+                  f"{statistics.mean(real) / statistics.mean(empty):>8.2f}")
+            p95 = pct(real, 0.95)
+            print(f"202 -> fulfilled p95 {p95:.3f} s (target <= 1 s): {'OK' if p95 <= 1 else 'OVER'}", flush=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@
   up; such requests carry no cookie and are exempt from CSRF.
 * Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
   (returned by login and by ``GET /api/v1/auth/csrf``).
+
+Authentication is one indexed lookup: a token request is a single query (token by its unique
+hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
+session id and the member by primary key, again with the roles in the same query.  Nothing is
+cached between requests, so a revoked token, a deactivated member or a dropped session is
+refused by the very next request in every process, and a suspension is seen by it.  A token's
+``last_used_at`` is written at most once a minute per token (the lookup returns it, so deciding
+needs no per-request write).
 """
 
 from __future__ import annotations
@@ -15,12 +23,13 @@ import hashlib
 import hmac
 import logging
 import secrets
+from datetime import timedelta
 
-import redis
 from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import joinedload
 
 from errors import Forbidden, Unauthorized
 from extensions import db, get_redis, login_manager, sqlite_begin_mode
@@ -31,6 +40,18 @@ log = logging.getLogger(__name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
+# How stale a token's ``last_used_at`` may get before a request refreshes it.
+TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
+
+# Built once per process: the member and their roles in one statement (the roles relationship
+# would otherwise cost a second, "selectin", query).
+_USER_BY_ID = select(User).options(joinedload(User.role_rows)).where(User.id == bindparam("user_id"))
+_USER_BY_TOKEN = (
+    select(User, ApiToken.id, ApiToken.last_used_at)
+    .join(ApiToken, ApiToken.user_id == User.id)
+    .options(joinedload(User.role_rows))
+    .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
 
 
 def _sess_key(sid: str) -> str:
@@ -110,7 +131,7 @@ def _load_session_user(user_id: str) -> User | None:
     live = get_redis().get(_sess_key(sid))
     if live is None or live.decode() != str(user_id):
         return None
-    user = db.session.get(User, int(user_id))
+    user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).unique().scalar_one_or_none()
     if user is None or not user.is_active:
         return None
     g.auth_method = "session"
@@ -122,14 +143,14 @@ def _load_token_user(req) -> User | None:
     secret = _bearer_secret(req)
     if secret is None:
         return None
-    token = db.session.scalar(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(secret), ApiToken.revoked_at.is_(None))
-    )
-    if token is None or not token.user.is_active:
+    row = db.session.execute(_USER_BY_TOKEN, {"token_hash": hash_token(secret)}).unique().first()
+    if row is None or not row[0].is_active:
         raise Unauthorized("The API token is invalid or revoked.", code="invalid_token")
+    user, token_id, last_used_at = row
     g.auth_method = "token"
-    g.api_token_id = token.id
-    return token.user
+    if last_used_at is None or last_used_at < utcnow() - TOKEN_TOUCH_INTERVAL:
+        g.touch_api_token_id = token_id
+    return user
 
 
 @login_manager.unauthorized_handler
@@ -150,24 +171,15 @@ def _check_csrf() -> None:
         )
 
 
-def _touch_token() -> None:
-    """Record when a token was last used: at most once a minute, best effort.
+def _touch_token(token_id: int) -> None:
+    """Record when a token was last used (called at most once a minute per token), best effort.
 
-    It never fails the request it follows: Redis or the database being unavailable only means
+    It never fails the request it follows: the database being unavailable only means
     ``last_used_at`` lags behind.  The response is built by now and the view has committed, so
     the request's transaction is ended first: on SQLite it may hold the write lock this update
-    needs.  The update then runs in its own short transaction.
+    needs.  The update then runs in its own short transaction; two processes racing to refresh
+    the same token both write about the same time, which is harmless.
     """
-    token_id = getattr(g, "api_token_id", None)
-    if token_id is None:
-        return
-    try:
-        first_this_minute = get_redis().set(f"kinship:token-touch:{token_id}", "1", nx=True, ex=60)
-    except redis.RedisError:
-        log.warning("Redis unavailable; not recording the use of API token %s", token_id)
-        return
-    if not first_this_minute:
-        return
     mode = sqlite_begin_mode.set("IMMEDIATE")
     try:
         db.session.rollback()
@@ -193,6 +205,7 @@ def init_auth(app: Flask) -> None:
 
     @app.after_request
     def _after(response):
-        if getattr(g, "api_token_id", None) is not None and response.status_code < 400:
-            _touch_token()
+        token_id = g.get("touch_api_token_id")
+        if token_id is not None and response.status_code < 400:
+            _touch_token(token_id)
         return response

@@ -155,20 +155,24 @@ def _iso(value):
 
 
 def _page_post(row) -> dict:
-    state = "deleted" if row.deleted_at is not None else "hidden" if row.hidden_at is not None else "visible"
+    # Unpacked by position (the column order of services._thread_page_statements): for 50 rows
+    # that is measurably cheaper than 17 attribute lookups each.
+    (post_id, thread_id, author_id, is_first, body, like_count, edit_count, edited_at, created_at,
+     quote_post_id, hidden_at, deleted_at, author_name, author_tier, quote_author_name, quote_text, liked) = row
+    state = "deleted" if deleted_at is not None else "hidden" if hidden_at is not None else "visible"
     quote = None
-    if row.quote_post_id is not None:
-        visible = row.quote_text is not None
+    if quote_post_id is not None:
+        visible = quote_text is not None
         quote = {
-            "post_id": row.quote_post_id,
-            "author_name": row.quote_author_name if visible else None,
-            "excerpt": services.excerpt(row.quote_text),
+            "post_id": quote_post_id,
+            "author_name": quote_author_name if visible else None,
+            "excerpt": services.excerpt(quote_text),
         }
     return {
-        "id": row.id, "thread_id": row.thread_id, "author_id": row.author_id, "is_first": row.is_first,
-        "body": row.body, "state": state, "like_count": row.like_count, "edit_count": row.edit_count,
-        "edited_at": _iso(row.edited_at), "created_at": _iso(row.created_at), "quote_post_id": row.quote_post_id,
-        "author_name": row.author_name, "author_tier": row.author_tier, "liked": bool(row.liked), "quote": quote,
+        "id": post_id, "thread_id": thread_id, "author_id": author_id, "is_first": is_first,
+        "body": body, "state": state, "like_count": like_count, "edit_count": edit_count,
+        "edited_at": _iso(edited_at), "created_at": _iso(created_at), "quote_post_id": quote_post_id,
+        "author_name": author_name, "author_tier": author_tier, "liked": bool(liked), "quote": quote,
     }
 
 

@@ -240,11 +240,15 @@ def get_thread(user: User, thread_id: int) -> tuple[Thread, Board]:
     return thread, board
 
 
-def _load_thread(user: User, thread_id: int, *extra) -> tuple:
-    """``(Thread, Board, *extra columns)`` for a thread ``user`` may see, in one query."""
-    row = db.session.execute(
-        select(Thread, Board, *extra).join(Board, Board.id == Thread.board_id).where(Thread.id == thread_id)
-    ).first()
+def _load_thread(user: User, thread_id: int, *extra, statement=None) -> tuple:
+    """``(Thread, Board, *extra columns)`` for a thread ``user`` may see, in one query.
+
+    ``statement`` is a prebuilt form of the same query taking the id as ``thread_id``.
+    """
+    if statement is None:
+        statement = select(Thread, Board, *extra).join(Board, Board.id == Thread.board_id).where(
+            Thread.id == bindparam("thread_id"))
+    row = db.session.execute(statement, {"thread_id": thread_id}).first()
     if row is None:
         raise NotFound("No such thread.")
     thread, board = row[0], row[1]
@@ -337,6 +341,7 @@ def _thread_page_statements(staff: bool):
 
     Two round trips in all: the thread with its board and post count (a correlated count rides
     along), then the page of posts with their authors, quotes and whether the reader liked each.
+    Returns ``(thread statement, page statement)``.
     """
     visible = [Post.hidden_at.is_(None), Post.deleted_at.is_(None)]
     count = (
@@ -369,7 +374,9 @@ def _thread_page_statements(staff: bool):
         .limit(bindparam("limit"))
         .offset(bindparam("offset"))
     )
-    return count, page
+    thread = select(Thread, Board, count).join(Board, Board.id == Thread.board_id).where(
+        Thread.id == bindparam("thread_id"))
+    return thread, page
 
 
 def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadPage:
@@ -377,8 +384,8 @@ def thread_page(user: User, thread_id: int, page: int, per_page: int) -> ThreadP
 
     Members see visible posts; staff also see hidden and deleted ones (with their state).
     """
-    count, page_stmt = _thread_page_statements(is_staff(user))
-    thread, board, total = _load_thread(user, thread_id, count)
+    thread_stmt, page_stmt = _thread_page_statements(is_staff(user))
+    thread, board, total = _load_thread(user, thread_id, statement=thread_stmt)
     rows = db.session.execute(
         page_stmt,
         {"thread_id": thread.id, "member_id": user.id, "limit": per_page, "offset": (page - 1) * per_page},

@@ -27,7 +27,7 @@ from errors import Forbidden
 from extensions import db
 from pagination import PageArgs, page_schema, paginate
 
-from . import ledger, referrals, reports, services
+from . import referrals, reports, services
 from .models import Campaign, Referral
 from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_REFERRALS
 from .schemas import (
@@ -67,16 +67,7 @@ INVITES_PER_DAY = 50
 
 
 def _balance_view(member_id: int) -> dict:
-    balance = ledger.get_balance(member_id)
-    soon = reports.expiring(member_id)
-    return {
-        "member_id": member_id,
-        "available": balance.available - ledger.due_unexpired(member_id),
-        "held": balance.held,
-        "lifetime_earned": balance.lifetime_earned,
-        "expiring_soon_total": sum(x["points"] for x in soon),
-        "expiring_soon": soon,
-    }
+    return reports.balance_view(member_id)
 
 
 def _history_page(member_id: int, args: dict) -> dict:

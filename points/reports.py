@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, case, func, select
+from sqlalchemy import Select, and_, bindparam, case, func, select
 
 from community.models import utcnow
 from extensions import db
@@ -48,6 +48,44 @@ def with_deltas(entries: list[JournalEntry]) -> list[dict]:
         }
         for e in entries
     ]
+
+
+# The balance page in one statement, built once: the balance row with, joined to it, every open
+# lot that expires within the "soon" window (which includes the lots already due but not yet
+# posted by the hourly expiry job: those are not spendable, see ``ledger.due_unexpired``).
+_BALANCE_VIEW = (
+    select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned,
+           PointLot.remaining, PointLot.expires_at)
+    .select_from(MemberBalance)
+    .outerjoin(PointLot, and_(
+        PointLot.member_id == MemberBalance.member_id, PointLot.remaining > 0, PointLot.expired_at.is_(None),
+        PointLot.expires_at <= bindparam("soon"),
+    ))
+    .where(MemberBalance.member_id == bindparam("member_id"))
+    .order_by(PointLot.expires_at)
+)
+
+
+def balance_view(member_id: int, now: datetime | None = None) -> dict:
+    """What ``GET /me/points`` shows: available (less what is due to expire), held, lifetime
+    earned and what expires within ``EXPIRING_SOON_DAYS``; the same figures as
+    ``ledger.get_balance``, ``ledger.due_unexpired`` and ``expiring``, in one query."""
+    now = now or utcnow()
+    rows = db.session.execute(
+        _BALANCE_VIEW, {"member_id": member_id, "soon": now + timedelta(days=EXPIRING_SOON_DAYS)}
+    ).all()
+    # No balance row: the member was never credited, so there are no lots either.
+    available, held, lifetime = (int(v) for v in rows[0][:3]) if rows else (0, 0, 0)
+    soon = [{"points": int(r[3]), "expires_at": r[4]} for r in rows if r[3] is not None]
+    due = sum(lot["points"] for lot in soon if lot["expires_at"] <= now)
+    return {
+        "member_id": member_id,
+        "available": available - due,
+        "held": held,
+        "lifetime_earned": lifetime,
+        "expiring_soon_total": sum(lot["points"] for lot in soon),
+        "expiring_soon": soon,
+    }
 
 
 def expiring(member_id: int, within_days: int = EXPIRING_SOON_DAYS, now: datetime | None = None) -> list[dict]:

@@ -55,13 +55,14 @@ def process_redemption(redemption_id: int) -> str | None:
         redemption = services.process(redemption_id)
         _injected_fault(attempt)
         services.finish_attempt(redemption_id)
+        state = redemption.state if redemption is not None else None  # read now: the commit expires it
         db.session.commit()
     except Exception as exc:
         db.session.rollback()
         services.finish_attempt(redemption_id, error=f"{exc.__class__.__name__}: {exc}")
         db.session.commit()
         raise
-    return redemption.state if redemption is not None else None
+    return state
 
 
 def _unique_key(redemption_id: int) -> str:

@@ -18,7 +18,7 @@ import io
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from community.models import TIERS, User, tier_rank, utcnow
@@ -484,8 +484,10 @@ def _assign_code(redemption: Redemption) -> RewardCode | None:
             .values(redemption_id=redemption.id, assigned_at=utcnow())
         )
         if taken.rowcount == 1:
-            db.session.expire(redemption, ["code_row"])
-            return db.session.get(RewardCode, candidate)
+            code = db.session.get(RewardCode, candidate)
+            # The row now belongs to this redemption: say so without reloading the relationship.
+            set_committed_value(redemption, "code_row", code)
+            return code
     raise RuntimeError(f"could not claim a code for redemption {redemption.id}")  # retried by the job
 
 
@@ -497,7 +499,10 @@ def process(redemption_id: int) -> Redemption | None:
     All in the caller's one transaction, so a crash anywhere leaves the redemption ``pending``
     with no code claimed and no points settled.
     """
-    redemption = db.session.get(Redemption, redemption_id)
+    # The job and code relationships load only if used (the code is set when it is claimed).
+    redemption = db.session.get(
+        Redemption, redemption_id, options=[lazyload(Redemption.code_row), lazyload(Redemption.job)]
+    )
     if redemption is None or redemption.state != "pending":
         return redemption
     kind = redemption.reward.kind
@@ -529,15 +534,12 @@ def process(redemption_id: int) -> Redemption | None:
 
 def start_attempt(redemption_id: int) -> int | None:
     """Count one processing attempt (committed by the job before the work); returns the count."""
-    now = utcnow()
-    result = db.session.execute(
+    return db.session.scalar(
         update(RedemptionJob)
         .where(RedemptionJob.redemption_id == redemption_id)
-        .values(attempts=RedemptionJob.attempts + 1, status="running", started_at=now)
+        .values(attempts=RedemptionJob.attempts + 1, status="running", started_at=utcnow())
+        .returning(RedemptionJob.attempts)
     )
-    if result.rowcount != 1:
-        return None
-    return db.session.scalar(select(RedemptionJob.attempts).where(RedemptionJob.redemption_id == redemption_id))
 
 
 def finish_attempt(redemption_id: int, error: str | None = None) -> None:

@@ -136,6 +136,29 @@ class SurveyAnswer(db.Model):
     )
 
 
+class SurveyResultCount(db.Model):
+    """The results' tallies, kept as answers arrive and leave (see ``surveys.results``).
+
+    One row per survey, tier, question, matrix row and choice: how many answer rows, how many
+    of them carry a number, and the sum of those numbers (numbers are small whole values:
+    float sums of them are exact).  ``question_id`` ``""`` holds the per-tier count of completed
+    responses.  ``row_key`` and ``choice`` are NOT NULL so they can be part of the key: ``""``
+    stands for NULL and any present value is stored with a leading ``=`` (so an option that
+    really is the empty string stays distinct from "none").
+    """
+
+    __tablename__ = "survey_result_counts"
+
+    survey_id: Mapped[int] = mapped_column(ForeignKey("surveys.id", ondelete="CASCADE"), primary_key=True)
+    tier: Mapped[str] = mapped_column(String(20), primary_key=True)
+    question_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_key: Mapped[str] = mapped_column(String(201), primary_key=True)
+    choice: Mapped[str] = mapped_column(String(201), primary_key=True)
+    answers: Mapped[int] = mapped_column(default=0)
+    number_count: Mapped[int] = mapped_column(default=0)
+    number_sum: Mapped[float] = mapped_column(Float, default=0.0)
+
+
 class SurveyWithdrawal(db.Model):
     """A completed response its member withdrew (the response row itself is deleted).
 

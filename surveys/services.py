@@ -9,7 +9,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from community.models import TIERS, User, utcnow
@@ -18,6 +18,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
 from . import definition as defs
+from . import results
 from .models import Survey, SurveyAnswer, SurveyResponse, SurveyVersion, SurveyWithdrawal
 
 EDITABLE_FIELDS = (
@@ -288,10 +289,11 @@ def submit_response(user: User, survey_id: int, client_id: str, answers: dict) -
     response.client_id = client_id
     response.member_tier = user.tier
     response.nps_score = cleaned.get(nps_id) if nps_id else None
+    answer_rows = list(defs.answer_rows(version.definition, cleaned))
     db.session.add_all(
-        SurveyAnswer(survey_id=survey.id, response_id=response.id, tier=user.tier, **row)
-        for row in defs.answer_rows(version.definition, cleaned)
+        SurveyAnswer(survey_id=survey.id, response_id=response.id, tier=user.tier, **row) for row in answer_rows
     )
+    results.count_response(survey.id, user.tier, answer_rows)
     db.session.flush()
     _award_completion(response)
     return response, True
@@ -352,6 +354,7 @@ def withdraw_response(user: User, survey_id: int) -> SurveyWithdrawal:
         raise Conflict("Only a submitted response can be withdrawn.", code="not_completed")
 
     response_id, completed_at = response.id, response.completed_at
+    counted = results.counted_rows(response_id)  # before the delete: it cascades to the answers
     claimed = db.session.execute(
         delete(SurveyResponse)
         .where(SurveyResponse.id == response_id, SurveyResponse.status == "complete")
@@ -362,6 +365,7 @@ def withdraw_response(user: User, survey_id: int) -> SurveyWithdrawal:
     db.session.expunge(response)
     # The foreign key cascades too; explicit so it holds whatever the connection's settings.
     db.session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == response_id))
+    results.uncount_response(survey.id, counted)
     db.session.execute(
         update(Survey)
         .where(Survey.id == survey.id, Survey.completed_count > 0)
@@ -417,6 +421,7 @@ def delete_response(actor_id: int, survey_id: int, response_id: int, reason: str
             .values(completed_count=Survey.completed_count - 1)
             .execution_options(synchronize_session=False)
         )
+    results.uncount_response(survey_id, results.counted_rows(response.id))
     db.session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == response.id))
     db.session.delete(response)
     audit(actor_id, "survey.response_delete", "survey_response", response_id, reason=reason,
@@ -463,27 +468,16 @@ def nps_summary(counts: dict[int, int]) -> dict:
     }
 
 
-def compute_results(survey_id: int) -> dict:
+def compute_results(survey_id: int, scan: bool = False) -> dict:
     """Per-question counts and percentages, averages, NPS and a breakdown by tier.
 
-    Two grouped SQL queries over completed answers; Python only folds their small results
-    (one row per tier x question x option), so the cost does not grow in Python with responses.
+    Read from the tallies kept as answers arrive (``surveys.results``): one small query
+    whatever the number of responses; Python folds its rows (one per tier x question x option).
+    ``scan=True`` computes the same from the answer rows (what the tallies must equal).
     """
     survey = get_survey(survey_id)
     questions = _all_questions(survey)
-    A = SurveyAnswer
-    grouped = db.session.execute(
-        select(A.tier, A.question_id, A.row_key, A.choice, func.count(), func.sum(A.number))
-        .where(A.survey_id == survey.id)
-        .group_by(A.tier, A.question_id, A.row_key, A.choice)
-    ).all()
-    per_tier = dict(
-        db.session.execute(
-            select(SurveyResponse.member_tier, func.count())
-            .where(SurveyResponse.survey_id == survey.id, SurveyResponse.status == "complete")
-            .group_by(SurveyResponse.member_tier)
-        ).all()
-    )
+    grouped, per_tier = results.tallies(survey.id, scan=scan)
 
     # (question, row) -> choice -> count; (question, row) -> [count, sum]; per tier likewise.
     counts: dict[tuple, dict] = defaultdict(lambda: defaultdict(int))

@@ -57,7 +57,7 @@ def _descendants(pid: int) -> list[int]:
 class Worker:
     """A ``flask worker`` process group on the redemptions queue, logging to a file."""
 
-    def __init__(self, app, redis_url: str | None = None, **env):
+    def __init__(self, app, redis_url: str | None = None, fork: bool = True, **env):
         self.log = tempfile.NamedTemporaryFile(prefix="rewards-worker-", suffix=".log", delete=False)  # noqa: SIM115
         full_env = {
             **{k: v for k, v in os.environ.items() if k != FAULT_ENV},
@@ -68,7 +68,8 @@ class Worker:
             **env,
         }
         self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "redemptions"],
+            [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "redemptions",
+             "--fork" if fork else "--no-fork"],
             cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -93,8 +94,8 @@ class Worker:
 def workers():
     started: list[Worker] = []
 
-    def start(app, redis_url: str | None = None, **env) -> Worker:
-        worker = Worker(app, redis_url, **env)
+    def start(app, redis_url: str | None = None, fork: bool = True, **env) -> Worker:
+        worker = Worker(app, redis_url, fork, **env)
         started.append(worker)
         return worker
 
@@ -127,15 +128,20 @@ def _request(app, headers: dict, reward_id: int, key: str) -> int:
     return resp.get_json()["id"]
 
 
+# Both worker classes: the forking default and the non-forking SimpleWorker (``--no-fork``).
+WORKER_CLASSES = pytest.mark.parametrize("fork", [True, False], ids=["fork", "no-fork"])
+
+
+@WORKER_CLASSES
 def test_worker_killed_mid_job_is_retried_without_double_spend(app, workers, make_member, give_points, make_reward,
-                                                               bearer):
+                                                               bearer, fork):
     member = make_member()
     give_points(member, 500)
     reward = make_reward(kind="coupon", codes=3, cost=200)
     rid = _request(app, bearer(member), reward.id, "kill")
 
     # The job claims a code and settles the points, then stalls before its commit.
-    slow = workers(app, **{FAULT_ENV: "sleep:60"})
+    slow = workers(app, fork=fork, **{FAULT_ENV: "sleep:60"})
     wait_for(lambda: db.session.get(RedemptionJob, rid).status == "running", 60, "the job to start", slow)
     time.sleep(1.0)  # well inside the stall: the claim and the settlement are flushed, not committed
     slow.signal(signal.SIGKILL)
@@ -146,7 +152,7 @@ def test_worker_killed_mid_job_is_retried_without_double_spend(app, workers, mak
     assert db.session.scalar(select(RewardCode.id).where(RewardCode.redemption_id.is_not(None))) is None
     assert ledger.get_balance(member.id) == ledger.Balance(available=300, held=200, lifetime_earned=500)
 
-    healthy = workers(app)
+    healthy = workers(app, fork=fork)
     assert sweep_pending_redemptions(min_age_seconds=0) == 1
     wait_for(lambda: _state(rid) == "fulfilled", 60, "the retried job", healthy)
     assert db.session.get(RedemptionJob, rid).attempts == 2
@@ -155,11 +161,12 @@ def test_worker_killed_mid_job_is_retried_without_double_spend(app, workers, mak
     assert_books_balanced()
 
 
-def test_job_raising_once_is_retried_by_rq(app, workers, make_member, give_points, make_reward, bearer):
+@WORKER_CLASSES
+def test_job_raising_once_is_retried_by_rq(app, workers, make_member, give_points, make_reward, bearer, fork):
     member = make_member()
     give_points(member, 500)
     reward = make_reward(kind="coupon", codes=2, cost=100)
-    worker = workers(app, **{FAULT_ENV: "raise_once"})
+    worker = workers(app, fork=fork, **{FAULT_ENV: "raise_once"})
     rid = _request(app, bearer(member), reward.id, "flaky")
 
     wait_for(lambda: _state(rid) == "fulfilled", 60, "the retry to succeed", worker)
