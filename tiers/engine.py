@@ -46,6 +46,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from community.models import TIERS, Notification, User
 from extensions import db
+from messaging.webhooks import events as webhooks
 from points.models import Interaction, JournalEntry
 
 from .models import MemberTierState, TierChange
@@ -461,16 +462,20 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     in_range = states.c.member_id.between(lo, hi)
     moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)
     before = session.scalar(select(func.coalesce(func.max(changes.c.id), 0)))
-    kinds = session.scalars(
+    inserted = session.execute(
         insert(changes).from_select(
             ["member_id", "from_tier", "to_tier", "kind", "reason", "run_id", "rule_version", "created_at"],
             select(
                 states.c.member_id, users.c.tier, states.c.target_tier, _kind(), _reason(rules),
                 literal(run_id, Integer), literal(rules.version), literal(now),
             ).where(moved),
-        ).returning(changes.c.kind)
+        ).returning(changes.c.id, changes.c.member_id, changes.c.from_tier, changes.c.to_tier, changes.c.kind,
+                    changes.c.reason)
     ).all()
+    kinds = [row.kind for row in inserted]
     if kinds:
+        webhooks.publish_many("tier.changed", ({"member_id": r.member_id, "change_id": r.id, "from_tier": r.from_tier,
+                              "to_tier": r.to_tier, "kind": r.kind, "reason": r.reason} for r in inserted))
         # The outbox rows community.services.notify would write, one INSERT for the whole range.
         # A change a concurrent job committed meanwhile in this range may be selected too: its
         # notification exists already, and the dedupe key makes the second one a no-op.
