@@ -123,6 +123,8 @@ def address_refusal(address: str) -> str | None:
     mapped = getattr(ip, "ipv4_mapped", None)
     if mapped is not None:
         ip = mapped
+    if ip.is_unspecified:
+        return "an unspecified address"
     if ip.is_multicast:
         return "a multicast address"
     if ip.is_loopback:
