@@ -98,18 +98,25 @@ def publish(event_type: str, data: dict, *, endpoint_ids: Iterable[int] | None =
     Call it inside the transaction that makes the change.  ``endpoint_ids`` overrides the
     subscribers (a test ping to one endpoint).
     """
-    return publish_many(event_type, [data], endpoint_ids=endpoint_ids)[0]
+    ids = publish_many(event_type, [data], endpoint_ids=endpoint_ids)
+    return ids[0] if ids else None
 
 
 def publish_many(event_type: str, items: Iterable[dict], *, endpoint_ids: Iterable[int] | None = None
-                 ) -> list[str | None]:
-    """``publish`` for many events of one type (set-based callers such as the tier run)."""
+                 ) -> list[str]:
+    """``publish`` for many events of one type (set-based callers such as the tier run).
+
+    Returns the new event ids, in order; empty when nobody listens (``items`` is then not even
+    iterated, so a caller may pass a generator at no cost).
+    """
     if event_type not in EVENT_TYPES and endpoint_ids is None:
         raise ValueError(f"unknown webhook event type {event_type!r}")
-    items = list(items)
     targets = list(endpoint_ids) if endpoint_ids is not None else subscribers(event_type)
-    if not targets or not items:
-        return [None] * len(items)
+    if not targets:
+        return []
+    items = list(items)
+    if not items:
+        return []
     now = utcnow()
     ids = [new_event_id() for _ in items]
     session = db.session
