@@ -135,6 +135,7 @@ class Config:
     # private/loopback addresses: for tests only (a receiver on loopback), never in production.
     WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", False)
     WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10)
+    WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 8)  # parallel attempts per dispatcher job
     WEBHOOKS_DISABLE_AFTER_FAILURES = env_int("WEBHOOKS_DISABLE_AFTER_FAILURES", 8)
     WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 24)
     WEBHOOKS_SECRET_GRACE_HOURS = env_int("WEBHOOKS_SECRET_GRACE_HOURS", 24)

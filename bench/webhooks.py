@@ -15,7 +15,10 @@ Measured in one run, each as N separate transactions (one commit each):
 and, for delivery, N attempts to an http.server receiver on loopback:
 
 * bare urllib3 POST         - a plain POST loop (baseline);
-* services.attempt          - claim, sign, POST, record (two short transactions per attempt).
+* services.attempt          - claim, sign, POST, record (two short transactions per attempt),
+  one after the other;
+* dispatch_due              - what the dispatcher job does: the other half of the deliveries,
+  ``WEBHOOKS_CONCURRENCY`` attempts in parallel.
 
 Env: BENCH_N (default 1000).
 """
@@ -130,16 +133,26 @@ def main() -> None:
         def bare(i):
             pool.request("POST", url, body=body, headers={"Content-Type": "application/json"}, retries=False)
 
+        half = len(pending) // 2
+
         def attempt(i):
             assert services.attempt(pending[i]) == "success"
 
         bare(-1)
-        bare_post = timed("bare urllib3 POST", len(pending), bare)
-        delivered = timed("services.attempt", len(pending), attempt)
+        bare_post = timed("bare urllib3 POST", half, bare)
+        delivered = timed("services.attempt (sequential)", half, attempt)
+        start = time.perf_counter()
+        attempted, _ = services.dispatch_due(budget_seconds=3600)
+        elapsed = time.perf_counter() - start
+        dispatched = elapsed / attempted
+        label = f"dispatch_due ({app.config['WEBHOOKS_CONCURRENCY']} threads)"
+        print(f"  {label:<30} {attempted:>6}  "
+              f"{elapsed:8.3f} s  {attempted / elapsed:9.1f} /s  {dispatched * 1000:7.3f} ms each")
         print("ratios:")
-        print(f"  award, no cache / no endpoint      {uncached / base:5.2f}x")
-        print(f"  award, one subscriber / no endpoint {subscribed / base:5.2f}x")
-        print(f"  services.attempt / bare POST       {delivered / bare_post:5.2f}x")
+        print(f"  award, no cache / no endpoint        {uncached / base:5.2f}x")
+        print(f"  award, one subscriber / no endpoint  {subscribed / base:5.2f}x")
+        print(f"  services.attempt / bare POST         {delivered / bare_post:5.2f}x")
+        print(f"  dispatch_due per delivery / bare POST {dispatched / bare_post:5.2f}x")
 
         for model in (WebhookAttempt, WebhookDelivery, WebhookEvent):
             db.session.execute(delete(model))

@@ -2,7 +2,7 @@
 
 ``publish(type, data)`` runs inside the caller's transaction and only flushes: it writes the
 event (the outbox row) and one pending delivery per subscribed endpoint, and arranges for the
-deliveries to be enqueued once that transaction commits.  A rolled-back change therefore never
+dispatcher job to run once that transaction commits.  A rolled-back change therefore never
 reaches a receiver, and a committed one always has its event (if Redis is down at commit the
 sweeper finds the pending deliveries in the database).
 
@@ -24,7 +24,8 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from flask import current_app
-from sqlalchemy import insert, select
+from sqlalchemy import event, insert, select
+from sqlalchemy.orm import Session
 
 from community.models import utcnow
 from extensions import db
@@ -125,19 +126,40 @@ def publish_many(event_type: str, items: Iterable[dict], *, endpoint_ids: Iterab
         [{"event_id": ev, "type": event_type, "data": _plain(d), "created_at": now} for ev, d in zip(ids, items,
                                                                                                     strict=True)],
     ).all()
-    deliveries = session.execute(
-        insert(WebhookDelivery).returning(WebhookDelivery.id, sort_by_parameter_order=True),
+    session.execute(
+        insert(WebhookDelivery),
         [
             {"event_pk": row.id, "endpoint_id": endpoint_id, "status": "pending", "attempts": 0,
              "next_attempt_at": now, "last_error": "", "created_at": now}
             for row in rows
             for endpoint_id in targets
         ],
-    ).scalars().all()
+    )
+    _wake_dispatcher(session)
+    return ids
+
+
+def _wake_dispatcher(session) -> None:
+    """After the commit, make sure one ``dispatch`` job is pending (not one job per delivery:
+    a tier run may publish thousands of events in one transaction).  While a dispatch waits
+    in the queue, further commits only try its unique key (one Redis round trip)."""
+    if session.info.get("webhooks_dispatch_pending"):
+        return
     from jobs import enqueue_after_commit
 
     from . import jobs
 
-    for delivery_id in deliveries:
-        enqueue_after_commit(jobs.deliver, delivery_id)
-    return ids
+    session.info["webhooks_dispatch_pending"] = True
+    enqueue_after_commit(jobs.dispatch, unique_key=jobs.DISPATCH_KEY)
+
+
+@event.listens_for(Session, "after_commit")
+def _reset_dispatch_flag(session) -> None:
+    if not session.in_nested_transaction():
+        session.info.pop("webhooks_dispatch_pending", None)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _reset_dispatch_flag_on_rollback(session, previous_transaction) -> None:
+    if previous_transaction.parent is None:  # the outermost transaction: its jobs are dropped too
+        session.info.pop("webhooks_dispatch_pending", None)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
@@ -386,6 +388,47 @@ def _fail_pending(endpoint_id: int, error: str, now: datetime) -> None:
         .values(status="failed", completed_at=now, next_attempt_at=None, last_error=error)
         .execution_options(synchronize_session=False)
     )
+
+
+DISPATCH_BUDGET_SECONDS = 60
+
+
+def dispatch_due(*, budget_seconds: float = DISPATCH_BUDGET_SECONDS) -> tuple[int, bool]:
+    """Attempt due deliveries, ``WEBHOOKS_CONCURRENCY`` in parallel (threads, each with its own
+    app context and session), for about ``budget_seconds``; returns (attempted, more_left).
+
+    A slow endpoint holds one thread for at most ``WEBHOOKS_TIMEOUT_SECONDS``; batches are
+    small, so the budget is overrun by a few timeouts at most.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    workers = max(1, int(_config("WEBHOOKS_CONCURRENCY", 8)))
+    deadline = time.monotonic() + budget_seconds
+    attempted = 0
+
+    def run(delivery_id: int) -> str | None:
+        with app.app_context():
+            try:
+                return attempt(delivery_id)
+            except Exception:  # one broken delivery must not stop the others
+                current_app.logger.exception("webhook delivery %s failed unexpectedly", delivery_id)
+                db.session.rollback()
+                return None
+            finally:
+                db.session.remove()
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhooks") as pool:
+        while True:
+            ids = due_delivery_ids(grace_seconds=0, limit=workers * 2)
+            db.session.rollback()
+            if not ids:
+                return attempted, False
+            outcomes = list(pool.map(run, ids))
+            progress = sum(1 for outcome in outcomes if outcome is not None)
+            attempted += progress
+            if not progress:
+                return attempted, False  # all taken by other workers meanwhile (or broken): nothing to wait for
+            if time.monotonic() >= deadline:
+                return attempted, True
 
 
 # --------------------------------------------------------------------------- sweeping and pruning

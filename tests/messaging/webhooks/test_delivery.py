@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from community.models import AuditLog, Notification, utcnow
-from extensions import db
+from extensions import db, get_redis
 from jobs import get_queue
 from messaging.webhooks import services
 from messaging.webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint, WebhookEvent
@@ -136,7 +136,7 @@ def test_retries_follow_the_schedule_with_the_same_id_and_body(app, make_member,
     assert len(receiver.received) == 1
 
     make_due()
-    services.schedule_retry(row.id, utcnow())
+    services.schedule_retry(row.id, utcnow())  # the early job is spent: the sweeper would bring it back
     fire_scheduled(app)
     deliver_all()
     (row,) = deliveries()
@@ -343,18 +343,35 @@ def test_a_lost_job_is_found_by_the_sweeper(app, make_member, register, receiver
     from messaging.webhooks import jobs
 
     register(receiver.url, ["points.changed"])
-    award(make_member().id)
-    get_queue("webhooks", app).empty()  # the enqueue was lost (Redis restarted without persistence)
+    member = make_member()
+    award(member.id)
+    award(member.id)
+    get_redis(app).flushdb()  # the dispatcher's job was lost (Redis restarted without persistence)
     deliver_all()
     assert receiver.received == []
     assert services.due_delivery_ids() == []  # not yet: a fresh delivery's job may just be late
-    make_due()
     db.session.execute(update(WebhookDelivery).values(next_attempt_at=utcnow() - timedelta(minutes=5)))
     db.session.commit()
-    assert jobs.sweep_due_deliveries() == 1
-    assert jobs.sweep_due_deliveries() == 0  # already waiting in the queue: not doubled
+    assert jobs.sweep_due_deliveries() == 2
+    assert jobs.sweep_due_deliveries() == 2
+    assert get_queue("webhooks", app).count == 1  # one dispatcher for both, not doubled
     deliver_all()
-    assert len(receiver.received) == 1
+    assert len(receiver.received) == 2
+    assert jobs.sweep_due_deliveries() == 0
+
+
+def test_one_dispatcher_job_per_transaction_however_many_events(app, make_member, register, receiver, deliver_all):
+    register(receiver.url, ["points.changed"])
+    register(receiver.url + "?second", ["points.changed"])
+    member = make_member()
+    for i in range(30):
+        ledger.award(member.id, 1, key=f"many:{i}", reason="x")
+    db.session.commit()
+    award(member.id)  # a second transaction while the first dispatcher still waits
+    assert get_queue("webhooks", app).count == 1
+    deliver_all()
+    assert len(receiver.received) == 62
+    assert {d.status for d in deliveries()} == {"succeeded"}
 
 
 def test_a_lease_keeps_two_workers_from_sending_the_same_attempt(app, make_member, register, receiver):

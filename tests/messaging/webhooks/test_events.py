@@ -10,6 +10,7 @@ from standardwebhooks import Webhook
 
 from community.models import utcnow
 from extensions import db
+from messaging.webhooks.models import WebhookEvent
 
 from .conftest import ALL_TYPES
 
@@ -24,8 +25,12 @@ def hooked(register, receiver, deliver_all):
     class Hooked:
         @staticmethod
         def events(event_type: str) -> list[dict]:
+            """In the order the events happened: deliveries run in parallel, so they may arrive
+            in any order (docs/webhooks.md)."""
             deliver_all()
-            payloads = [Webhook(secret).verify(r.body, r.headers) for r in receiver.received]
+            order = dict(db.session.execute(db.select(WebhookEvent.event_id, WebhookEvent.id)).all())
+            received = sorted(receiver.received, key=lambda r: order[r.headers["webhook-id"]])
+            payloads = [Webhook(secret).verify(r.body, r.headers) for r in received]
             return [p["data"] for p in payloads if p["type"] == event_type]
 
     return Hooked
