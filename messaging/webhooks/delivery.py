@@ -217,7 +217,8 @@ def send(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
     finally:
         pool.close()
     status = response.status
-    text = excerpt.decode("utf-8", errors="replace")
+    # Any bytes may come back; PostgreSQL text cannot hold NUL.
+    text = excerpt.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     if 200 <= status < 300:
         return Result("success", status, elapsed(), text)
     if 300 <= status < 400:

@@ -432,3 +432,16 @@ def test_the_cache_of_subscriptions_sees_local_changes_at_once(app, make_member,
     award(member.id)
     deliver_all()
     assert len(receiver.received) == 1
+
+
+def test_a_binary_or_huge_answer_is_cut_to_an_excerpt(make_member, register, receiver, deliver_all):
+    receiver.script = [400]
+    receiver.body = b"\x00\xff binary \x00" + b"x" * 100_000
+    register(receiver.url, ["points.changed"])
+    award(make_member().id)
+    deliver_all()
+    (row,) = deliveries()
+    (log,) = attempts(row.id)
+    assert log.outcome == "http_error" and log.status_code == 400 and "400" in log.error
+    assert len(log.response_excerpt) <= 1024 and "\x00" not in log.response_excerpt
+    assert log.response_excerpt.startswith("\ufffd\ufffd binary")
