@@ -56,6 +56,7 @@ class Result:
     latency_ms: int = 0
     excerpt: str = ""
     error: str = ""
+    refused: bool = False  # no connection could be made: another address may work
 
     @property
     def ok(self) -> bool:
@@ -138,8 +139,8 @@ def address_refusal(address: str) -> str | None:
     return None
 
 
-def resolve(target: Target, *, allow_private: bool) -> str:
-    """The address to connect to: every address the host resolves to must be allowed."""
+def resolve(target: Target, *, allow_private: bool) -> list[str]:
+    """The addresses to connect to, in the resolver's order: every one must be allowed."""
     try:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError, OSError):
@@ -153,7 +154,7 @@ def resolve(target: Target, *, allow_private: bool) -> str:
             if why is not None:
                 raise UrlRejected(f"The host {target.host} resolves to {why} ({address}); webhooks go to public "
                                   "addresses only.")
-    return addresses[0]
+    return addresses
 
 
 def check_url(url: str, *, allow_private: bool) -> str:
@@ -172,9 +173,19 @@ def send(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
 
     try:
         target = parse_url(url)
-        address = resolve(target, allow_private=allow_private)
+        addresses = resolve(target, allow_private=allow_private)
     except UrlRejected as exc:
         return Result("blocked_address", error=str(exc), latency_ms=elapsed())
+    # Like a browser: when one address refuses the connection (an IPv6 address on a host
+    # without IPv6, one server of several down), try the next one.
+    for address in addresses:
+        result = _post(target, address, body, headers, timeout, elapsed)
+        if not result.refused:
+            break
+    return result
+
+
+def _post(target: Target, address: str, body: bytes, headers: dict[str, str], timeout: float, elapsed) -> Result:
     request_headers = {
         "Host": target.host_header,
         "Content-Type": "application/json",
@@ -207,7 +218,8 @@ def send(url: str, body: bytes, headers: dict[str, str], *, timeout: float, allo
         finally:
             response.close()
     except NewConnectionError as exc:  # before the timeouts: urllib3 derives it from ConnectTimeoutError
-        return Result("connection_error", latency_ms=elapsed(), error=f"Could not connect: {exc}"[:500])
+        return Result("connection_error", latency_ms=elapsed(), error=f"Could not connect: {exc}"[:500],
+                      refused=True)
     except (ConnectTimeoutError, ReadTimeoutError, Urllib3Timeout, TimeoutError):
         return Result("timeout", latency_ms=elapsed(), error=f"No answer within {timeout:g} s.")
     except SSLError as exc:

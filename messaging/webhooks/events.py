@@ -93,6 +93,12 @@ def subscribers(event_type: str) -> list[int]:
     return cached[1].get(event_type, [])
 
 
+def wanted(event_type: str) -> bool:
+    """Whether any endpoint listens for ``event_type`` (for callers that would otherwise read
+    extra data just to publish it)."""
+    return bool(subscribers(event_type))
+
+
 def publish(event_type: str, data: dict, *, endpoint_ids: Iterable[int] | None = None) -> str | None:
     """Record ``event_type`` with ``data`` for its subscribers; returns the event id (None: nobody listens).
 
