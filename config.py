@@ -138,6 +138,16 @@ class Config:
     # job id, message) or "json" (one object per line).
     LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
     LOG_FORMAT = env_str("LOG_FORMAT", "text")
+    # Outbound webhooks (docs/webhooks.md).  WEBHOOKS_ALLOW_PRIVATE lets endpoints resolve to
+    # private/loopback addresses: for tests only (a receiver on loopback), never in production.
+    WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", False)
+    WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10)
+    WEBHOOKS_CONCURRENCY = env_int("WEBHOOKS_CONCURRENCY", 8)  # parallel attempts per dispatcher job
+    WEBHOOKS_DISABLE_AFTER_FAILURES = env_int("WEBHOOKS_DISABLE_AFTER_FAILURES", 8)
+    WEBHOOKS_DISABLE_AFTER_HOURS = env_int("WEBHOOKS_DISABLE_AFTER_HOURS", 24)
+    WEBHOOKS_SECRET_GRACE_HOURS = env_int("WEBHOOKS_SECRET_GRACE_HOURS", 24)
+    WEBHOOKS_RETENTION_DAYS = env_int("WEBHOOKS_RETENTION_DAYS", 30)
+    WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS = env_int("WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS", 2)
 
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
@@ -158,6 +168,7 @@ class TestConfig(Config):
     REGISTER_RATE_LIMIT = (100_000, 3600)
     REDEMPTION_RATE_LIMIT = (100_000, 60)
     SURVEY_SUBMIT_RATE_LIMIT = (100_000, 60)
+    WEBHOOKS_ALLOW_PRIVATE = True  # the tests' receivers listen on loopback
 
 
 class ProductionConfig(Config):

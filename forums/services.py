@@ -24,6 +24,7 @@ from community.permissions import has_permission
 from community.services import audit, member_suspension_changed, notify
 from errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 from points.services import record_interaction, reverse_source
 from tiers.benefits import benefits_for
 
@@ -650,6 +651,8 @@ def flag_post(actor: User, post_id: int, reason: str, note: str = "") -> Flag:
               reason="Flag score reached the board's threshold", details={"threshold": board.flag_threshold})
         notify(post.author_id, "forums.post_hidden", {"post_id": post.id, "thread_id": thread.id},
                dedupe_key=f"forums.post_hidden:{post.id}:{flag.id}")
+        webhooks.publish("post.moderated", {"post_id": post.id, "thread_id": thread.id, "author_id": post.author_id,
+                         "action": "hide", "by": "flags", "moderator_id": None, "reason": ""})
     db.session.refresh(post)
     return flag
 
@@ -695,6 +698,9 @@ def resolve_flag(actor: User, flag_id: int, decision: str, note: str = "") -> Fl
         if _visible_to_removed(post, hidden_reason="moderator"):
             notify(post.author_id, "forums.post_hidden", {"post_id": post.id, "thread_id": thread.id},
                    dedupe_key=f"forums.post_hidden:{post.id}:flag:{flag.id}")
+            webhooks.publish("post.moderated", {"post_id": post.id, "thread_id": thread.id,
+                             "author_id": post.author_id, "action": "hide", "by": "moderator",
+                             "moderator_id": actor.id, "reason": note or ""})
     else:
         db.session.execute(update(Post).where(Post.id == post.id).values(flag_score=Post.flag_score - flag.weight))
         _removed_to_visible(post, only_flag_hidden_below=board.flag_threshold)
@@ -750,6 +756,8 @@ def moderate_post(actor: User, post_id: int, action: str, reason: str) -> Post:
         raise Conflict(f"The post is already {post.state}; nothing to {action}.", code="no_change")
     audit(actor.id, f"forums.post.{action}", "post", post.id, reason=reason,
           details={"thread_id": post.thread_id, "author_id": post.author_id})
+    webhooks.publish("post.moderated", {"post_id": post.id, "thread_id": post.thread_id, "author_id": post.author_id,
+                     "action": action, "by": "moderator", "moderator_id": actor.id, "reason": reason or ""})
     if action != "restore":
         notify(post.author_id, f"forums.post_{action}", {"post_id": post.id, "reason": reason},
                dedupe_key=f"forums.post_{action}:{post.id}:{utcnow().isoformat()}")

@@ -32,6 +32,7 @@ from sqlalchemy.orm import make_transient_to_detached
 from community.models import utcnow
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 
 from .models import JournalEntry, JournalLine, LotConsumption, MemberBalance, PointLot
 
@@ -203,6 +204,10 @@ def _lines(entry: JournalEntry, movements: dict[str, int]) -> None:
     assert sum(r["amount"] for r in rows) == 0, f"unbalanced entry {entry.key}: {movements}"
     if rows:
         db.session.execute(_statements()["lines"], rows)
+    webhooks.publish("points.changed", {
+        "member_id": entry.member_id, "entry_id": entry.id, "kind": entry.kind, "amount": entry.amount,
+        "available_change": movements.get("available", 0), "held_change": movements.get("held", 0),
+        "reason": entry.reason, "source_type": entry.source_type, "source_id": entry.source_id})
 
 
 def _change_balance(member_id: int, *, available: int = 0, held: int = 0, lifetime: int = 0) -> None:

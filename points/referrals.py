@@ -35,6 +35,7 @@ from community import services as community_services
 from community.models import User, utcnow
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 
 from . import ledger
 from .models import Referral, ReferralInvite
@@ -96,6 +97,8 @@ def on_purchase(member_id: int, at: datetime) -> Referral | None:
     referral = db.session.scalar(
         select(Referral).where(Referral.referee_id == member_id).execution_options(populate_existing=True)
     )
+    webhooks.publish("referral.converted", {"referral_id": referral.id, "referrer_id": referral.referrer_id,
+                     "referee_id": member_id, "converted_at": at})
     if referral.flag_reason:
         referral.reward_status = "held"
         db.session.flush()

@@ -25,6 +25,7 @@ from community.models import TIERS, User, tier_rank, utcnow
 from community.services import audit, notify
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 from points import ledger
 from points.models import JournalEntry, JournalLine
 
@@ -287,6 +288,8 @@ def _record(
         payload["reason"] = reason
     payload.update(extra or {})
     notify(redemption.member_id, f"redemption.{state}", payload, dedupe_key=f"redemption:{redemption.id}:{state}")
+    webhooks.publish("redemption.state_changed", {**{k: v for k, v in payload.items() if k != "code"},
+                     "member_id": redemption.member_id, "from_state": from_state, "actor_id": actor_id})
 
 
 def _transition(redemption: Redemption, to_state: str, actor_id: int | None, reason: str = "") -> str:

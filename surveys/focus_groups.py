@@ -18,6 +18,7 @@ from community.models import User, utcnow
 from community.services import audit, notify
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 from tiers.benefits import benefits_for
 
 from . import definition as defs
@@ -192,6 +193,8 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
             raise Conflict("The attendance changed meanwhile; reload and try again.")
         if status == "attended":
             _award_attendance(signup, session)
+        webhooks.publish("focus_group.signup_changed", {"signup_id": signup.id, "session_id": session_id,
+                         "member_id": member_id, "status": status})
         marked.append(signup)
     db.session.flush()
     for signup in marked:
@@ -317,6 +320,8 @@ def sign_up(user: User, session_id: int) -> FocusGroupSignup:
     if not others_waiting and _take_place(session_id):
         _confirm(signup.id, now)
     db.session.refresh(signup)
+    webhooks.publish("focus_group.signup_changed", {"signup_id": signup.id, "session_id": session_id,
+                     "member_id": user.id, "status": signup.status})
     return signup
 
 
@@ -371,6 +376,8 @@ def cancel_signup(user: User, session_id: int) -> FocusGroupSignup:
         )
         promote_waitlist(session_id)
     db.session.refresh(signup)
+    webhooks.publish("focus_group.signup_changed", {"signup_id": signup.id, "session_id": session_id,
+                     "member_id": user.id, "status": signup.status})
     return signup
 
 
@@ -406,6 +413,8 @@ def promote_waitlist(session_id: int) -> list[int]:
             skipped.add(first.id)
             continue
         notify(first.member_id, "focus_group_promoted", {"session_id": session_id, "signup_id": first.id})
+        webhooks.publish("focus_group.signup_changed", {"signup_id": first.id, "session_id": session_id,
+                         "member_id": first.member_id, "status": "confirmed"})
         promoted.append(first.member_id)
     return promoted
 

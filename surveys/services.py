@@ -16,6 +16,7 @@ from community.models import TIERS, User, utcnow
 from community.services import audit
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 
 from . import definition as defs
 from . import results
@@ -296,6 +297,8 @@ def submit_response(user: User, survey_id: int, client_id: str, answers: dict) -
     results.count_response(survey.id, user.tier, answer_rows)
     db.session.flush()
     _award_completion(response)
+    webhooks.publish("survey.response_completed", {"survey_id": survey.id, "response_id": response.id,
+                     "member_id": user.id, "completed_at": now, "nps_score": response.nps_score})
     return response, True
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from community.models import TIERS, Notification, User
 from extensions import db
+from messaging.webhooks import events as webhooks
 from points.models import Interaction, JournalEntry
 
 from .models import MemberTierState, TierChange
@@ -438,6 +439,11 @@ def _kind():
     )
 
 
+# What a ``tier.changed`` webhook event holds, read back with RETURNING only when one is wanted.
+_WEBHOOK_COLUMNS = (changes.c.member_id, changes.c.id.label("change_id"), changes.c.from_tier, changes.c.to_tier,
+                    changes.c.kind, changes.c.reason)
+
+
 def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id: int | None = None,
                 members=None) -> dict:
     """Decide and apply the tiers of members [lo, hi] from ``source`` (a subquery of metrics).
@@ -461,16 +467,19 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
     in_range = states.c.member_id.between(lo, hi)
     moved = and_(users.c.id == states.c.member_id, in_range, users.c.tier != states.c.target_tier)
     before = session.scalar(select(func.coalesce(func.max(changes.c.id), 0)))
-    kinds = session.scalars(
+    inserted = session.execute(
         insert(changes).from_select(
             ["member_id", "from_tier", "to_tier", "kind", "reason", "run_id", "rule_version", "created_at"],
             select(
                 states.c.member_id, users.c.tier, states.c.target_tier, _kind(), _reason(rules),
                 literal(run_id, Integer), literal(rules.version), literal(now),
             ).where(moved),
-        ).returning(changes.c.kind)
+        ).returning(*(_WEBHOOK_COLUMNS if webhooks.wanted("tier.changed") else (changes.c.kind,)))
     ).all()
+    kinds = [row.kind for row in inserted]
     if kinds:
+        if len(inserted[0]) > 1:  # a webhook endpoint listens: each change is an event
+            webhooks.publish_many("tier.changed", (dict(row._mapping) for row in inserted))
         # The outbox rows community.services.notify would write, one INSERT for the whole range.
         # A change a concurrent job committed meanwhile in this range may be selected too: its
         # notification exists already, and the dedupe key makes the second one a no-op.

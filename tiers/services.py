@@ -19,6 +19,7 @@ from community.models import TIERS, User, utcnow
 from community.services import audit, get_user, notify
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
+from messaging.webhooks import events as webhooks
 
 from . import benefits, engine
 from .benefits import benefits_for
@@ -150,6 +151,8 @@ def pin(actor_id: int, member_id: int, tier: str, reason: str) -> MemberTierStat
                {"from_tier": previous, "to_tier": tier, "kind": "pin", "reason": change.reason,
                 "change_id": change.id},
                dedupe_key=f"tier_change:{change.id}")
+        webhooks.publish("tier.changed", {"member_id": member_id, "change_id": change.id, "from_tier": previous,
+                         "to_tier": tier, "kind": "pin", "reason": change.reason})
     audit(actor_id, "tiers.pin", "user", member_id, reason=reason, details={"tier": tier, "previous": previous})
     db.session.flush()
     return state

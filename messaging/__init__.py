@@ -1,0 +1,1 @@
+"""Messaging: everything that leaves the system (mail, in-app delivery, outbound webhooks)."""
