@@ -32,8 +32,8 @@ from extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "redemptions", "tiers", "periodic")
-DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers")
+QUEUES = ("default", "redemptions", "tiers", "messaging", "periodic")
+DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "messaging")
 
 _worker_app: Flask | None = None
 

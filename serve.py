@@ -93,6 +93,7 @@ def main() -> int:
     serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     serving.start()
     log.info("serving on http://%s:%s (API docs at /api/docs)", HOST, PORT)
+    log.info("outgoing mail: %s", app.extensions.get("kinship_mail", "not configured"))
 
     stop.wait()
     server.shutdown()

@@ -1,0 +1,6 @@
+"""Messaging: delivery of notifications by email and in-app, preferences, account emails.
+
+See docs/messaging.md.  ``services`` is the delivery core, ``render`` the templates and
+translations, ``mail`` the SMTP channel, ``preferences`` the member's choices and unsubscribe,
+``account`` verification and password reset, ``inbox`` the in-app list.
+"""
