@@ -137,7 +137,8 @@ def test_password_reset_reveals_nothing_and_revokes_everything(mail_app, smtp, m
     assert db.session.scalar(select(ApiToken.revoked_at)) is not None
     login_resp = anon.post("/api/v1/auth/login", json={"email": member.email, "password": "brand new password!"})
     assert login_resp.status_code == 200
-    reuse = app.test_client().post("/api/v1/auth/password-reset/confirm", json={"token": token, "new_password": "another one!!"})
+    reuse = app.test_client().post("/api/v1/auth/password-reset/confirm",
+                                   json={"token": token, "new_password": "another one!!"})
     assert reuse.status_code == 422 and reuse.get_json()["error"]["code"] == "invalid_token"
 
 
