@@ -7,9 +7,9 @@ The life of a delivery::
        |   \\--preference off / over the cap (marketing) / account gone--> suppressed
        \\--quiet hours / over the cap (research)--> pending (not_before = next free time)
 
-``deliver(ids)`` handles each id in its own short transactions:
+``deliver(ids)`` works in short transactions:
 
-1. **claim** (one transaction, committed before anything is sent): lock the row, decide
+1. **claim** (one transaction per chunk of ids, committed before anything is sent): lock the rows, decide
    (preferences, frequency cap, quiet hours), render the message, then mark it ``sending``
    with ``attempts + 1``, the claim time and a ``Message-ID`` chosen once and kept for every
    retry.  Only a ``pending`` row that is due, or a ``sending`` row whose claim is older than
@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,8 +47,8 @@ from community.models import Notification, User, utcnow
 from extensions import db
 
 from . import mail, preferences
-from .catalog import CAPPED, OVER_CAP, kind_info
-from .models import EmailDelivery
+from .catalog import CAPPED, DEFAULT_CHANNELS, OVER_CAP, kind_info
+from .models import EmailDelivery, MemberPreferences, NotificationPreference
 from .render import RenderError, normalise_locale, render
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,19 @@ def backfill_deliveries(max_age_hours: int) -> int:
 
 @dataclass
 class Claimed:
+    """A delivery this worker claimed, with what rendering it needs (read inside the claim)."""
+
     delivery_id: int
     message_id: str
-    message: object  # flask_mailman.EmailMultiAlternatives
+    attempts: int
+    claimed_at: datetime
+    kind: str
+    payload: dict
+    member_name: str
+    locale: str
+    time_zone: str
+    links: dict
+    to: str
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -165,42 +177,83 @@ def _suppress(delivery: EmailDelivery, reason: str) -> None:
     delivery.payload = {}
 
 
-def _claim(delivery_id: int) -> Claimed | None:
-    """Decide and claim one delivery in one committed transaction; None if there is nothing to send."""
-    now = utcnow()
-    delivery = db.session.scalars(
-        select(EmailDelivery).where(EmailDelivery.id == delivery_id, _claimable(now)).with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
-    if delivery is None:
-        db.session.rollback()
-        return None
+class _Prepared:
+    """A built message whose MIME form is made once (validated at the claim, sent as is)."""
+
+    def __init__(self, message):
+        self._message = message
+        self._mime = message.message()  # header injection or a bad address fails here
+        self.encoding = message.encoding
+        self.from_email = message.from_email
+
+    def recipients(self):
+        return self._message.recipients()
+
+    def message(self):
+        return self._mime
+
+
+@dataclass
+class _Batch:
+    """What the claim of a batch reads in a few queries instead of a few per delivery."""
+
+    users: dict
+    notifications: dict
+    prefs: dict
+    overrides: dict
+
+    @classmethod
+    def load(cls, rows: list[EmailDelivery]) -> _Batch:
+        member_ids = {r.member_id for r in rows}
+        note_ids = [r.notification_id for r in rows if r.notification_id]
+        users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(member_ids)))}
+        notes = {n.id: n for n in db.session.scalars(select(Notification).where(Notification.id.in_(note_ids)))} \
+            if note_ids else {}
+        prefs = {p.member_id: p for p in db.session.scalars(
+            select(MemberPreferences).where(MemberPreferences.member_id.in_(member_ids)))}
+        overrides = {(o.member_id, o.category): o.enabled for o in db.session.scalars(
+            select(NotificationPreference).where(NotificationPreference.member_id.in_(member_ids),
+                                                 NotificationPreference.channel == "email"))}
+        return cls(users, notes, prefs, overrides)
+
+    def email_enabled(self, member_id: int, category: str) -> bool:
+        if category == "transactional":
+            return True
+        found = self.overrides.get((member_id, category))
+        return DEFAULT_CHANNELS.get(category, {}).get("email", True) if found is None else found
+
+
+def _decide(delivery: EmailDelivery, batch: _Batch, now: datetime) -> Claimed | None:
+    """Decide one locked delivery: mark it ``sending`` and return what to send, or settle it."""
     info = kind_info(delivery.kind)
     category = delivery.category = delivery.category or info.category
-    member = db.session.get(User, delivery.member_id)
-    notification = db.session.get(Notification, delivery.notification_id) if delivery.notification_id else None
+    member = batch.users.get(delivery.member_id)
+    notification = batch.notifications.get(delivery.notification_id) if delivery.notification_id else None
     if member is None or not member.is_active_account or (delivery.notification_id and notification is None):
         _suppress(delivery, "account_inactive")
-        db.session.commit()
         return None
-    # The lock serialises this member's capped sends (see the module docstring).
-    prefs = preferences.member_preferences(member.id, lock=category in CAPPED)
-    if not preferences.channel_enabled(member.id, category, "email"):
+    if not batch.email_enabled(member.id, category):
         _suppress(delivery, "preference")
-        db.session.commit()
         return None
+    prefs = batch.prefs.get(member.id)
+    locale = prefs.locale if prefs else current_app.config["MESSAGING_DEFAULT_LOCALE"]
+    time_zone = prefs.time_zone if prefs else "UTC"
     if not info.urgent:
-        until = quiet_until(now, prefs.time_zone, current_app.config["MESSAGING_QUIET_HOURS"])
+        until = quiet_until(now, time_zone, current_app.config["MESSAGING_QUIET_HOURS"])
         if until is not None:
             delivery.not_before, delivery.reason, delivery.enqueued_at = until, "quiet_hours", None
-            db.session.commit()
             return None
     if category in CAPPED:
-        window = [EmailDelivery.member_id == member.id, EmailDelivery.category.in_(CAPPED),
-                  EmailDelivery.state.in_(("sending", "sent")), EmailDelivery.claimed_at > now - CAP_WINDOW,
-                  EmailDelivery.id != delivery.id]
+        # The lock on the member's row serialises their capped sends (see the module docstring);
+        # the flush makes sends claimed earlier in this batch count.
+        preferences.member_preferences(member.id, lock=True)
+        db.session.flush()
         used, oldest = db.session.execute(
-            select(func.count(), func.min(EmailDelivery.claimed_at)).where(*window)
+            select(func.count(), func.min(EmailDelivery.claimed_at)).where(
+                EmailDelivery.member_id == member.id, EmailDelivery.category.in_(CAPPED),
+                EmailDelivery.state.in_(("sending", "sent")), EmailDelivery.claimed_at > now - CAP_WINDOW,
+                EmailDelivery.id != delivery.id,
+            )
         ).one()
         if used >= current_app.config["MESSAGING_WEEKLY_CAP"]:
             if OVER_CAP[category] == "drop":
@@ -208,50 +261,62 @@ def _claim(delivery_id: int) -> Claimed | None:
             else:  # the next free slot: when the oldest send in the window leaves it
                 delivery.not_before = oldest + CAP_WINDOW + timedelta(seconds=1)
                 delivery.reason, delivery.enqueued_at = "frequency_cap", None
-            db.session.commit()
             return None
 
-    locale = normalise_locale(prefs.locale, current_app.config["MESSAGING_DEFAULT_LOCALE"])
-    to = delivery.to_address or member.email
-    links = _links(delivery, category)
-    payload = notification.payload if notification is not None else delivery.payload
-    try:
-        rendered = render(
-            delivery.kind,
-            {"payload": payload or {}, "member_name": member.display_name, "action_url": (payload or {}).get("url"),
-             **links},
-            locale=locale, time_zone=prefs.time_zone,
-        )
-    except RenderError as exc:
-        delivery.state, delivery.last_error, delivery.payload = "failed", str(exc)[:2000], {}
-        db.session.commit()
-        return None
+    locale = normalise_locale(locale, current_app.config["MESSAGING_DEFAULT_LOCALE"])
     message_id = delivery.message_id or (
         f"<{delivery.id}.{secrets.token_hex(8)}@{current_app.config['MESSAGING_MESSAGE_ID_DOMAIN']}>"
     )
-    headers = {"Content-Language": locale, "Auto-Submitted": "auto-generated", "X-Kinship-Kind": delivery.kind,
-               "X-Kinship-Delivery": str(delivery.id)}
-    if links["one_click_url"]:
-        # RFC 8058: an HTTPS URI the mail client POSTs "List-Unsubscribe=One-Click" to.
-        headers["List-Unsubscribe"] = f"<{links['one_click_url']}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    try:
-        message = mail.build(to=to, subject=rendered.subject, text=rendered.text, html=rendered.html,
-                             message_id=message_id, headers=headers)
-        message.message()  # header injection or an unencodable address fails here, before the claim
-    except Exception as exc:
-        delivery.state, delivery.last_error, delivery.payload = "failed", f"bad message: {exc}"[:2000], {}
-        db.session.commit()
-        return None
+    payload = (notification.payload if notification is not None else delivery.payload) or {}
     delivery.state = "sending"
     delivery.attempts += 1
     delivery.claimed_at = now
     delivery.message_id = message_id
     delivery.locale = locale
-    delivery.to_address = to
+    delivery.to_address = delivery.to_address or member.email
     delivery.reason = None
+    return Claimed(delivery.id, message_id, delivery.attempts, now, delivery.kind, dict(payload),
+                   member.display_name, locale, time_zone, _links(delivery, category), delivery.to_address)
+
+
+def _claim_batch(ids: list[int]) -> list[Claimed]:
+    """Lock, decide and claim ``ids`` in one committed transaction; returns what to send.
+
+    ``SKIP LOCKED`` (PostgreSQL): rows another worker is claiming right now are left to it.
+    Rendering happens after the commit (in the senders), so the transaction stays short.
+    """
+    now = utcnow()
+    rows = list(db.session.scalars(
+        select(EmailDelivery).where(EmailDelivery.id.in_(ids), _claimable(now)).order_by(EmailDelivery.id)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    ))
+    if not rows:
+        db.session.rollback()
+        return []
+    batch = _Batch.load(rows)
+    claimed = [c for c in (_decide(row, batch, now) for row in rows) if c is not None]
     db.session.commit()
-    return Claimed(delivery.id, message_id, message)
+    return claimed
+
+
+def _build(item: Claimed) -> _Prepared:
+    """Render and build the message (RenderError / ValueError: it can never be sent)."""
+    rendered = render(
+        item.kind,
+        {"payload": item.payload, "member_name": item.member_name, "action_url": item.payload.get("url"),
+         **item.links},
+        locale=item.locale, time_zone=item.time_zone,
+    )
+    headers = {"Content-Language": item.locale, "Auto-Submitted": "auto-generated", "X-Kinship-Kind": item.kind}
+    if item.links["one_click_url"]:
+        # RFC 8058: an HTTPS URI the mail client POSTs "List-Unsubscribe=One-Click" to.
+        headers["List-Unsubscribe"] = f"<{item.links['one_click_url']}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    try:
+        return _Prepared(mail.build(to=item.to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+                                    message_id=item.message_id, headers=headers))
+    except Exception as exc:  # a malformed address or header
+        raise ValueError(f"bad message: {exc}") from exc
 
 
 def _finish(claimed: Claimed, **values) -> None:
@@ -272,41 +337,108 @@ def _injected_fault() -> None:
         time.sleep(float(fault.split(":", 1)[1]))
 
 
+def _send_one(item: Claimed, conn, counts: dict, backoff: tuple[int, ...], stale_after: timedelta) -> None:
+    """Build, send and record one claimed delivery (its outcome is committed at once)."""
+    if utcnow() - item.claimed_at > stale_after:
+        counts["skipped"] += 1  # it may be reclaimed by now: the sweeper hands it on after the lease
+        return
+    try:
+        message = _build(item)
+    except (RenderError, ValueError) as exc:
+        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
+        counts["failed"] += 1
+        return
+    _injected_fault()
+    try:
+        mail.send(message, conn)
+    except mail.TemporaryFailure as exc:
+        if item.attempts > len(backoff):
+            _finish(item, state="failed", payload={},
+                    last_error=f"gave up after {item.attempts} attempts: {exc}"[:2000])
+            counts["failed"] += 1
+        else:
+            _finish(item, state="pending", last_error=str(exc)[:2000], reason="retry", enqueued_at=None,
+                    not_before=utcnow() + timedelta(seconds=backoff[item.attempts - 1]))
+            counts["retry"] += 1
+        log.warning("delivery %s: temporary failure (%s)", item.delivery_id, exc)
+        return
+    except mail.PermanentFailure as exc:
+        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
+        counts["failed"] += 1
+        log.warning("delivery %s: permanent failure (%s)", item.delivery_id, exc)
+        return
+    # First thing after the server's 250: this commit closes the at-least-once window.
+    _finish(item, state="sent", sent_at=utcnow(), last_error=None, payload={})
+    counts["sent"] += 1
+
+
+CLAIM_CHUNK = 50
+
+
 def deliver(ids: list[int]) -> dict[str, int]:
-    """Deliver each id (see the module docstring) over one SMTP connection; returns counts."""
+    """Deliver ``ids`` (see the module docstring); returns counts by outcome.
+
+    This thread claims ``CLAIM_CHUNK`` ids at a time (one commit each).  Up to
+    ``MESSAGING_SMTP_CONNECTIONS`` sender threads, each with its own SMTP connection, app
+    context and database session, render, send and record every claimed message, so the
+    waits for the server's replies overlap with the rendering of the next messages.  A claim
+    older than half the lease when its turn comes is not sent (it may be reclaimed by now).
+    """
     counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
     backoff = current_app.config["MESSAGING_RETRY_BACKOFF"]
-    conn = mail.connection()
-    try:
-        for delivery_id in ids:
-            claimed = _claim(delivery_id)
-            if claimed is None:
-                counts["skipped"] += 1
-                continue
-            _injected_fault()
+    stale_after = _lease() / 2
+    senders = max(1, min(current_app.config["MESSAGING_SMTP_CONNECTIONS"], len(ids)))
+    if senders == 1:
+        conn = mail.connection()
+        try:
+            for start in range(0, len(ids), CLAIM_CHUNK):
+                chunk = ids[start:start + CLAIM_CHUNK]
+                claimed = _claim_batch(chunk)
+                counts["skipped"] += len(chunk) - len(claimed)
+                for item in claimed:
+                    _send_one(item, conn, counts, backoff, stale_after)
+        finally:
+            mail.close_quietly(conn)
+        return counts
+
+    app = current_app._get_current_object()
+    outbox: queue.Queue = queue.Queue(maxsize=senders * 4)
+    lock = threading.Lock()
+
+    def sender() -> None:
+        mine = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
+        with app.app_context():
+            conn = mail.connection()
             try:
-                mail.send(claimed.message, conn)
-            except mail.TemporaryFailure as exc:
-                attempts = db.session.scalar(select(EmailDelivery.attempts).where(EmailDelivery.id == delivery_id))
-                if attempts > len(backoff):
-                    _finish(claimed, state="failed", last_error=f"gave up after {attempts} attempts: {exc}"[:2000],
-                            payload={})
-                    counts["failed"] += 1
-                else:
-                    _finish(claimed, state="pending", last_error=str(exc)[:2000], reason="retry", enqueued_at=None,
-                            not_before=utcnow() + timedelta(seconds=backoff[attempts - 1]))
-                    counts["retry"] += 1
-                log.warning("delivery %s: temporary failure (%s)", delivery_id, exc)
-                continue
-            except mail.PermanentFailure as exc:
-                _finish(claimed, state="failed", last_error=str(exc)[:2000], payload={})
-                counts["failed"] += 1
-                log.warning("delivery %s: permanent failure (%s)", delivery_id, exc)
-                continue
-            _finish(claimed, state="sent", sent_at=utcnow(), last_error=None, payload={})
-            counts["sent"] += 1
+                while (item := outbox.get()) is not None:
+                    try:
+                        _send_one(item, conn, mine, backoff, stale_after)
+                    except Exception:  # the database went away: the claim waits for the lease
+                        db.session.rollback()
+                        log.exception("delivery %s: could not record the outcome", item.delivery_id)
+            finally:
+                mail.close_quietly(conn)
+                db.session.remove()
+        with lock:
+            for key, value in mine.items():
+                counts[key] += value
+
+    threads = [threading.Thread(target=sender, name=f"smtp-sender-{i}", daemon=True) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    try:
+        for start in range(0, len(ids), CLAIM_CHUNK):
+            chunk = ids[start:start + CLAIM_CHUNK]
+            claimed = _claim_batch(chunk)
+            with lock:
+                counts["skipped"] += len(chunk) - len(claimed)
+            for item in claimed:
+                outbox.put(item)
     finally:
-        mail.close_quietly(conn)
+        for _ in threads:
+            outbox.put(None)
+        for thread in threads:
+            thread.join()
     return counts
 
 

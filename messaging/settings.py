@@ -65,4 +65,6 @@ def defaults() -> dict:
         # they are younger than this.
         "MESSAGING_BACKFILL_HOURS": env_int("MESSAGING_BACKFILL_HOURS", 48),
         "MESSAGING_BATCH_SIZE": env_int("MESSAGING_BATCH_SIZE", 200),
+        # SMTP connections (sender threads) one batch job uses in parallel.
+        "MESSAGING_SMTP_CONNECTIONS": env_int("MESSAGING_SMTP_CONNECTIONS", 4),
     }
