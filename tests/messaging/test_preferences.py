@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from community.models import utcnow
@@ -183,10 +185,33 @@ def test_quiet_hours_defer_non_urgent_mail_in_the_members_time_zone(mail_app, sm
 
 
 def test_quiet_until_wraps_midnight():
-    from datetime import datetime
-
     # 23:30 in Shanghai is 15:30 UTC; quiet 22-8 ends at 08:00 Shanghai = 00:00 UTC next day.
     assert services.quiet_until(datetime(2026, 5, 1, 15, 30), "Asia/Shanghai", (22, 8)) == datetime(2026, 5, 2, 0, 0)
     assert services.quiet_until(datetime(2026, 5, 1, 5, 0), "Asia/Shanghai", (22, 8)) is None  # 13:00 local
     assert services.quiet_until(datetime(2026, 5, 1, 23, 0), "Asia/Shanghai", (22, 8)) == datetime(2026, 5, 2, 0, 0)
     assert services.quiet_until(datetime(2026, 5, 1, 15, 30), "Asia/Shanghai", None) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    now=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2035, 1, 1)),
+    zone=st.sampled_from(["UTC", "Asia/Shanghai", "America/New_York", "Europe/London", "Australia/Adelaide"]),
+    start=st.integers(0, 23), end=st.integers(0, 23),
+)
+def test_quiet_until_invariants(now, zone, start, end):
+    """Deferred iff inside the local window, always to its end: later than now, within a day,
+    on the hour (local), and outside the window."""
+    from zoneinfo import ZoneInfo
+
+    if start == end:
+        return
+    until = services.quiet_until(now, zone, (start, end))
+    local = now.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone))
+    inside = (start <= local.hour or local.hour < end) if start > end else (start <= local.hour < end)
+    assert (until is not None) == inside
+    if until is not None:
+        assert now < until <= now + timedelta(hours=25)
+        ends = until.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo(zone))
+        assert ends.minute == 0 and ends.second == 0
+        if ends.utcoffset() == local.utcoffset():  # no DST change in between
+            assert ends.hour == end and services.quiet_until(until, zone, (start, end)) is None
