@@ -203,3 +203,22 @@ def test_embedded_default_writes_one_eml_file_each(app, make_member, notify, run
     db.session.rollback()
     rows = db.session.scalars(select(EmailDelivery)).all()
     assert {r.state for r in rows} == {"sent"}
+
+
+def test_unsendable_messages_fail_cleanly(mail_app, smtp, make_member, notify, run_jobs, deliveries):
+    from community.models import User
+    from messaging.preferences import set_channel
+
+    big = make_member()
+    set_channel(big.id, "marketing", "email", True)
+    db.session.commit()
+    notify(big, "marketing.campaign", {"subject": "Huge", "text": "x" * 300_000})  # oversized
+    broken = make_member()
+    db.session.execute(User.__table__.update().where(User.id == broken.id).values(email="a@b.c\r\nBcc: x@evil.test"))
+    db.session.commit()
+    notify(broken, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})  # header injection
+    run_jobs(["messaging"])
+    rows = deliveries()
+    assert [r.state for r in rows] == ["failed", "failed"]
+    assert "larger than" in rows[0].last_error and "bad message" in rows[1].last_error
+    assert smtp.received == []
