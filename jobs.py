@@ -32,8 +32,8 @@ from extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "redemptions", "tiers", "periodic", "webhooks")
-DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "messaging.webhooks")
+QUEUES = ("default", "redemptions", "tiers", "messaging", "webhooks", "periodic")
+DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "messaging", "messaging.webhooks")
 
 _worker_app: Flask | None = None
 

@@ -157,6 +157,7 @@ def _serve(app) -> int:
     serving = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     serving.start()
     log.info("serving on http://%s:%s (API docs at /api/docs)", HOST, PORT)
+    log.info("outgoing mail: %s", app.extensions.get("kinship_mail", "not configured"))
 
     while not stop.wait(0.5):
         for child in children:

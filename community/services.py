@@ -25,6 +25,9 @@ member_registered = signals.signal("member-registered")
 # Sent inside the transaction that suspends a member or lifts a suspension (sender: the User);
 # tiers recomputes the member after the commit (``no_suspension`` is a tier requirement).
 member_suspension_changed = signals.signal("member-suspension-changed")
+# Sent inside the transaction that wrote a notification (sender: the Notification, flushed);
+# messaging gives it an email delivery, enqueued after the commit.
+notification_created = signals.signal("notification-created")
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 10
@@ -151,6 +154,14 @@ def change_password(user: User, current_password: str, new_password: str) -> Non
     db.session.flush()
 
 
+def set_password(user: User, new_password: str) -> None:
+    """Set a password without the current one (a verified reset link); the caller revokes the
+    member's sessions and API tokens."""
+    _check_password_strength(new_password, "new_password")
+    user.password_hash = hash_password(new_password)
+    db.session.flush()
+
+
 def create_token(user: User, name: str) -> tuple[ApiToken, str]:
     """Returns the token row and the secret, which is shown once and never stored."""
     from .auth import hash_token
@@ -237,8 +248,10 @@ def notify(member_id: int, kind: str, payload: dict | None = None, dedupe_key: s
         exists = db.session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key))
         if exists is not None:
             return
-    db.session.add(Notification(member_id=member_id, kind=kind, payload=payload or {}, dedupe_key=dedupe_key))
+    note = Notification(member_id=member_id, kind=kind, payload=payload or {}, dedupe_key=dedupe_key)
+    db.session.add(note)
     db.session.flush()
+    notification_created.send(note)
 
 
 def list_notifications(member_id: int, *, limit: int = 50, before_id: int | None = None) -> list[Notification]:

@@ -25,6 +25,7 @@ from community.models import TIERS, User, tier_rank, utcnow
 from community.services import audit, notify
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
+from messaging.account import ensure_email_verified
 from messaging.webhooks import events as webhooks
 from points import ledger
 from points.models import JournalEntry, JournalLine
@@ -386,6 +387,7 @@ def request_redemption(member: User, reward_id: int, idempotency_key: str | None
 
     if member.is_suspended():
         raise Forbidden("Suspended members cannot redeem rewards.", code="member_suspended")
+    ensure_email_verified(member.id)
     reward = db.session.get(Reward, reward_id, with_for_update={"read": True, "key_share": True})
     if reward is None or not _is_open(reward, utcnow()):
         raise NotFound("No such reward.", fields={"reward_id": ["No such reward."]})

@@ -1,0 +1,3 @@
+from community.permissions import define
+
+VIEW_DELIVERIES = define("messaging.view_deliveries", [])

@@ -1,0 +1,464 @@
+"""Email delivery: one ``email_deliveries`` row per email, sent at most once, in two commits.
+
+The life of a delivery::
+
+    pending --claim--> sending --SMTP 250--> sent
+       ^  \\                \\--4xx / connection--> pending (not_before = now + backoff) … failed
+       |   \\--preference off / over the cap (marketing) / account gone--> suppressed
+       \\--quiet hours / over the cap (research)--> pending (not_before = next free time)
+
+``deliver(ids)`` works in short transactions:
+
+1. **claim** (one transaction per chunk of ids, committed before anything is sent): lock the rows, decide
+   (preferences, frequency cap, quiet hours), render the message, then mark it ``sending``
+   with ``attempts + 1``, the claim time and a ``Message-ID`` chosen once and kept for every
+   retry.  Only a ``pending`` row that is due, or a ``sending`` row whose claim is older than
+   the lease (its worker died), can be claimed, so two jobs for one delivery never both send.
+2. **send** over the open SMTP connection.
+3. **record** ``sent`` (or the failure) and commit at once.
+
+At-least-once edge: if the process dies after the SMTP server accepted the message (250) and
+before step 3 commits, the row stays ``sending`` and is sent again after the lease, with the
+same ``Message-ID`` (which receiving systems use to discard duplicates).  The window is one
+UPDATE and COMMIT wide (no rendering, no other I/O in it).  A death anywhere else (before or
+during the SMTP transaction, after the commit) sends nothing twice.
+
+The frequency cap counts this member's ``marketing`` and ``research`` deliveries claimed in the
+last 7 days (``sending`` and ``sent``), under a lock on the member's preferences row, so two
+workers cannot both take the last slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+
+from community.models import Notification, User, utcnow
+from extensions import db
+
+from . import mail, preferences
+from .catalog import CAPPED, DEFAULT_CHANNELS, OVER_CAP, kind_info
+from .models import EmailDelivery, MemberPreferences, NotificationPreference
+from .render import RenderError, normalise_locale, render
+
+log = logging.getLogger(__name__)
+
+FAULT_ENV = "KINSHIP_MESSAGING_FAULT"
+CAP_WINDOW = timedelta(days=7)
+
+
+# --------------------------------------------------------------------------- creating deliveries
+
+
+def queue_for_notification(notification: Notification) -> EmailDelivery:
+    """Give a new notification its delivery row; the job is enqueued after the commit."""
+    from .jobs import schedule
+
+    delivery = EmailDelivery(
+        member_id=notification.member_id, notification_id=notification.id, kind=notification.kind,
+        category=kind_info(notification.kind).category,
+    )
+    db.session.add(delivery)
+    db.session.flush()
+    schedule(delivery.id)
+    return delivery
+
+
+def queue_account_email(member_id: int, kind: str, to_address: str, payload: dict) -> EmailDelivery:
+    """An account email (verification, reset) with its own data; sent whatever the preferences."""
+    from .jobs import schedule
+
+    delivery = EmailDelivery(member_id=member_id, kind=kind, category="transactional", to_address=to_address,
+                             payload=payload)
+    db.session.add(delivery)
+    db.session.flush()
+    schedule(delivery.id)
+    return delivery
+
+
+def backfill_deliveries(max_age_hours: int) -> int:
+    """Rows for notifications written without one (set-based writers, e.g. a tier run).
+
+    One INSERT ... SELECT: nothing is loaded into Python, however many there are.
+    """
+    since = utcnow() - timedelta(hours=max_age_hours)
+    n = Notification.__table__
+    d = EmailDelivery.__table__
+    missing = (
+        select(n.c.member_id, n.c.id, n.c.kind, n.c.created_at)
+        .where(n.c.created_at >= since)
+        .where(~select(d.c.id).where(d.c.notification_id == n.c.id).exists())
+    )
+    result = db.session.execute(
+        d.insert().from_select(["member_id", "notification_id", "kind", "not_before"], missing)
+    )
+    return result.rowcount or 0
+
+
+# --------------------------------------------------------------------------- delivering
+
+
+@dataclass
+class Claimed:
+    """A delivery this worker claimed, with what rendering it needs (read inside the claim)."""
+
+    delivery_id: int
+    message_id: str
+    attempts: int
+    claimed_at: datetime
+    kind: str
+    payload: dict
+    member_name: str
+    locale: str
+    time_zone: str
+    links: dict
+    to: str
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def quiet_until(now: datetime, time_zone: str, hours: tuple[int, int] | None) -> datetime | None:
+    """If ``now`` (naive UTC) is inside the member's local quiet hours, when they end (naive UTC)."""
+    if hours is None:
+        return None
+    start, end = hours
+    zone = _zone(time_zone)
+    local = now.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
+    h = local.hour
+    inside = (start <= h or h < end) if start > end else (start <= h < end)
+    if not inside:
+        return None
+    ends = local.replace(hour=end, minute=0, second=0, microsecond=0)
+    if ends <= local:
+        ends += timedelta(days=1)
+    return ends.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=current_app.config["MESSAGING_SEND_LEASE_SECONDS"])
+
+
+def _claimable(now: datetime):
+    return or_(
+        and_(EmailDelivery.state == "pending", EmailDelivery.not_before <= now),
+        and_(EmailDelivery.state == "sending", EmailDelivery.claimed_at < now - _lease()),
+    )
+
+
+def _links(delivery: EmailDelivery, category: str) -> dict:
+    base = current_app.config["MESSAGING_BASE_URL"].rstrip("/")
+    links = {"preferences_url": f"{base}/api/v1/me/notification-preferences", "unsubscribe_url": None,
+             "one_click_url": None}
+    if category != "transactional":
+        token = preferences.unsubscribe_token(delivery.member_id, category, delivery.id)
+        links["unsubscribe_url"] = f"{base}/unsubscribe/{token}"
+        links["one_click_url"] = f"{base}/api/v1/unsubscribe/{token}"
+    return links
+
+
+def _suppress(delivery: EmailDelivery, reason: str) -> None:
+    delivery.state = "suppressed"
+    delivery.reason = reason
+    delivery.payload = {}
+
+
+class _Prepared:
+    """A built message whose MIME form is made once (validated at the claim, sent as is)."""
+
+    def __init__(self, message):
+        self._message = message
+        self._mime = message.message()  # header injection or a bad address fails here
+        self.encoding = message.encoding
+        self.from_email = message.from_email
+
+    def recipients(self):
+        return self._message.recipients()
+
+    def message(self):
+        return self._mime
+
+
+@dataclass
+class _Batch:
+    """What the claim of a batch reads in a few queries instead of a few per delivery."""
+
+    users: dict
+    notifications: dict
+    prefs: dict
+    overrides: dict
+
+    @classmethod
+    def load(cls, rows: list[EmailDelivery]) -> _Batch:
+        member_ids = {r.member_id for r in rows}
+        note_ids = [r.notification_id for r in rows if r.notification_id]
+        users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(member_ids)))}
+        notes = {n.id: n for n in db.session.scalars(select(Notification).where(Notification.id.in_(note_ids)))} \
+            if note_ids else {}
+        prefs = {p.member_id: p for p in db.session.scalars(
+            select(MemberPreferences).where(MemberPreferences.member_id.in_(member_ids)))}
+        overrides = {(o.member_id, o.category): o.enabled for o in db.session.scalars(
+            select(NotificationPreference).where(NotificationPreference.member_id.in_(member_ids),
+                                                 NotificationPreference.channel == "email"))}
+        return cls(users, notes, prefs, overrides)
+
+    def email_enabled(self, member_id: int, category: str) -> bool:
+        if category == "transactional":
+            return True
+        found = self.overrides.get((member_id, category))
+        return DEFAULT_CHANNELS.get(category, {}).get("email", True) if found is None else found
+
+
+def _decide(delivery: EmailDelivery, batch: _Batch, now: datetime) -> Claimed | None:
+    """Decide one locked delivery: mark it ``sending`` and return what to send, or settle it."""
+    info = kind_info(delivery.kind)
+    category = delivery.category = delivery.category or info.category
+    member = batch.users.get(delivery.member_id)
+    notification = batch.notifications.get(delivery.notification_id) if delivery.notification_id else None
+    if member is None or not member.is_active_account or (delivery.notification_id and notification is None):
+        _suppress(delivery, "account_inactive")
+        return None
+    if not batch.email_enabled(member.id, category):
+        _suppress(delivery, "preference")
+        return None
+    prefs = batch.prefs.get(member.id)
+    locale = prefs.locale if prefs else current_app.config["MESSAGING_DEFAULT_LOCALE"]
+    time_zone = prefs.time_zone if prefs else "UTC"
+    if not info.urgent:
+        until = quiet_until(now, time_zone, current_app.config["MESSAGING_QUIET_HOURS"])
+        if until is not None:
+            delivery.not_before, delivery.reason, delivery.enqueued_at = until, "quiet_hours", None
+            return None
+    if category in CAPPED:
+        # The lock on the member's row serialises their capped sends (see the module docstring);
+        # the flush makes sends claimed earlier in this batch count.
+        preferences.member_preferences(member.id, lock=True)
+        db.session.flush()
+        used, oldest = db.session.execute(
+            select(func.count(), func.min(EmailDelivery.claimed_at)).where(
+                EmailDelivery.member_id == member.id, EmailDelivery.category.in_(CAPPED),
+                EmailDelivery.state.in_(("sending", "sent")), EmailDelivery.claimed_at > now - CAP_WINDOW,
+                EmailDelivery.id != delivery.id,
+            )
+        ).one()
+        if used >= current_app.config["MESSAGING_WEEKLY_CAP"]:
+            if OVER_CAP[category] == "drop":
+                _suppress(delivery, "frequency_cap")
+            else:  # the next free slot: when the oldest send in the window leaves it
+                delivery.not_before = oldest + CAP_WINDOW + timedelta(seconds=1)
+                delivery.reason, delivery.enqueued_at = "frequency_cap", None
+            return None
+
+    locale = normalise_locale(locale, current_app.config["MESSAGING_DEFAULT_LOCALE"])
+    message_id = delivery.message_id or (
+        f"<{delivery.id}.{secrets.token_hex(8)}@{current_app.config['MESSAGING_MESSAGE_ID_DOMAIN']}>"
+    )
+    payload = (notification.payload if notification is not None else delivery.payload) or {}
+    delivery.state = "sending"
+    delivery.attempts += 1
+    delivery.claimed_at = now
+    delivery.message_id = message_id
+    delivery.locale = locale
+    delivery.to_address = delivery.to_address or member.email
+    delivery.reason = None
+    return Claimed(delivery.id, message_id, delivery.attempts, now, delivery.kind, dict(payload),
+                   member.display_name, locale, time_zone, _links(delivery, category), delivery.to_address)
+
+
+def _claim_batch(ids: list[int]) -> list[Claimed]:
+    """Lock, decide and claim ``ids`` in one committed transaction; returns what to send.
+
+    ``SKIP LOCKED`` (PostgreSQL): rows another worker is claiming right now are left to it.
+    Rendering happens after the commit (in the senders), so the transaction stays short.
+    """
+    now = utcnow()
+    rows = list(db.session.scalars(
+        select(EmailDelivery).where(EmailDelivery.id.in_(ids), _claimable(now)).order_by(EmailDelivery.id)
+        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
+    ))
+    if not rows:
+        db.session.rollback()
+        return []
+    batch = _Batch.load(rows)
+    claimed = [c for c in (_decide(row, batch, now) for row in rows) if c is not None]
+    db.session.commit()
+    return claimed
+
+
+def _build(item: Claimed) -> _Prepared:
+    """Render and build the message (RenderError / ValueError: it can never be sent)."""
+    rendered = render(
+        item.kind,
+        {"payload": item.payload, "member_name": item.member_name, "action_url": item.payload.get("url"),
+         **item.links},
+        locale=item.locale, time_zone=item.time_zone,
+    )
+    headers = {"Content-Language": item.locale, "Auto-Submitted": "auto-generated", "X-Kinship-Kind": item.kind}
+    if item.links["one_click_url"]:
+        # RFC 8058: an HTTPS URI the mail client POSTs "List-Unsubscribe=One-Click" to.
+        headers["List-Unsubscribe"] = f"<{item.links['one_click_url']}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    try:
+        return _Prepared(mail.build(to=item.to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+                                    message_id=item.message_id, headers=headers))
+    except Exception as exc:  # a malformed address or header
+        raise ValueError(f"bad message: {exc}") from exc
+
+
+def _finish(claimed: Claimed, **values) -> None:
+    """Record the outcome, guarded on the claim (a row reclaimed after the lease is not ours)."""
+    db.session.execute(
+        update(EmailDelivery)
+        .where(EmailDelivery.id == claimed.delivery_id, EmailDelivery.state == "sending",
+               EmailDelivery.message_id == claimed.message_id)
+        .values(**values)
+    )
+    db.session.commit()
+
+
+def _injected_fault() -> None:
+    """``sleep_before_send:<s>`` (tests only): stall after the claim commits, before SMTP."""
+    fault = os.environ.get(FAULT_ENV)
+    if fault and current_app.testing and fault.startswith("sleep_before_send:"):
+        time.sleep(float(fault.split(":", 1)[1]))
+
+
+def _send_one(item: Claimed, conn, counts: dict, backoff: tuple[int, ...], stale_after: timedelta) -> None:
+    """Build, send and record one claimed delivery (its outcome is committed at once)."""
+    if utcnow() - item.claimed_at > stale_after:
+        counts["skipped"] += 1  # it may be reclaimed by now: the sweeper hands it on after the lease
+        return
+    try:
+        message = _build(item)
+    except (RenderError, ValueError) as exc:
+        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
+        counts["failed"] += 1
+        return
+    _injected_fault()
+    try:
+        mail.send(message, conn)
+    except mail.TemporaryFailure as exc:
+        if item.attempts > len(backoff):
+            _finish(item, state="failed", payload={},
+                    last_error=f"gave up after {item.attempts} attempts: {exc}"[:2000])
+            counts["failed"] += 1
+        else:
+            _finish(item, state="pending", last_error=str(exc)[:2000], reason="retry", enqueued_at=None,
+                    not_before=utcnow() + timedelta(seconds=backoff[item.attempts - 1]))
+            counts["retry"] += 1
+        log.warning("delivery %s: temporary failure (%s)", item.delivery_id, exc)
+        return
+    except mail.PermanentFailure as exc:
+        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
+        counts["failed"] += 1
+        log.warning("delivery %s: permanent failure (%s)", item.delivery_id, exc)
+        return
+    # First thing after the server's 250: this commit closes the at-least-once window.
+    _finish(item, state="sent", sent_at=utcnow(), last_error=None, payload={})
+    counts["sent"] += 1
+
+
+CLAIM_CHUNK = 50
+
+
+def deliver(ids: list[int]) -> dict[str, int]:
+    """Deliver ``ids`` (see the module docstring); returns counts by outcome.
+
+    This thread claims ``CLAIM_CHUNK`` ids at a time (one commit each).  Up to
+    ``MESSAGING_SMTP_CONNECTIONS`` sender threads, each with its own SMTP connection, app
+    context and database session, render, send and record every claimed message, so the
+    waits for the server's replies overlap with the rendering of the next messages.  A claim
+    older than half the lease when its turn comes is not sent (it may be reclaimed by now).
+    """
+    counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
+    backoff = current_app.config["MESSAGING_RETRY_BACKOFF"]
+    stale_after = _lease() / 2
+    senders = max(1, min(current_app.config["MESSAGING_SMTP_CONNECTIONS"], len(ids)))
+    if senders == 1:
+        conn = mail.connection()
+        try:
+            for start in range(0, len(ids), CLAIM_CHUNK):
+                chunk = ids[start:start + CLAIM_CHUNK]
+                claimed = _claim_batch(chunk)
+                counts["skipped"] += len(chunk) - len(claimed)
+                for item in claimed:
+                    _send_one(item, conn, counts, backoff, stale_after)
+        finally:
+            mail.close_quietly(conn)
+        return counts
+
+    app = current_app._get_current_object()
+    outbox: queue.Queue = queue.Queue(maxsize=senders * 4)
+    lock = threading.Lock()
+
+    def sender() -> None:
+        mine = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
+        with app.app_context():
+            conn = mail.connection()
+            try:
+                while (item := outbox.get()) is not None:
+                    try:
+                        _send_one(item, conn, mine, backoff, stale_after)
+                    except Exception:  # the database went away: the claim waits for the lease
+                        db.session.rollback()
+                        log.exception("delivery %s: could not record the outcome", item.delivery_id)
+            finally:
+                mail.close_quietly(conn)
+                db.session.remove()
+        with lock:
+            for key, value in mine.items():
+                counts[key] += value
+
+    threads = [threading.Thread(target=sender, name=f"smtp-sender-{i}", daemon=True) for i in range(senders)]
+    for thread in threads:
+        thread.start()
+    try:
+        for start in range(0, len(ids), CLAIM_CHUNK):
+            chunk = ids[start:start + CLAIM_CHUNK]
+            claimed = _claim_batch(chunk)
+            with lock:
+                counts["skipped"] += len(chunk) - len(claimed)
+            for item in claimed:
+                outbox.put(item)
+    finally:
+        for _ in threads:
+            outbox.put(None)
+        for thread in threads:
+            thread.join()
+    return counts
+
+
+def due_ids(limit: int) -> list[int]:
+    """Deliveries a worker should try now and that no job was given recently (oldest first)."""
+    now = utcnow()
+    recently = now - _lease()
+    ids = list(db.session.scalars(
+        select(EmailDelivery.id)
+        .where(_claimable(now), or_(EmailDelivery.enqueued_at.is_(None), EmailDelivery.enqueued_at < recently))
+        .order_by(EmailDelivery.id).limit(limit)
+    ))
+    if ids:
+        db.session.execute(update(EmailDelivery).where(EmailDelivery.id.in_(ids)).values(enqueued_at=now))
+    return ids
+
+
+def mark_enqueued(delivery_id: int) -> None:
+    db.session.execute(update(EmailDelivery).where(EmailDelivery.id == delivery_id).values(enqueued_at=utcnow()))
+
+
+def get_delivery(notification_id: int) -> EmailDelivery | None:
+    return db.session.scalar(select(EmailDelivery).where(EmailDelivery.notification_id == notification_id))
