@@ -32,8 +32,8 @@ from extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "redemptions", "tiers", "periodic")
-DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers")
+QUEUES = ("default", "redemptions", "tiers", "periodic", "analytics")
+DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "analytics")
 
 _worker_app: Flask | None = None
 
