@@ -360,7 +360,8 @@ class ExperimentStart(MethodView):
         assigned by the periodic job."""
         exp, assigned = experiments.start(current_user.id, experiment_id)
         db.session.commit()
-        return {**ExperimentOut().dump(exp), "assigned": assigned}
+        exp.assigned = assigned  # reported once, not stored
+        return exp
 
 
 @blp.route("/experiments/<int:experiment_id>/stop")

@@ -47,7 +47,7 @@ def year_month(column: str) -> str:
 
 def xor(a: str, b: str) -> str:
     """Bitwise XOR of two non-negative integers below 2**62 (SQLite has no XOR operator)."""
-    return f"(({a}) | ({b})) - (({a}) & ({b}))"
+    return f"((({a}) | ({b})) - (({a}) & ({b})))"
 
 
 def typed(sql: str, **params):
