@@ -22,7 +22,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 from surveys.models import FocusGroupSignup
 
-from .models import RFM_CLASSES, MemberScore, MemberTag, Segment, SegmentMember
+from .models import RFM_CLASSES, MemberFlag, MemberScore, MemberTag, Segment, SegmentMember
 
 MAX_CONDITIONS = 50
 TAG_MAX = 64
@@ -139,7 +139,7 @@ def _condition(cond: dict, now: datetime):
         attended = exists().where(FocusGroupSignup.member_id == User.id, FocusGroupSignup.status == "attended")
         return attended if value else not_(attended)
     if field == "strategic":
-        flag = func.coalesce(s.strategic, 0) > 0
+        flag = exists().where(MemberFlag.member_id == User.id, MemberFlag.strategic.is_(true()))
         return flag if value else not_(flag)
     raise _bad("definition", f"Unknown field {field}.")  # validate_definition keeps this unreachable
 

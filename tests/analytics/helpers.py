@@ -20,7 +20,8 @@ def members(count: int, *, tier: str = "aware", created_at: datetime | None = No
     start = _n[0]
     _n[0] += count
     rows = [{"email": f"syn{start + i}@example.com", "display_name": f"Syn {start + i}", "password_hash": FAST_HASH,
-             "tier": tier, "referral_code": f"S{start + i:011d}", "created_at": created_at or utcnow() - timedelta(days=400),
+             "tier": tier, "referral_code": f"S{start + i:011d}",
+             "created_at": created_at or utcnow() - timedelta(days=400),
              "updated_at": utcnow(), "bio": "", "is_active_account": True, **fields} for i in range(count)]
     ids = list(db.session.scalars(insert(User).returning(User.id), rows))
     db.session.commit()

@@ -86,7 +86,8 @@ def test_holdout_and_campaign_experiments_withhold_campaign_points(app, marketer
     ids = members(60)
     now = utcnow()
     campaign = points.create_campaign(user.id, {"name": "double", "multiplier": Decimal(2),
-                                                "starts_at": now - timedelta(days=1), "ends_at": now + timedelta(days=9)})
+                                                "starts_at": now - timedelta(days=1),
+                                                "ends_at": now + timedelta(days=9)})
     db.session.commit()
     holdout = _experiment(client, kind="holdout", test_share=0.8)
     _start(client, holdout["id"])
