@@ -87,7 +87,7 @@ def assign(experiment_id: int, *, initial: bool = False, now: datetime | None = 
     share = exp.test_share_bp
     if initial and exp.stratify_by:
         arm = ("CASE WHEN ROW_NUMBER() OVER (PARTITION BY stratum ORDER BY bucket, member_id) "
-               f"<= CAST(COUNT(*) OVER (PARTITION BY stratum) * {share} / 10000.0 + 0.5 AS INTEGER) "
+               f"<= (COUNT(*) OVER (PARTITION BY stratum) * {share} + 5000) / 10000 "
                "THEN 'test' ELSE 'control' END")
     else:
         arm = f"CASE WHEN bucket < {share} THEN 'test' ELSE 'control' END"

@@ -120,7 +120,7 @@ def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
     for dim, (expr, join) in _DIMS.items():
         rows = sql.run(
             f"SELECT {expr} AS dv, COUNT(*) AS n FROM users u {join} WHERE u.is_active_account = :t "
-            f"AND u.created_at < :end GROUP BY {expr}", t=True, end=end).all()
+            f"AND u.created_at < :end GROUP BY 1", t=True, end=end).all()
         for dv, n in rows:
             members[(dim, str(dv))] = n
             out.put("members", n, dim, dv)
@@ -135,7 +135,7 @@ def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
                   SELECT 1 FROM interactions e WHERE e.member_id = i.member_id AND e.kind = 'purchase'
                   AND e.occurred_at < :start) THEN i.member_id END) AS repeat_buyers
             FROM interactions i JOIN users u ON u.id = i.member_id {join}
-            WHERE i.occurred_at >= :start AND i.occurred_at < :end GROUP BY {expr}""",
+            WHERE i.occurred_at >= :start AND i.occurred_at < :end GROUP BY 1""",
             start=start, end=end).mappings().all()
         seen = set()
         for r in rows:
@@ -179,7 +179,7 @@ def _points(out: _Rows, start: datetime, end: datetime, previous_liability: floa
               SUM(CASE WHEN jl.account IN ('available', 'held') THEN jl.amount ELSE 0 END) AS outstanding
             FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id
             JOIN users u ON u.id = jl.member_id {join}
-            WHERE je.created_at >= :start AND je.created_at < :end GROUP BY {expr}""",
+            WHERE je.created_at >= :start AND je.created_at < :end GROUP BY 1""",
             start=start, end=end).mappings().all()
         delta = 0
         for r in rows:
@@ -209,7 +209,7 @@ def _surveys(out: _Rows, start: datetime, end: datetime) -> None:
               SUM(CASE WHEN r.nps_score IS NOT NULL THEN 1 ELSE 0 END) AS answers,
               SUM(CASE WHEN r.nps_score >= 9 THEN 1 WHEN r.nps_score <= 6 THEN -1 ELSE 0 END) AS net
             FROM survey_responses r
-            WHERE r.status = 'complete' AND r.completed_at >= :start AND r.completed_at < :end GROUP BY {expr}""",
+            WHERE r.status = 'complete' AND r.completed_at >= :start AND r.completed_at < :end GROUP BY 1""",
             start=start, end=end).mappings().all()
         for r in rows:
             out.put("survey_responses", r["completed"], dim, r["dv"])
@@ -221,7 +221,7 @@ def _surveys(out: _Rows, start: datetime, end: datetime) -> None:
             continue
         started = sql.run(f"""
             SELECT {expr} AS dv, COUNT(*) AS started, SUM(CASE WHEN r.status = 'complete' THEN 1 ELSE 0 END) AS done
-            FROM survey_responses r WHERE r.started_at >= :start AND r.started_at < :end GROUP BY {expr}""",
+            FROM survey_responses r WHERE r.started_at >= :start AND r.started_at < :end GROUP BY 1""",
             start=start, end=end).all()
         for dv, n, done in started:
             out.ratio("survey_response_rate", done, n, dim, dv)
@@ -251,17 +251,17 @@ def _community(out: _Rows, start: datetime, end: datetime) -> None:
 
 def _cohorts(out: _Rows, start: datetime, end: datetime, previous: dict[str, tuple]) -> None:
     cohort = sql.year_month("u.created_at")
-    sizes = dict(sql.run(f"SELECT {cohort}, COUNT(*) FROM users u WHERE u.created_at < :end GROUP BY {cohort}",
+    sizes = dict(sql.run(f"SELECT {cohort}, COUNT(*) FROM users u WHERE u.created_at < :end GROUP BY 1",
                          end=end).all())
     active = dict(sql.run(f"""
         SELECT {cohort}, COUNT(DISTINCT i.member_id) FROM interactions i JOIN users u ON u.id = i.member_id
-        WHERE i.kind = 'purchase' AND i.occurred_at >= :s AND i.occurred_at < :end GROUP BY {cohort}""",
+        WHERE i.kind = 'purchase' AND i.occurred_at >= :s AND i.occurred_at < :end GROUP BY 1""",
         s=end - timedelta(days=30), end=end).all())
     revenue = dict(sql.run(f"""
         SELECT {cohort}, SUM(CASE WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0) ELSE -COALESCE(i.value, 0) END)
         FROM interactions i JOIN users u ON u.id = i.member_id
         WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at >= :start AND i.occurred_at < :end
-        GROUP BY {cohort}""", start=start, end=end).all())
+        GROUP BY 1""", start=start, end=end).all())
     for key, size in sizes.items():
         out.ratio("cohort_retention_30d", active.get(key, 0), size, "cohort", key)
         prior = previous.get(key)
