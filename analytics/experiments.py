@@ -320,15 +320,14 @@ buy AS (
   FROM interactions i JOIN a ON a.member_id = i.member_id
   WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at >= :pre_start AND i.occurred_at < :post_end
   GROUP BY i.member_id),
-li AS (
-  SELECT l.member_id,
-    COUNT(DISTINCT CASE WHEN l.occurred_at < :split THEN l.product_id END) AS distinct_products_pre,
-    COUNT(DISTINCT CASE WHEN l.occurred_at >= :split THEN l.product_id END) AS distinct_products_post,
-    COUNT(DISTINCT CASE WHEN l.occurred_at < :split THEN l.category END) AS distinct_categories_pre,
-    COUNT(DISTINCT CASE WHEN l.occurred_at >= :split THEN l.category END) AS distinct_categories_post
+lp AS (
+  SELECT l.member_id, CASE WHEN l.occurred_at < :split THEN 0 ELSE 1 END AS post, l.product_id, l.category
   FROM purchase_line_items l JOIN a ON a.member_id = l.member_id
-  WHERE l.kind = 'purchase' AND l.occurred_at >= :pre_start AND l.occurred_at < :post_end
-  GROUP BY l.member_id),
+  WHERE l.kind = 'purchase' AND l.occurred_at >= :pre_start AND l.occurred_at < :post_end),
+lprod AS (SELECT member_id, SUM(1 - post) AS pre, SUM(post) AS post
+          FROM (SELECT DISTINCT member_id, post, product_id FROM lp) d GROUP BY member_id),
+lcat AS (SELECT member_id, SUM(1 - post) AS pre, SUM(post) AS post
+         FROM (SELECT DISTINCT member_id, post, category FROM lp WHERE category IS NOT NULL) d GROUP BY member_id),
 pts AS (
   SELECT jl.member_id,
     SUM(CASE WHEN jl.account = 'issued' AND je.created_at < :split THEN -jl.amount ELSE 0 END) AS points_earned_pre,
@@ -344,16 +343,15 @@ v AS (
   SELECT a.arm,
     COALESCE(buy.net_amount_pre, 0) AS net_amount_pre, COALESCE(buy.net_amount_post, 0) AS net_amount_post,
     COALESCE(buy.purchases_pre, 0) AS purchases_pre, COALESCE(buy.purchases_post, 0) AS purchases_post,
-    COALESCE(li.distinct_products_pre, 0) AS distinct_products_pre,
-    COALESCE(li.distinct_products_post, 0) AS distinct_products_post,
-    COALESCE(li.distinct_categories_pre, 0) AS distinct_categories_pre,
-    COALESCE(li.distinct_categories_post, 0) AS distinct_categories_post,
+    COALESCE(lprod.pre, 0) AS distinct_products_pre, COALESCE(lprod.post, 0) AS distinct_products_post,
+    COALESCE(lcat.pre, 0) AS distinct_categories_pre, COALESCE(lcat.post, 0) AS distinct_categories_post,
     CASE WHEN COALESCE(buy.purchases_pre, 0) > 0 THEN 1 ELSE 0 END AS retention_pre,
     CASE WHEN COALESCE(buy.purchases_post, 0) > 0 THEN 1 ELSE 0 END AS retention_post,
     COALESCE(pts.points_earned_pre, 0) AS points_earned_pre, COALESCE(pts.points_earned_post, 0) AS points_earned_post,
     COALESCE(pts.points_redeemed_pre, 0) AS points_redeemed_pre,
     COALESCE(pts.points_redeemed_post, 0) AS points_redeemed_post
-  FROM a LEFT JOIN buy ON buy.member_id = a.member_id LEFT JOIN li ON li.member_id = a.member_id
+  FROM a LEFT JOIN buy ON buy.member_id = a.member_id LEFT JOIN lprod ON lprod.member_id = a.member_id
+  LEFT JOIN lcat ON lcat.member_id = a.member_id
   LEFT JOIN pts ON pts.member_id = a.member_id)
 SELECT arm, COUNT(*) AS n, {', '.join(metric_cols)} FROM v GROUP BY arm"""
 

@@ -259,10 +259,11 @@ class Experiment(db.Model):
 class ExperimentAssignment(db.Model):
     __tablename__ = "analytics_experiment_assignments"
 
-    experiment_id: Mapped[int] = mapped_column(
-        ForeignKey("analytics_experiments.id", ondelete="CASCADE"), primary_key=True
-    )
-    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    # No foreign keys: a holdout assigns a million rows in one INSERT … SELECT, and a per-row
+    # constraint trigger would dominate it.  Experiments are never deleted; assignments of a
+    # deleted account stay (they keep counting in the arm sizes the SRM check compares).
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    member_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     arm: Mapped[str] = mapped_column(String(8))
     stratum: Mapped[str | None] = mapped_column(String(32), nullable=True)
     bucket: Mapped[int] = mapped_column(BigInteger)

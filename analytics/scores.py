@@ -33,6 +33,7 @@ from . import settings as settings_mod
 from . import sql
 from .models import HEALTH_COMPONENTS, RFM_CLASSES, SCORE_COLUMNS
 
+WORK_MEM = "256MB"
 _BOUNDS = {"r_min": ("r_score", ">="), "r_max": ("r_score", "<="), "f_min": ("f_score", ">="),
            "f_max": ("f_score", "<="), "m_min": ("m_score", ">="), "m_max": ("m_score", "<=")}
 
@@ -123,21 +124,33 @@ base AS (
   LEFT JOIN trj ON trj.member_id = u.id
   LEFT JOIN analytics_member_flags mf ON mf.member_id = u.id
 ),
+keys AS (SELECT member_id, last_purchase, frequency, monetary, CASE WHEN frequency > 0 THEN 1 ELSE 0 END AS active
+         FROM base),
+win AS (
+  SELECT member_id,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY last_purchase, member_id) ELSE 1 END
+      AS r_score,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY frequency, member_id) ELSE 1 END
+      AS f_score,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY monetary, member_id) ELSE 1 END
+      AS m_score,
+    PERCENT_RANK() OVER (ORDER BY monetary) AS pr_spend
+  FROM keys),
+total AS (SELECT CASE WHEN COUNT(*) > 1 THEN COUNT(*) - 1 ELSE 1 END AS d FROM base),
+-- Percentile ranks of few-valued columns from their value counts (no sort of every member).
+pp AS (SELECT points_earned AS v, SUM(COUNT(*)) OVER (ORDER BY points_earned) - COUNT(*) AS below
+       FROM base GROUP BY points_earned),
+pr AS (SELECT referrals AS v, SUM(COUNT(*)) OVER (ORDER BY referrals) - COUNT(*) AS below FROM base GROUP BY referrals),
+pe AS (SELECT engagement AS v, SUM(COUNT(*)) OVER (ORDER BY engagement) - COUNT(*) AS below
+       FROM base GROUP BY engagement),
 ranked AS (
-  SELECT base.*,
-    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY CASE WHEN frequency > 0 THEN 1 ELSE 0 END
-                                                 ORDER BY last_purchase, member_id) ELSE 1 END AS r_score,
-    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY CASE WHEN frequency > 0 THEN 1 ELSE 0 END
-                                                 ORDER BY frequency, member_id) ELSE 1 END AS f_score,
-    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY CASE WHEN frequency > 0 THEN 1 ELSE 0 END
-                                                 ORDER BY monetary, member_id) ELSE 1 END AS m_score,
-    PERCENT_RANK() OVER (ORDER BY monetary) AS pr_spend,
-    PERCENT_RANK() OVER (ORDER BY points_earned) AS pr_points,
-    PERCENT_RANK() OVER (ORDER BY referrals) AS pr_referrals,
-    PERCENT_RANK() OVER (ORDER BY engagement) AS pr_engagement,
+  SELECT base.*, win.r_score, win.f_score, win.m_score, win.pr_spend,
+    1.0 * pp.below / total.d AS pr_points, 1.0 * pr.below / total.d AS pr_referrals,
+    1.0 * pe.below / total.d AS pr_engagement,
     {days_purchase} AS recency_days,
     {days_activity} AS activity_days
-  FROM base
+  FROM base JOIN win ON win.member_id = base.member_id CROSS JOIN total
+  JOIN pp ON pp.v = base.points_earned JOIN pr ON pr.v = base.referrals JOIN pe ON pe.v = base.engagement
 ),
 comp AS (
   SELECT ranked.*,
@@ -192,6 +205,8 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
     }
     statement = score_sql(cfg)
     sql.advisory_lock("scores")
+    if sql.dialect() == "postgresql":  # the window sorts of a million members stay in memory
+        sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
     sql.run("DELETE FROM analytics_score_scratch")
     members = sql.run(statement, **params).rowcount
     moved = sql.run(

@@ -231,15 +231,13 @@ def upgrade():
         batch_op.create_index('ix_rfm_class_changes_member_changed', ['member_id', 'changed_at'], unique=False)
 
     op.create_table('analytics_experiment_assignments',
-    sa.Column('experiment_id', sa.Integer(), nullable=False),
-    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('experiment_id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('member_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('arm', sa.String(length=8), nullable=False),
     sa.Column('stratum', sa.String(length=32), nullable=True),
     sa.Column('bucket', sa.BigInteger(), nullable=False),
     sa.Column('assigned_at', sa.DateTime(), nullable=False),
     sa.CheckConstraint("arm IN ('test','control')", name=op.f('ck_analytics_experiment_assignments_arm')),
-    sa.ForeignKeyConstraint(['experiment_id'], ['analytics_experiments.id'], name=op.f('fk_analytics_experiment_assignments_experiment_id_analytics_experiments'), ondelete='CASCADE'),
-    sa.ForeignKeyConstraint(['member_id'], ['users.id'], name=op.f('fk_analytics_experiment_assignments_member_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('experiment_id', 'member_id', name=op.f('pk_analytics_experiment_assignments'))
     )
     with op.batch_alter_table('analytics_experiment_assignments', schema=None) as batch_op:
