@@ -143,3 +143,18 @@ def test_names_are_unique_and_tags_need_real_members(app, marketer):
     assert segments.member_tags(m) == []
     assert client.post(f"/api/v1/analytics/members/{m}/tags", json={"tag": "vip"}).get_json()["tagged"] == 1
     assert client.post(f"/api/v1/analytics/members/{m}/tags", json={"tag": "vip"}).get_json()["tagged"] == 0
+
+
+def test_a_segment_as_a_survey_audience(app, marketer, make_member, login):
+    from tests.surveys.helpers import make_survey
+
+    user, client = marketer
+    inside, outside = make_member(), make_member()
+    segments.tag_members(user.id, "panel", [inside.id])
+    db.session.commit()
+    seg = _define(client, "panel", {"field": "tag", "op": "has_any", "value": ["panel"]})
+    survey = make_survey(audience_segment_id=seg["id"])
+    assert [s["id"] for s in login(inside).get("/api/v1/surveys").get_json()] == [survey.id]
+    assert login(outside).get("/api/v1/surveys").get_json() == []
+    assert login(outside).get(f"/api/v1/surveys/{survey.id}").status_code == 404
+    err(client.post("/api/v1/admin/surveys", json={"title": "x", "audience_segment_id": 999}), 404)
