@@ -1,6 +1,6 @@
 """surveys: an analytics segment as a survey's audience (``surveys.audience_segment_id``)
 
-Revision ID: surveys_0003_i15_audience_segment
+Revision ID: surveys_0003_i15_audience
 Revises: surveys_0002
 Create Date: 2026-12-01 10:35:00
 
@@ -11,7 +11,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = 'surveys_0003_i15_audience_segment'
+revision = 'surveys_0003_i15_audience'
 down_revision = 'surveys_0002'
 branch_labels = None
 depends_on = None
