@@ -32,8 +32,18 @@ from extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "redemptions", "tiers", "messaging", "webhooks", "periodic")
-DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "messaging", "messaging.webhooks")
+QUEUES = ("default", "redemptions", "tiers", "messaging", "webhooks", "analytics", "periodic")
+DOMAINS = (
+    "community",
+    "points",
+    "forums",
+    "surveys",
+    "rewards",
+    "tiers",
+    "messaging",
+    "messaging.webhooks",
+    "analytics",
+)
 
 _worker_app: Flask | None = None
 

@@ -186,6 +186,35 @@ class Interaction(db.Model):
     )
 
 
+class PurchaseLineItem(db.Model):
+    """One line of a purchase (or of a refund naming what it returns): for cross-purchase analytics.
+
+    Written once with the event's interaction (``line_no`` keeps replays harmless); a refund's
+    lines name products of the purchase it refunds, never more of one than was bought.
+    """
+
+    __tablename__ = "purchase_line_items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    interaction_id: Mapped[int] = mapped_column(ForeignKey("interactions.id", ondelete="CASCADE"))
+    line_no: Mapped[int] = mapped_column(Integer)
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    product_id: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(14, 2), nullable=True)
+    occurred_at: Mapped[datetime] = mapped_column()
+
+    __table_args__ = (
+        UniqueConstraint("interaction_id", "line_no", name="uq_purchase_line_items_interaction_line"),
+        CheckConstraint("kind IN ('purchase','refund')", name="kind"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("amount IS NULL OR amount >= 0", name="amount_nonnegative"),
+        Index("ix_purchase_line_items_member_occurred", "member_id", "occurred_at"),
+    )
+
+
 class EarningRule(db.Model):
     """Points for one interaction kind, with optional per-member caps (in points) per period.
 
@@ -226,6 +255,8 @@ class Campaign(db.Model):
     kinds: Mapped[list | None] = mapped_column(JSON, nullable=True)
     # Applies only on the member's birthday (month and day of ``User.birthday``).
     birthday_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Only members of this analytics segment (``analytics.segments.is_member_in``); None: everyone.
+    segment_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -292,6 +323,7 @@ __all__ = [
     "PointLot",
     "LotConsumption",
     "Interaction",
+    "PurchaseLineItem",
     "EarningRule",
     "Campaign",
     "Referral",

@@ -88,8 +88,21 @@ def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
             continue
         if c.birthday_only and not _is_birthday(member, at):
             continue
+        if not _campaign_reaches(member, c):
+            continue
         best = max(best, Decimal(c.multiplier))
     return best
+
+
+def _campaign_reaches(member, campaign: Campaign) -> bool:
+    """Analytics decides who a campaign reaches: its segment, and neither the programme holdout
+    nor the control arm of an experiment on this campaign (``analytics.experiments``)."""
+    member_id = getattr(member, "id", None)
+    if member_id is None:
+        return campaign.segment_id is None
+    from analytics.experiments import campaign_reaches
+
+    return campaign_reaches(member_id, campaign.id, campaign.segment_id)
 
 
 def _is_birthday(member, at: datetime) -> bool:

@@ -122,6 +122,21 @@ class EarningRuleOut(ma.Schema):
 # --------------------------------------------------------------------------- integration
 
 
+MAX_LINE_ITEMS = 200
+_PRODUCT_ID = [ma.validate.Length(min=1, max=100), ma.validate.Regexp(r"^[A-Za-z0-9._:/#\-]+$")]
+
+
+class LineItemIn(ma.Schema):
+    """One line of a purchase, or of a refund (which names products of the refunded purchase)."""
+
+    product_id = ma.fields.String(required=True, validate=_PRODUCT_ID)
+    category = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=100))
+    quantity = ma.fields.Integer(load_default=1, strict=True, validate=ma.validate.Range(min=1, max=100_000))
+    amount = ma.fields.Decimal(
+        load_default=None, allow_none=True, places=2, validate=ma.validate.Range(min=0, max=10**9)
+    )
+
+
 class PointsEventIn(ma.Schema):
     event_id = ma.fields.String(
         required=True,
@@ -137,6 +152,18 @@ class PointsEventIn(ma.Schema):
         load_default=None, allow_none=True,
         validate=[ma.validate.Length(min=1, max=100), ma.validate.Regexp(r"^[A-Za-z0-9._:\-]+$")],
     )
+    line_items = ma.fields.List(
+        ma.fields.Nested(LineItemIn), load_default=None, allow_none=True,
+        validate=ma.validate.Length(min=1, max=MAX_LINE_ITEMS),
+        metadata={"description": "Optional: what was bought (or, on a refund, returned)."},
+    )
+
+    @ma.validates_schema
+    def _line_amounts(self, data, **kwargs):
+        lines = data.get("line_items") or []
+        total = sum((line["amount"] for line in lines if line.get("amount") is not None), start=0)
+        if data.get("amount") is not None and total > data["amount"]:
+            raise ma.ValidationError({"line_items": ["The line amounts exceed the event amount."]})
 
     @ma.validates_schema
     def _by_type(self, data, **kwargs):
@@ -202,6 +229,7 @@ class PointsCampaignIn(ma.Schema):
     ends_at = NaiveUTCDateTime(required=True)
     kinds = _KINDS
     birthday_only = ma.fields.Boolean(load_default=False)
+    segment_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
     active = ma.fields.Boolean(load_default=True)
 
 
@@ -212,6 +240,7 @@ class PointsCampaignPatchIn(ma.Schema):
     ends_at = NaiveUTCDateTime()
     kinds = _KINDS
     birthday_only = ma.fields.Boolean()
+    segment_id = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
     active = ma.fields.Boolean()
 
 
@@ -223,6 +252,7 @@ class PointsCampaignOut(ma.Schema):
     ends_at = ma.fields.DateTime()
     kinds = ma.fields.List(ma.fields.String(), allow_none=True)
     birthday_only = ma.fields.Boolean()
+    segment_id = ma.fields.Integer(allow_none=True)
     active = ma.fields.Boolean()
     created_by_id = ma.fields.Integer(allow_none=True)
     created_at = ma.fields.DateTime()

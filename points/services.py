@@ -20,7 +20,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
 from . import ledger, referrals, rules
-from .models import Campaign, EarningRule, Interaction, JournalEntry
+from .models import Campaign, EarningRule, Interaction, JournalEntry, PurchaseLineItem
 
 INTERACTION_KINDS = (
     "post",
@@ -134,7 +134,7 @@ def record_interaction(
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
     number = _as_decimal(value)
     # Only what the rules need (tier, birthday): loading the User entity would also load its roles.
-    member = db.session.execute(select(User.tier, User.birthday).where(User.id == member_id)).first()
+    member = db.session.execute(select(User.id, User.tier, User.birthday).where(User.id == member_id)).first()
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     at = occurred_at or utcnow()
@@ -236,6 +236,8 @@ def ingest_event(event: dict) -> dict:
         member_id, kind, key=key, source_type=source_type, source_id=source_id, value=event.get("amount"),
         occurred_at=occurred_at, meta={"event_id": event_id, "refund_of": event.get("refund_of")},
     )
+    if existing is None and event.get("line_items"):
+        _store_line_items(interaction, event["line_items"], refunded=source_id if kind == "refund" else None)
     reversed_points = 0
     if kind == "refund":
         for reversal in reverse_source("interaction", source_id, reason=f"Refund (event {event_id})"):
@@ -247,6 +249,44 @@ def ingest_event(event: dict) -> dict:
         "points": interaction.points,
         "reversed_points": reversed_points,
     }
+
+
+def _store_line_items(interaction: Interaction, lines: list[dict], *, refunded: int | None) -> None:
+    """Store an event's line items with its interaction (``ON CONFLICT DO NOTHING``: a concurrent
+    twin of the event stores them once).  A refund's lines must name products of the refunded
+    purchase, and all refunds together never return more of a product than was bought."""
+    if refunded is not None:
+        bought: dict[str, int] = {}
+        for product, quantity in db.session.execute(
+            select(PurchaseLineItem.product_id, PurchaseLineItem.quantity)
+            .where(PurchaseLineItem.interaction_id == refunded)
+        ):
+            bought[product] = bought.get(product, 0) + quantity
+        returned: dict[str, int] = {}
+        for product, quantity in db.session.execute(
+            select(PurchaseLineItem.product_id, PurchaseLineItem.quantity)
+            .join(Interaction, Interaction.id == PurchaseLineItem.interaction_id)
+            .where(Interaction.kind == "refund", Interaction.source_type == "interaction",
+                   Interaction.source_id == refunded, Interaction.id != interaction.id)
+        ):
+            returned[product] = returned.get(product, 0) + quantity
+        for line in lines:
+            returned[line["product_id"]] = returned.get(line["product_id"], 0) + line["quantity"]
+        over = sorted(p for p, q in returned.items() if q > bought.get(p, 0))
+        if over:
+            raise ValidationError(
+                "A refund can only return products of the refunded purchase, at most as many as were bought.",
+                fields={"line_items": over},
+            )
+    name = db.session.get_bind().dialect.name
+    ins = postgresql.insert if name == "postgresql" else sqlite.insert
+    db.session.execute(
+        ins(PurchaseLineItem).on_conflict_do_nothing(),
+        [{"interaction_id": interaction.id, "line_no": n, "member_id": interaction.member_id,
+          "kind": interaction.kind, "product_id": line["product_id"], "category": line.get("category"),
+          "quantity": line["quantity"], "amount": line.get("amount"), "occurred_at": interaction.occurred_at}
+         for n, line in enumerate(lines, start=1)],
+    )
 
 
 def ingest_batch(events: list[dict]) -> list[dict]:
@@ -318,6 +358,10 @@ def _jsonable(value):
 
 
 def _check_campaign(data: dict) -> None:
+    if data.get("segment_id") is not None:
+        from analytics.segments import require_segment
+
+        require_segment(data["segment_id"])
     kinds = data.get("kinds")
     if kinds is not None:
         unknown = sorted(set(kinds) - set(INTERACTION_KINDS))

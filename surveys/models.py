@@ -41,6 +41,8 @@ class Survey(db.Model):
     current_version: Mapped[int] = mapped_column(default=0)
     audience_tiers: Mapped[list] = mapped_column(JSON, default=list)  # empty: every tier
     audience_roles: Mapped[list] = mapped_column(JSON, default=list)  # empty: every role
+    # Only members of this analytics segment (``analytics.segments.is_member_in``); None: everyone.
+    audience_segment_id: Mapped[int | None] = mapped_column(nullable=True)
     opens_at: Mapped[datetime | None] = mapped_column(nullable=True)
     closes_at: Mapped[datetime | None] = mapped_column(nullable=True)
     max_responses: Mapped[int | None] = mapped_column(nullable=True)

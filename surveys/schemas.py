@@ -53,6 +53,8 @@ class SurveyIn(ma.Schema):
     definition = ma.fields.Nested(DefinitionIn)
     audience_tiers = ma.fields.List(Str(validate=ma.validate.OneOf(TIERS)))
     audience_roles = ma.fields.List(Str(validate=ma.validate.OneOf(ROLES)))
+    audience_segment_id = ma.fields.Integer(allow_none=True, strict=True,
+                                            validate=ma.validate.Range(min=1, max=2**31 - 1))
     opens_at = ma.fields.DateTime(allow_none=True)
     closes_at = ma.fields.DateTime(allow_none=True)
     max_responses = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=1))
@@ -77,6 +79,7 @@ class SurveyStaffOut(ma.Schema):
     versions = ma.fields.List(ma.fields.Nested(VersionOut))
     audience_tiers = ma.fields.List(Str())
     audience_roles = ma.fields.List(Str())
+    audience_segment_id = ma.fields.Integer(allow_none=True)
     opens_at = ma.fields.DateTime(allow_none=True)
     closes_at = ma.fields.DateTime(allow_none=True)
     max_responses = ma.fields.Integer(allow_none=True)

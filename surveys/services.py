@@ -24,7 +24,7 @@ from .models import Survey, SurveyAnswer, SurveyResponse, SurveyVersion, SurveyW
 
 EDITABLE_FIELDS = (
     "title", "description", "definition", "audience_tiers", "audience_roles", "opens_at", "closes_at",
-    "max_responses",
+    "max_responses", "audience_segment_id",
 )
 
 
@@ -63,6 +63,10 @@ def create_survey(actor_id: int, data: dict) -> Survey:
 
 
 def _apply(survey: Survey, data: dict) -> None:
+    if data.get("audience_segment_id") is not None:
+        from analytics.segments import require_segment
+
+        require_segment(data["audience_segment_id"])
     for name in EDITABLE_FIELDS:
         if name in data:
             value = data[name]
@@ -152,6 +156,11 @@ def is_open(survey: Survey, now: datetime | None = None) -> bool:
 def in_audience(survey: Survey, user: User) -> bool:
     if survey.audience_tiers and user.tier not in survey.audience_tiers:
         return False
+    if survey.audience_segment_id is not None:
+        from analytics.segments import is_member_in
+
+        if not is_member_in(survey.audience_segment_id, user.id):
+            return False
     return not (survey.audience_roles and not set(survey.audience_roles) & user.roles)
 
 

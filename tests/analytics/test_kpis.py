@@ -1,0 +1,148 @@
+"""Daily KPIs: known values for a built day, incremental builds, series by period with change,
+breakdowns, CSV, and stored reviews."""
+
+from datetime import date, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from analytics import kpis, segments
+from analytics.models import KpiDaily, KpiDay
+from community.models import utcnow
+from extensions import db
+from points import ledger
+from tests.analytics.helpers import err, interactions, members
+
+
+def _value(day, metric, dim="", dim_value=""):
+    row = db.session.scalar(select(KpiDaily).where(KpiDaily.day == day, KpiDaily.metric == metric,
+                                                   KpiDaily.dim == dim, KpiDaily.dim_value == dim_value))
+    return None if row is None else row.value
+
+
+def test_a_built_day_has_the_known_values(app):
+    day = utcnow().date() - timedelta(days=3)
+    at = datetime.combine(day, datetime.min.time()) + timedelta(hours=12)
+    loyal = members(2, tier="loyal", created_at=at - timedelta(days=100))
+    aware = members(3, created_at=at - timedelta(days=100))
+    interactions([
+        (loyal[0], "purchase", 100, at - timedelta(days=50)),  # earlier purchase: a repeat buyer today
+        (loyal[0], "purchase", 40, at), (loyal[0], "purchase", 20, at),
+        (loyal[1], "purchase", 30, at), (loyal[1], "refund", 10, at),
+        (aware[0], "post", None, at), (aware[1], "purchase", 10, at - timedelta(days=1)),
+    ])
+    kpis.build_day(day)
+    db.session.commit()
+    assert _value(day, "members") == 5
+    assert _value(day, "active_members") == 3
+    assert _value(day, "purchases") == 3 and _value(day, "purchasers") == 2
+    assert _value(day, "net_revenue") == 80 and _value(day, "refunds") == 10
+    assert _value(day, "average_order_value") == pytest.approx(80 / 3)
+    assert _value(day, "purchase_frequency") == pytest.approx(1.5)
+    assert _value(day, "net_revenue_per_member") == pytest.approx(16)
+    assert _value(day, "repurchase_rate") == pytest.approx(0.5)
+    assert _value(day, "net_revenue", "tier", "loyal") == 80 and _value(day, "net_revenue", "tier", "aware") == 0
+    assert _value(day, "members", "tier", "aware") == 3
+    assert _value(day, "active_members_30d") == 4
+    assert _value(day, "profile_completeness") == 0
+
+
+def test_points_liability_carries_forward_incrementally(app):
+    today = utcnow().date()
+    (m,) = members(1)
+    ledger.award(m, 100, key="k1", reason="x")
+    db.session.commit()
+    kpis.build_pending(today)
+    db.session.commit()
+    assert _value(today, "points_issued") == 100 and _value(today, "liability") == 100
+    assert _value(today - timedelta(days=1), "liability") == 0
+    ledger.award(m, 50, key="k2", reason="x")
+    db.session.commit()
+    assert kpis.build_pending(today)["days"] == [today.isoformat()]  # yesterday is not rebuilt
+    db.session.commit()
+    assert _value(today, "liability") == 150 and _value(today, "points_issued") == 150
+    assert db.session.scalar(select(KpiDay.day).order_by(KpiDay.day.desc()).limit(1)) == today
+
+
+def _seed(day, metric, value, numerator=None, denominator=None, dim="", dim_value=""):
+    db.session.add(KpiDaily(day=day, metric=metric, dim=dim, dim_value=dim_value, value=value,
+                            numerator=numerator, denominator=denominator))
+
+
+def test_series_by_period_with_change_breakdown_and_csv(app, marketer):
+    _, client = marketer
+    for i in range(60):  # 2026-01-01 .. 2026-03-01
+        d = date(2026, 1, 1) + timedelta(days=i)
+        _seed(d, "purchases", 1 if d.month == 1 else 2)
+        _seed(d, "average_order_value", 10.0, numerator=10 * (i + 1), denominator=i + 1)
+        _seed(d, "members", i)
+        _seed(d, "purchases", 3, dim="tier", dim_value="loyal")
+    db.session.commit()
+    body = client.get("/api/v1/analytics/kpis/purchases",
+                      query_string={"start": "2026-01-01", "end": "2026-02-28", "period": "month"}).get_json()
+    (line,) = body["series"]
+    assert [(p["period_start"], p["value"]) for p in line["points"]] == [("2026-01-01", 31), ("2026-02-01", 56)]
+    assert line["points"][1]["change"] == 25 and line["points"][1]["change_pct"] == pytest.approx(25 / 31 * 100)
+    quarter = client.get("/api/v1/analytics/kpis/average_order_value",
+                         query_string={"start": "2026-01-01", "end": "2026-03-31", "period": "quarter"}).get_json()
+    assert quarter["series"][0]["points"][0]["value"] == pytest.approx(10.0)
+    last = client.get("/api/v1/analytics/kpis/members",
+                      query_string={"start": "2026-01-05", "end": "2026-01-20", "period": "week"}).get_json()
+    assert [p["value"] for p in last["series"][0]["points"]] == [10, 17, 24]  # the last day of each ISO week (Sunday)
+    tier = client.get("/api/v1/analytics/kpis/purchases", query_string={
+        "start": "2026-01-01", "end": "2026-01-31", "period": "half_year", "breakdown": "tier"}).get_json()
+    assert tier["series"] == [{"dim_value": "loyal", "points": [pytest.approx(tier["series"][0]["points"][0])]}]
+    assert tier["series"][0]["points"][0]["value"] == 3 * 60
+    csv = client.get("/api/v1/analytics/kpis/purchases/export.csv",
+                     query_string={"start": "2026-01-01", "end": "2026-02-28", "period": "month"})
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    assert csv.get_data(as_text=True).splitlines()[1].startswith("purchases,,,2026-01-01,2026-01-31,31")
+    for query, field in (({"period": "fortnight"}, "period"), ({"breakdown": "colour"}, "breakdown"),
+                         ({"end": "2025-01-01"}, "end"), ({"breakdown": "cohort"}, "breakdown")):
+        args = {"start": "2026-01-01", "end": "2026-02-28", **query}
+        body = err(client.get("/api/v1/analytics/kpis/purchases", query_string=args), 422)
+        assert field in body["fields"], body
+    err(client.get("/api/v1/analytics/kpis/happiness", query_string={"start": "2026-01-01", "end": "2026-01-02"}), 422)
+
+
+def test_segment_breakdown(app, marketer):
+    user, client = marketer
+    a, b = members(2)
+    segments.tag_members(user.id, "x", [a])
+    db.session.commit()
+    seg = client.post("/api/v1/analytics/segments", json={
+        "name": "x", "definition": {"conditions": [{"field": "tag", "op": "has_any", "value": ["x"]}]}}).get_json()
+    today = utcnow().date()
+    interactions([(a, "purchase", 7, utcnow() - timedelta(minutes=1)),
+                  (b, "purchase", 5, utcnow() - timedelta(minutes=1))])
+    kpis.build_day(today)
+    db.session.commit()
+    body = client.get("/api/v1/analytics/kpis/net_revenue", query_string={
+        "start": today.isoformat(), "end": today.isoformat(), "breakdown": "segment",
+        "dim_value": str(seg["id"])}).get_json()
+    assert body["series"][0]["points"][0]["value"] == 7
+
+
+def test_reviews_are_stored_once_and_not_rewritten(app, marketer):
+    _, client = marketer
+    for i in range(59):
+        _seed(date(2026, 1, 1) + timedelta(days=i), "purchases", 1)
+    db.session.commit()
+    resp = client.post("/api/v1/analytics/reviews", json={"period": "month", "start": "2026-02-10"})
+    assert resp.status_code == 201, resp.get_json()
+    review = resp.get_json()
+    assert review["period_start"] == "2026-02-01" and review["period_end"] == "2026-02-28"
+    purchases = review["data"]["metrics"]["purchases"]
+    assert (purchases["value"], purchases["previous"], purchases["change"]) == (28, 31, -3)
+    # A later correction of the data does not change the stored review.
+    db.session.execute(KpiDaily.__table__.update().where(KpiDaily.metric == "purchases").values(value=100))
+    db.session.commit()
+    again = client.get(f"/api/v1/analytics/reviews/{review['id']}").get_json()
+    assert again["data"]["metrics"]["purchases"]["value"] == 28
+    err(client.post("/api/v1/analytics/reviews", json={"period": "month", "start": "2026-02-01"}), 409, "review_exists")
+    err(client.post("/api/v1/analytics/reviews", json={"period": "week", "start": "2026-02-01"}), 422)
+    listing = client.get("/api/v1/analytics/reviews?period=month").get_json()
+    assert listing["meta"]["total"] == 1
+    csv = client.get(f"/api/v1/analytics/reviews/{review['id']}/export.csv").get_data(as_text=True)
+    row = next(line for line in csv.splitlines() if ",purchases," in line)
+    assert row.split(",")[:6] == ["month", "2026-02-01", "purchases", "28.0", "31.0", "-3.0"], row
