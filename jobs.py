@@ -33,7 +33,7 @@ from extensions import db, get_redis
 log = logging.getLogger(__name__)
 
 QUEUES = ("default", "redemptions", "tiers", "periodic")
-DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers")
+DOMAINS = ("community", "points", "forums", "surveys", "rewards", "tiers", "console")
 
 _worker_app: Flask | None = None
 
