@@ -27,6 +27,7 @@ from . import nav
 from .web import LANGUAGES, bp, is_staff, safe_next, staff_page
 
 SURVEY_CLOSING_DAYS = 7
+LANDING_CSP = "default-src 'self'; img-src 'self' data:; script-src 'none'; object-src 'none'"
 # States a redemption waits in for staff (the processing job moves the others on its own).
 WAITING_STATES = ("awaiting_fulfilment", "approved")
 
@@ -116,5 +117,5 @@ def init_landing(app: Flask) -> None:
     @app.get("/")
     def landing():
         response = app.make_response(render_template("console/landing.html"))
-        response.headers["Content-Security-Policy"] = "default-src 'self'; script-src 'none'; object-src 'none'"
+        response.headers["Content-Security-Policy"] = LANDING_CSP
         return response
