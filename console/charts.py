@@ -4,11 +4,16 @@ pygal renders offline (no CDN): its tooltip script is switched off (``js=[]``), 
 shown through ``<img>``, so its inline style stays inside the image and the page's
 Content-Security-Policy needs no ``unsafe-inline``.  The ``rows`` of a ``Chart`` are the same
 numbers as a table, shown beside every chart.
+
+Rendering costs pygal about 10 ms a chart, so SVGs are kept in a small in-process cache keyed by
+everything drawn (kind, title, labels, numbers): a page viewed again with the same numbers
+reuses them, and any change of a number draws a new chart.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,30 +52,45 @@ def _config(chart_cls, title: str, **kw):
     )
 
 
+_KINDS = {"bar": pygal.Bar, "hbar": pygal.HorizontalBar, "stacked": pygal.StackedBar, "line": pygal.Line,
+          "pie": pygal.Pie}
+
+
+@functools.lru_cache(maxsize=512)
+def _svg(kind: str, title: str, labels: tuple, series: tuple) -> bytes:
+    extra = {"x_label_rotation": 30} if kind == "line" else {"inner_radius": 0.45} if kind == "pie" else {}
+    chart = _config(_KINDS[kind], title, show_legend=len(series) > 1 or kind == "pie", **extra)
+    if kind != "pie":
+        chart.x_labels = list(labels)
+    for name, values in series:
+        chart.add(name, list(values) if kind != "pie" else values[0])
+    return chart.render()
+
+
+def _chart(kind: str, title: str, x_title: str, labels: Sequence, series: dict[str, Sequence]) -> Chart:
+    labels = tuple(str(label) for label in labels)
+    frozen = tuple((str(name), tuple(values)) for name, values in series.items())
+    rows = [(label, [values[i] for _name, values in frozen]) for i, label in enumerate(labels)]
+    return Chart(str(title), str(x_title), [name for name, _v in frozen], rows, _svg(kind, str(title), labels, frozen))
+
+
 def bar(title: str, x_title: str, labels: Sequence[str], series: dict[str, Sequence], *, horizontal=False,
         stacked=False) -> Chart:
     """Bars per label; ``series`` maps a series name to one value per label."""
-    cls = (pygal.StackedBar if stacked else pygal.HorizontalBar if horizontal else pygal.Bar)
-    chart = _config(cls, title, show_legend=len(series) > 1)
-    chart.x_labels = [str(label) for label in labels]
-    for name, values in series.items():
-        chart.add(str(name), [v if v is not None else None for v in values])
-    rows = [(str(label), [series[name][i] for name in series]) for i, label in enumerate(labels)]
-    return Chart(title, x_title, [str(n) for n in series], rows, chart.render())
+    return _chart("stacked" if stacked else "hbar" if horizontal else "bar", title, x_title, labels, series)
 
 
 def line(title: str, x_title: str, labels: Sequence[str], series: dict[str, Sequence]) -> Chart:
-    chart = _config(pygal.Line, title, x_label_rotation=30, show_legend=len(series) > 1)
-    chart.x_labels = [str(label) for label in labels]
-    for name, values in series.items():
-        chart.add(str(name), list(values))
-    rows = [(str(label), [series[name][i] for name in series]) for i, label in enumerate(labels)]
-    return Chart(title, x_title, [str(n) for n in series], rows, chart.render())
+    return _chart("line", title, x_title, labels, series)
 
 
 def pie(title: str, x_title: str, parts: dict[str, int], value_title: str) -> Chart:
-    chart = _config(pygal.Pie, title, inner_radius=0.45)
-    for name, value in parts.items():
-        chart.add(str(name), value)
-    rows = [(str(name), [value]) for name, value in parts.items()]
-    return Chart(title, x_title, [value_title], rows, chart.render())
+    """Slices per part; its table has one row per part."""
+    chart = _chart("pie", title, x_title, ["x"], {name: [value] for name, value in parts.items()})
+    chart.rows = [(str(name), [value]) for name, value in parts.items()]
+    chart.series_names = [str(value_title)]
+    return chart
+
+
+def clear_cache() -> None:
+    _svg.cache_clear()

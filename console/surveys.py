@@ -228,7 +228,8 @@ def survey_results(survey_id):
         chart = None
         if q.get("options") is not None:
             chart = charts.bar(q["text"] or q["id"], _("Answer"), [o["value"] for o in q["options"]],
-                               {_("Responses"): [o["count"] for o in q["options"]]}, horizontal=True)
+                               {_("Responses"): [o["count"] for o in q["options"]]},
+                               horizontal=q["type"] in defs.CHOICE_TYPES)
         elif q.get("rows"):
             labels = [r["row"] for r in q["rows"]]
             scale = [o["value"] for o in q["rows"][0]["options"]] if q["rows"] else []
