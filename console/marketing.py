@@ -31,7 +31,7 @@ from tiers import services as tier_services
 from tiers.permissions import VIEW_TIER_STATS
 
 from . import charts, nav
-from .web import arg_int, bp, form_int, form_str, page_args, staff_page, validated
+from .web import arg_int, back, bp, form_int, form_str, page_args, staff_page, validated
 
 nav.register(nav.NavItem("marketing", _l("Earning rules"), "console.rules", MANAGE_RULES, 10))
 nav.register(nav.NavItem("marketing", _l("Campaigns"), "console.campaigns", MANAGE_RULES, 20))
@@ -208,7 +208,7 @@ def referral_review(referral_id, decision):
     referrals.review(referral_id, approve=decision == "approve", actor_id=current_user.id, reason=data["reason"])
     db.session.commit()
     flash(_("Referral #%(id)s: %(d)s.", id=referral_id, d=_(decision)), "success")
-    return redirect(request.form.get("back") or url_for("console.referrals"), code=303)
+    return back("console.referrals")
 
 
 # --------------------------------------------------------------------------- tiers

@@ -19,7 +19,7 @@ from pagination import paginate
 from sanitize import to_text
 
 from . import nav
-from .web import bp, form_str, page_args, staff_page, validated
+from .web import back, bp, form_str, page_args, staff_page, validated
 
 nav.register(nav.NavItem("moderation", _l("Review queue"), "console.flags", MODERATE, 10))
 nav.register(nav.NavItem("moderation", _l("Moderation log"), "console.moderation_audit", MODERATE, 30))
@@ -68,7 +68,7 @@ def flag_action(flag_id):
         message = _("Post #%(id)s: %(action)s.", id=flag.post_id, action=_(decision))
     db.session.commit()
     flash(message, "success")
-    return redirect(request.form.get("back") or url_for("console.flags"), code=303)
+    return back("console.flags")
 
 
 @bp.get("/moderation/threads/<int:thread_id>")

@@ -22,7 +22,7 @@ from rewards.permissions import FULFIL_REDEMPTIONS
 from rewards.schemas import RefundIn, RejectIn, ShipIn
 
 from . import nav
-from .web import arg_int, bp, form_str, page_args, staff_page, validated
+from .web import arg_int, back, bp, form_str, page_args, staff_page, validated
 
 nav.register(nav.NavItem("redemptions", _l("Redemption queue"), "console.redemptions", FULFIL_REDEMPTIONS, 10))
 nav.register(nav.NavItem("redemptions", _l("Stock & code pools"), "console.stock", FULFIL_REDEMPTIONS, 20))
@@ -102,7 +102,7 @@ def redemptions_bulk():
                 ids=", ".join(f"#{i}" for i in done)), "success")
     if failed:
         flash(_("Not changed: %(list)s", list="; ".join(failed)), "error")
-    return redirect(request.form.get("back") or url_for("console.redemptions"), code=303)
+    return back("console.redemptions")
 
 
 @bp.get("/redemptions/<int:redemption_id>")

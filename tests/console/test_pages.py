@@ -212,3 +212,14 @@ def test_landing_page(client):
     resp = client.get("/")
     body = resp.get_data(as_text=True)
     assert resp.status_code == 200 and "/console/" in body and "/api/docs" in body
+
+
+def test_a_forms_back_field_cannot_redirect_off_the_console(admin_client, make_member):
+    from tests.console.test_browser import _flagged_post
+
+    flag, _post = _flagged_post(make_member)
+    resp = _form(admin_client, f"/console/moderation/flags/{flag.id}",
+                 {"decision": "disagree", "back": "https://evil.example/"})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/console/moderation/flags"
+    resp = _form(admin_client, "/console/language", {"lang": "zh_CN", "back": "//evil.example/x"})
+    assert resp.headers["Location"] == "/console/"
