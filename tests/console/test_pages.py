@@ -223,3 +223,29 @@ def test_a_forms_back_field_cannot_redirect_off_the_console(admin_client, make_m
     assert resp.status_code == 303 and resp.headers["Location"] == "/console/moderation/flags"
     resp = _form(admin_client, "/console/language", {"lang": "zh_CN", "back": "//evil.example/x"})
     assert resp.headers["Location"] == "/console/"
+
+
+def test_every_page_renders_on_the_demo_data(app):
+    """``make run``'s data: each role's demo account sees its pages (and only those)."""
+    from demo import load_demo
+    from surveys.models import Survey
+
+    load_demo()
+    db.session.commit()
+    survey_id = db.session.scalar(select(Survey.id))
+    pages = {
+        "mod@example.com": ["/console/", "/console/moderation/flags", "/console/moderation/audit"],
+        "redeem@example.com": ["/console/", "/console/redemptions", "/console/redemptions/stock"],
+        "marketing@example.com": ["/console/", "/console/surveys", f"/console/surveys/{survey_id}",
+                                  f"/console/surveys/{survey_id}/results", "/console/focus-groups", "/console/rules",
+                                  "/console/campaigns", "/console/rewards", "/console/referrals", "/console/tiers"],
+        "admin@example.com": ["/console/", "/console/members", "/console/audit", "/console/jobs"],
+    }
+    for email, urls in pages.items():
+        client = app.test_client()
+        resp = client.post("/api/v1/auth/login", json={"email": email, "password": "demo-password-1"})
+        assert resp.status_code == 200, resp.get_json()
+        for url in urls:
+            assert client.get(url).status_code == 200, (email, url)
+        if email != "admin@example.com":
+            assert client.get("/console/members").status_code == 403
