@@ -121,7 +121,8 @@ def main() -> None:
         ("member search", "/api/v1/admin/users?email=m5000&per_page=25", "/console/members?q=m5000&per_page=25"),
         ("audit log", "/api/v1/admin/audit?per_page=50", "/console/audit?per_page=50"),
         ("member page", [f"/api/v1/admin/users/{m}", f"/api/v1/admin/points/members/{m}",
-                         f"/api/v1/admin/points/members/{m}/history", f"/api/v1/moderation/members/{m}/sanctions"],
+                         f"/api/v1/admin/points/members/{m}/history", f"/api/v1/admin/tiers/members/{m}",
+                         f"/api/v1/moderation/members/{m}/sanctions", f"/api/v1/admin/redemptions?member_id={m}"],
          f"/console/members/{m}"),
         ("tier distribution", "/api/v1/tiers/stats/distribution", "/console/tiers"),
     ]
