@@ -43,6 +43,7 @@ DOMAINS = (
     "messaging",
     "messaging.webhooks",
     "analytics",
+    "console",
 )
 
 _worker_app: Flask | None = None

@@ -65,17 +65,22 @@ class Register(MethodView):
         return {"member": user, "csrf_token": token}
 
 
+def password_login(email: str, password: str):
+    """Rate-limited email + password check shared by the API and the staff console's sign-in."""
+    limit, window = current_app.config["LOGIN_RATE_LIMIT"]
+    ratelimit.hit(f"login:ip:{client_ip()}", limit * 5, window, "Too many login attempts from this address.")
+    email_key = (email or "").strip().lower()
+    ratelimit.hit(f"login:email:{email_key}", limit, window, "Too many login attempts for this account.")
+    return services.authenticate(email, password)
+
+
 @auth_blp.route("/login")
 class Login(MethodView):
     @auth_blp.arguments(LoginIn)
     @auth_blp.response(200, SessionOut)
     def post(self, data):
         """Log in with email and password; sets the session cookie and returns a CSRF token."""
-        limit, window = current_app.config["LOGIN_RATE_LIMIT"]
-        ratelimit.hit(f"login:ip:{client_ip()}", limit * 5, window, "Too many login attempts from this address.")
-        email_key = (data["email"] or "").strip().lower()
-        ratelimit.hit(f"login:email:{email_key}", limit, window, "Too many login attempts for this account.")
-        user = services.authenticate(data["email"], data["password"])
+        user = password_login(data["email"], data["password"])
         token = auth.start_session(user)
         return {"member": user, "csrf_token": token}
 

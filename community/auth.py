@@ -6,7 +6,8 @@
 * ``Authorization: Bearer <token>`` authenticates integrations; the token's SHA-256 is looked
   up; such requests carry no cookie and are exempt from CSRF.
 * Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
-  (returned by login and by ``GET /api/v1/auth/csrf``).
+  (returned by login and by ``GET /api/v1/auth/csrf``), or, for an HTML form (the staff
+  console), in its ``csrf_token`` field.
 
 Authentication is one indexed lookup: a token request is a single query (token by its unique
 hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
@@ -55,6 +56,8 @@ _USER_BY_TOKEN = (
 # Endpoints whose request carries its own credential (a token in the URL or body) and acts on
 # no ambient authority, e.g. RFC 8058 one-click unsubscribe; domains add theirs at init.
 CSRF_EXEMPT: set[str] = set()
+CSRF_FORM_FIELD = "csrf_token"
+FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def _sess_key(sid: str) -> str:
@@ -170,6 +173,8 @@ def _check_csrf() -> None:
         return  # token requests and anonymous ones carry no ambient credential to ride on
     expected = session.get("csrf", "")
     sent = request.headers.get(CSRF_HEADER, "")
+    if not sent and request.mimetype in FORM_MIMETYPES:
+        sent = request.form.get(CSRF_FORM_FIELD, "")  # the staff console's HTML forms
     if not expected or not hmac.compare_digest(expected, sent):
         raise Forbidden(
             f"Missing or wrong {CSRF_HEADER} header; fetch one from GET /api/v1/auth/csrf.", code="csrf_failed"

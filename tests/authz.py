@@ -41,6 +41,8 @@ class Case:
     # Actors for which the route must answer 403 even though they are logged in (e.g. a
     # suspended member posting); defaults to "everyone not allowed".
     note: str = ""
+    # What an anonymous caller gets: 401 from the API; console pages redirect to sign-in (302).
+    anonymous_status: tuple[int, ...] = (401,)
 
     @property
     def id(self) -> str:

@@ -185,6 +185,27 @@ def unused_port() -> int:
         return sock.getsockname()[1]
 
 
+# --------------------------------------------------------------------------- browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One Debian Chromium for the whole session, driven by Playwright's sync API (which keeps
+    an event loop running, so a second ``sync_playwright()`` in the same session would fail)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
 # --------------------------------------------------------------------------- factories
 
 _seq = itertools.count(1)

@@ -14,17 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from werkzeug.serving import make_server
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.conftest import CHROMIUM
+
 SCREENSHOT = "/tmp/kinship-api-docs.png"
 
 pytestmark = [
@@ -45,29 +36,26 @@ def live_server(app):
         thread.join(timeout=10)
 
 
-def test_swagger_ui_renders_offline_with_our_operations(live_server):
-    from playwright.sync_api import sync_playwright
-
+def test_swagger_ui_renders_offline_with_our_operations(live_server, browser):
     requested: list[str] = []
     failed: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("request", lambda req: requested.append(req.url))
-            page.on("requestfailed", lambda req: failed.append(req.url))
-            page.goto(f"{live_server}/api/docs", wait_until="networkidle")
-            page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
-            page.wait_for_selector(".opblock", timeout=20_000)
+    context = browser.new_context()  # the session's one browser (tests/conftest.py)
+    try:
+        page = context.new_page()
+        page.on("request", lambda req: requested.append(req.url))
+        page.on("requestfailed", lambda req: failed.append(req.url))
+        page.goto(f"{live_server}/api/docs", wait_until="networkidle")
+        page.wait_for_selector(".swagger-ui .info .title", timeout=20_000)
+        page.wait_for_selector(".opblock", timeout=20_000)
 
-            assert "Kinship API" in page.inner_text(".swagger-ui .info .title")
-            paths = page.locator(".opblock-summary-path").all_inner_texts()
-            joined = " ".join(p.replace("\u200b", "") for p in paths)
-            for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/me"):
-                assert path in joined, f"{path} not rendered; saw {joined[:500]}"
-            page.screenshot(path=SCREENSHOT, full_page=False)
-        finally:
-            browser.close()
+        assert "Kinship API" in page.inner_text(".swagger-ui .info .title")
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        joined = " ".join(p.replace("\u200b", "") for p in paths)
+        for path in ("/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/me"):
+            assert path in joined, f"{path} not rendered; saw {joined[:500]}"
+        page.screenshot(path=SCREENSHOT, full_page=False)
+    finally:
+        context.close()
 
     origin = urlsplit(live_server).netloc
     foreign = [u for u in requested if urlsplit(u).netloc not in (origin, "") and not u.startswith("data:")]

@@ -1,0 +1,89 @@
+"""The console's navigation and its "waiting work" panels, as registries other domains plug into.
+
+A domain that wants console pages (analytics, messaging, journeys …) registers, from its own
+``init_app``::
+
+    from console import nav
+    nav.register(nav.NavItem("analytics", "KPIs", "analytics_console.kpis", permission=KPI_READ))
+    nav.register_waiting(lambda user: ...)  # optional: a home-page card
+
+Items are shown only to users holding their ``permission`` (None: any staff member).  Labels are
+translated lazily (``lazy_gettext``) so the registry can be filled at start-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask_babel import lazy_gettext as _l
+
+from community.permissions import has_permission
+
+
+@dataclass(frozen=True)
+class NavItem:
+    section: str  # groups items in the sidebar; see SECTIONS for the known titles and order
+    label: object  # str or lazy string
+    endpoint: str
+    permission: str | None = None
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A home-page card: how many things wait for this user, and where to work on them."""
+
+    label: object
+    count: int
+    endpoint: str
+    args: tuple = ()
+
+
+SECTIONS = {
+    "home": (_l("Home"), 0),
+    "moderation": (_l("Moderation"), 10),
+    "redemptions": (_l("Redemptions"), 20),
+    "surveys": (_l("Surveys & focus groups"), 30),
+    "marketing": (_l("Marketing"), 40),
+    "analytics": (_l("Analytics"), 50),
+    "messaging": (_l("Messaging"), 60),
+    "journeys": (_l("Journeys"), 70),
+    "admin": (_l("Administration"), 90),
+}
+
+_ITEMS: list[NavItem] = []
+_WAITING: list[Callable] = []
+
+
+def register(item: NavItem) -> None:
+    if any(existing.endpoint == item.endpoint for existing in _ITEMS):
+        return  # app factories run more than once per process (tests); registration is idempotent
+    _ITEMS.append(item)
+
+
+def register_waiting(provider: Callable) -> None:
+    """``provider(user) -> list[Waiting]``; it checks the user's permissions itself."""
+    if provider not in _WAITING:
+        _WAITING.append(provider)
+
+
+def allowed(user, item: NavItem) -> bool:
+    return item.permission is None or has_permission(user, item.permission)
+
+
+def menu(user) -> list[tuple[object, list[NavItem]]]:
+    """The sections (title, items) this user may see, in order."""
+    groups: dict[str, list[NavItem]] = {}
+    for item in sorted(_ITEMS, key=lambda i: i.order):
+        if allowed(user, item):
+            groups.setdefault(item.section, []).append(item)
+    order = sorted(groups, key=lambda s: SECTIONS.get(s, (s, 80))[1])
+    return [(SECTIONS.get(s, (s.title(), 80))[0], groups[s]) for s in order]
+
+
+def waiting_for(user) -> list[Waiting]:
+    cards: list[Waiting] = []
+    for provider in _WAITING:
+        cards.extend(provider(user))
+    return cards
