@@ -67,7 +67,9 @@ def main() -> int:
 
     app = create_app()
     redis_url = app.extensions["redis_url"]
-    server = make_server(HOST, PORT, app, threaded=True)
+    from security.http import RequestHandler
+
+    server = make_server(HOST, PORT, app, threaded=True, request_handler=RequestHandler)
     children = start_children(redis_url)
 
     stop = threading.Event()
