@@ -183,8 +183,10 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
                     json={"action": "warn", "reason": "x"}).status_code == 403
     resp = mod.post(url, json={"action": "suspend", "reason": "abuse", "duration_hours": 48})
     assert resp.status_code == 201
-    # the suspension ended the member's sessions
-    assert target_client.get("/api/v1/me").status_code == 401
+    # the suspended account is read-only (#13): its session still reads, every write is refused
+    assert target_client.get("/api/v1/me").status_code == 200
+    refused = target_client.patch("/api/v1/me", json={"bio": "x"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "account_suspended"
     db.session.refresh(target)
     assert target.is_suspended()
     assert mod.post(url, json={"action": "lift", "reason": "appeal"}).status_code == 201
