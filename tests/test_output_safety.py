@@ -34,7 +34,7 @@ def test_calendar_text_has_no_control_or_line_separator_characters(make_member, 
     from tests.surveys.helpers import make_session
 
     session = make_session(
-        title="Feedback\u2028BEGIN:VALARM\x0bx\x00",
+        title="Feedback\u2028BEGIN:VALARM\x0bx\x01",  # (PostgreSQL text cannot hold NUL at all)
         description="line one\u2029line two\x85three\r\nEND:VEVENT\x1b",
         online_url="https://meet.example/room\r\nATTACH:evil",
     )

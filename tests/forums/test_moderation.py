@@ -197,6 +197,10 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
     assert mod.get("/api/v1/moderation/members/9999/sanctions").status_code == 404
     admin = login(make_member(roles=("admin",)))
     audit = admin.get("/api/v1/admin/audit?action=forums.member").get_json()["items"]
+    # The refused attempts (self, another moderator) are audited too (#13), on their own targets.
+    refused = [a for a in audit if a["action"].endswith(".refused")]
+    assert sorted(a["target_id"] for a in refused) == sorted([mod_user.id, other_mod.id])
+    audit = [a for a in audit if not a["action"].endswith(".refused")]
     assert [a["action"] for a in audit] == [
         "forums.member.lift", "forums.member.suspend", "forums.member.silence", "forums.member.warn",
     ]
