@@ -16,7 +16,7 @@ import click
 from flask import Flask, jsonify, send_from_directory
 from sqlalchemy import text
 
-from config import Config, ConfigError, ProductionConfig, config_from_env
+from config import Config, ConfigError, ProductionConfig, check_secrets, config_from_env
 from errors import register_error_handlers
 from extensions import (
     FastJSONProvider,
@@ -31,6 +31,7 @@ from extensions import (
 )
 from jobs import DOMAINS, QUEUES
 from logs import configure_logging
+from security.http import init_http_security
 
 log = logging.getLogger("kinship")
 
@@ -135,6 +136,23 @@ def _teardown_never_raises(app: Flask) -> None:
                 db.session.registry.clear()
 
 
+def _join_page(app: Flask) -> None:
+    @app.get("/join")
+    def join():
+        """Where a referral link lands (unless ``REFERRAL_JOIN_URL`` points at a front end)."""
+        from flask import request
+        from markupsafe import escape
+
+        code = escape((request.args.get("ref") or "")[:16])
+        body = (
+            "<!doctype html><html lang=en><head><meta charset=utf-8><title>Join Kinship</title></head><body>"
+            "<h1>Join Kinship</h1><p>Create your account with <code>POST /api/v1/auth/register</code>"
+            + (f" and the referral code <strong>{code}</strong>" if code else "")
+            + ' (see <a href="/api/docs">the API documentation</a>).</p></body></html>'
+        )
+        return body, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
 def _read_only_requests_defer_sqlite_lock(app: Flask) -> None:
     from flask import request
 
@@ -221,17 +239,24 @@ def _cli(app: Flask) -> None:
 
 def create_app(config: type[Config] | None = None) -> Flask:
     config = config or config_from_env()
-    if issubclass(config, ProductionConfig) or getattr(config, "ENV_NAME", "") == "production":
+    production = issubclass(config, ProductionConfig) or getattr(config, "ENV_NAME", "") == "production"
+    if production:
         validate = getattr(config, "validate", None)
         if validate:
             validate()
         elif not config.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set in production")
+    check_secrets(config)
 
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
     app.json = FastJSONProvider(app)
     configure_logging(app.config.get("LOG_LEVEL"), app.config.get("LOG_FORMAT"))
+    if production and not app.config.get("SESSION_COOKIE_SECURE"):
+        log.warning(
+            "SECURITY WARNING: production with SESSION_COOKIE_SECURE off: session cookies travel over plain "
+            "HTTP and can be stolen. Serve over HTTPS and unset SESSION_COOKIE_SECURE=0."
+        )
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
@@ -260,6 +285,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
     api = KinshipApi(app)
     app.extensions["kinship_api"] = api
     register_error_handlers(app)
+    init_http_security(app)
 
     _request_ids(app)
     # Before authentication: it already reads the database, and a read-only request must not
@@ -271,6 +297,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
     _register_domains(app, api)
     _swagger_ui_static(app)
     _health_routes(app)
+    _join_page(app)
     _cli(app)
     return app
 

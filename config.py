@@ -55,6 +55,21 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+# Built-in secrets: convenient in development and tests, refused anywhere else.
+DEV_SECRET_KEY = "dev-insecure-key-change-me"  # noqa: S105 - refused outside development
+TEST_SECRET_KEY = "test-secret-key"  # noqa: S105 - refused in production
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+
+
+def _base_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or "?" in value or "#" in value:
+        raise ConfigError(f"PUBLIC_BASE_URL must be an http(s) URL without query or fragment, got {value!r}")
+    return value
+
+
 class Config:
     """Settings shared by every environment."""
 
@@ -152,17 +167,47 @@ class Config:
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 
+    # Links and proxies.  Every absolute link we hand out (referral links, calendar UIDs) is
+    # built from PUBLIC_BASE_URL, never from the request's Host header (which a client sets).
+    # Required in production.  TRUSTED_PROXY_HOPS is how many reverse proxies in front of us
+    # append to X-Forwarded-For / X-Forwarded-Proto (werkzeug's ProxyFix); 0 trusts none, so
+    # the client address is the socket's.  REFERRAL_JOIN_URL is the sign-up page a referral
+    # link opens (``?ref=<code>`` is appended); default: our own ``/join`` page.
+    PUBLIC_BASE_URL = _base_url(env_str("PUBLIC_BASE_URL"))
+    TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+    REFERRAL_JOIN_URL = env_str("REFERRAL_JOIN_URL")
+    # The Content-Security-Policy of HTML responses that do not set their own.
+    CONTENT_SECURITY_POLICY = env_str(
+        "CONTENT_SECURITY_POLICY",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    )
+
+    # Abuse limits on what staff may configure (see README "Security").  An award above
+    # AWARD_APPROVAL_THRESHOLD points that staff caused (focus-group attendance) waits for a
+    # second staff member's approval.
+    MAX_ATTENDANCE_POINTS = env_int("MAX_ATTENDANCE_POINTS", 1000)
+    MAX_POINTS_PER_UNIT = env_int("MAX_POINTS_PER_UNIT", 10)
+    MAX_RULE_POINTS = env_int("MAX_RULE_POINTS", 1000)
+    AWARD_APPROVAL_THRESHOLD = env_int("AWARD_APPROVAL_THRESHOLD", 500)
+    # A birthday campaign applies only to a birthday set at least this many days before.
+    BIRTHDAY_MIN_AGE_DAYS = env_int("BIRTHDAY_MIN_AGE_DAYS", 30)
+    # Forums: a post is hidden by flags only with flags from at least this many members.
+    FLAG_MIN_DISTINCT_FLAGGERS = env_int("FLAG_MIN_DISTINCT_FLAGGERS", 2)
+
 
 class DevelopmentConfig(Config):
     ENV_NAME = "development"
     DEBUG = False
-    SECRET_KEY = Config.SECRET_KEY or "dev-insecure-key-change-me"
+    SECRET_KEY = Config.SECRET_KEY or DEV_SECRET_KEY
+    PUBLIC_BASE_URL = Config.PUBLIC_BASE_URL or DEFAULT_PUBLIC_BASE_URL
 
 
 class TestConfig(Config):
     ENV_NAME = "test"
     TESTING = True
-    SECRET_KEY = "test-secret-key"  # noqa: S105 - tests only
+    SECRET_KEY = TEST_SECRET_KEY
+    PUBLIC_BASE_URL = "http://kinship.test"
     # Generous by default so ordinary tests never trip them; rate-limit tests lower them.
     LOGIN_RATE_LIMIT = (1000, 60)
     REGISTER_RATE_LIMIT = (100_000, 3600)
@@ -179,6 +224,17 @@ class ProductionConfig(Config):
     def validate(cls) -> None:
         if not cls.SECRET_KEY:
             raise ConfigError("SECRET_KEY must be set in production")
+        if not cls.PUBLIC_BASE_URL:
+            raise ConfigError("PUBLIC_BASE_URL must be set in production (links must not trust the Host header)")
+
+
+def check_secrets(config: type[Config]) -> None:
+    """Outside development the built-in development secret is refused (and in production the
+    test one too): anyone can read them here, so they would let anyone forge session cookies."""
+    env = getattr(config, "ENV_NAME", "")
+    refused = {DEV_SECRET_KEY} if env != "production" else {DEV_SECRET_KEY, TEST_SECRET_KEY}
+    if env != "development" and config.SECRET_KEY in refused:
+        raise ConfigError(f"SECRET_KEY is a built-in development value; set a real secret for {env or 'this'}")
 
 
 CONFIGS = {

@@ -8,21 +8,30 @@ from collections.abc import Callable, Iterable, Iterator
 
 from flask import Response, stream_with_context
 
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# A cell starting with one of these is a formula (or becomes one) in Excel, LibreOffice or
+# Google Sheets; NUL truncates the cell in some readers.  OWASP "CSV injection".
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\0", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
 def _safe(value):
-    """Neutralise spreadsheet formula injection in text cells (OWASP CSV injection)."""
-    if isinstance(value, str) and value.startswith(_FORMULA_PREFIXES):
-        return "'" + value
-    return "" if value is None else value
+    """One cell as text that no spreadsheet runs: formula prefixes get a leading ``'``, NUL
+    characters are dropped, and every cell is quoted (``QUOTE_ALL``), so a ``;``-separated
+    locale cannot split ``x;=cmd`` into a formula cell."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value  # our own numbers: a negative one is a number, not a formula
+    value = value if isinstance(value, str) else str(value)
+    if value.startswith(_FORMULA_PREFIXES):
+        value = "'" + value
+    return value.replace("\0", "")
 
 
 def iter_csv(header: Iterable[str], rows: Iterable[Iterable]) -> Iterator[str]:
-    """Yield CSV text a row at a time."""
+    """Yield CSV text a row at a time; header cells are escaped like the others."""
     buf = io.StringIO()
-    writer = csv.writer(buf)
-    writer.writerow(header)
+    writer = csv.writer(buf, quoting=csv.QUOTE_ALL)
+    writer.writerow([_safe(h) for h in header])
     yield buf.getvalue()
     for row in rows:
         buf.seek(0)

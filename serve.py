@@ -138,7 +138,9 @@ def _serve(app) -> int:
     if holder:
         log.error("another scheduler (%s) is running on this Redis (another `make run`?); stop it first", holder)
         return 1
-    server = make_server(HOST, PORT, app, threaded=True)
+    from security.http import RequestHandler
+
+    server = make_server(HOST, PORT, app, threaded=True, request_handler=RequestHandler)
     env = dict(os.environ, REDIS_URL=redis_url, FLASK_APP="app")
     children = [Child("worker", ["worker"], env), Child("scheduler", ["scheduler"], env)]
 

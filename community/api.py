@@ -13,12 +13,14 @@ import ratelimit
 from csv_export import csv_response
 from extensions import db
 from pagination import PageArgs, page_schema, paginate
+from security.http import no_store
 
 from . import auth, services
 from .models import AuditLog, User, UserRole
 from .permissions import ADMIN_USERS, READ_AUDIT, login_required, require
 from .schemas import (
     AuditOut,
+    BirthdayCorrectionIn,
     CsrfOut,
     LoginIn,
     MemberOut,
@@ -40,12 +42,26 @@ admin_blp = Blueprint("admin_users", __name__, url_prefix="/api/v1/admin", descr
 blueprints = [auth_blp, me_blp, admin_blp]
 
 
+def init_app(app) -> None:
+    """Refusals that must be audited (``services.Refused``): roll the request back, keep the record."""
+    from errors import handle_app_error
+
+    def _refused(error: services.Refused):
+        db.session.rollback()
+        db.session.add(AuditLog(**error.audit))
+        db.session.commit()
+        return handle_app_error(error)
+
+    app.register_error_handler(services.Refused, _refused)
+
+
 def client_ip() -> str:
     return request.remote_addr or "unknown"
 
 
 @auth_blp.route("/register")
 class Register(MethodView):
+    @no_store
     @auth_blp.arguments(RegisterIn)
     @auth_blp.response(201, SessionOut)
     def post(self, data):
@@ -76,6 +92,7 @@ def password_login(email: str, password: str):
 
 @auth_blp.route("/login")
 class Login(MethodView):
+    @no_store
     @auth_blp.arguments(LoginIn)
     @auth_blp.response(200, SessionOut)
     def post(self, data):
@@ -104,16 +121,18 @@ class Csrf(MethodView):
 @me_blp.route("")
 class Me(MethodView):
     @login_required
+    @no_store
     @me_blp.response(200, MemberOut)
     def get(self):
         """The logged-in member."""
         return current_user
 
     @login_required
+    @no_store
     @me_blp.arguments(ProfileIn)
     @me_blp.response(200, MemberOut)
     def patch(self, data):
-        """Edit the profile (display name, bio, birthday)."""
+        """Edit the profile (display name, bio; the birthday can be set once, staff correct it)."""
         services.update_profile(current_user, data)
         db.session.commit()
         return current_user
@@ -122,10 +141,12 @@ class Me(MethodView):
 @me_blp.route("/password")
 class Password(MethodView):
     @login_required
+    @no_store
     @me_blp.arguments(PasswordChangeIn)
     @me_blp.response(200, CsrfOut)
     def post(self, data):
-        """Change the password: every other session ends; this one gets a fresh session."""
+        """Change the password: every other session ends, every API token is revoked; this
+        session gets a fresh id."""
         services.change_password(current_user, data["current_password"], data["new_password"])
         db.session.commit()
         user = current_user._get_current_object()
@@ -142,11 +163,13 @@ class Tokens(MethodView):
         return services.list_tokens(current_user)
 
     @login_required
+    @no_store
     @me_blp.arguments(TokenIn)
     @me_blp.response(201, TokenCreatedOut)
     def post(self, data):
-        """Create an API token for integrations; the secret is in this response only."""
-        token, secret = services.create_token(current_user, data["name"])
+        """Create an API token for integrations (needs the current password); the secret is in
+        this response only."""
+        token, secret = services.create_token(current_user, data["name"], password=data["password"])
         db.session.commit()
         token.token = secret  # transient: serialised in this response only, never stored
         return token
@@ -219,6 +242,18 @@ class AdminUserRole(MethodView):
     def delete(self, user_id, role):
         """Revoke a role."""
         user = services.revoke_role(current_user, user_id, role)
+        db.session.commit()
+        return user
+
+
+@admin_blp.route("/users/<int:user_id>/birthday")
+class AdminUserBirthday(MethodView):
+    @require(ADMIN_USERS)
+    @admin_blp.arguments(BirthdayCorrectionIn)
+    @admin_blp.response(200, StaffMemberOut)
+    def put(self, data, user_id):
+        """Correct a member's birthday (members set theirs once); audited."""
+        user = services.correct_birthday(current_user, user_id, data["birthday"], data["reason"])
         db.session.commit()
         return user
 

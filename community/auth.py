@@ -181,6 +181,21 @@ def _check_csrf() -> None:
         )
 
 
+# Writes a suspended member may still make: ending their own session.
+_SUSPENDED_MAY = frozenset({"auth.Logout", "auth.Login"})
+
+
+def _check_suspension(user) -> None:
+    """Suspended = read-only, for sessions and tokens alike (403 ``account_suspended``)."""
+    if request.method in SAFE_METHODS or not getattr(user, "is_authenticated", False):
+        return
+    if request.endpoint in _SUSPENDED_MAY:
+        return
+    from .services import check_not_suspended
+
+    check_not_suspended(user)
+
+
 def _touch_token(token_id: int) -> None:
     """Record when a token was last used (called at most once a minute per token), best effort.
 
@@ -212,6 +227,7 @@ def init_auth(app: Flask) -> None:
         # Resolve the user first so a bad bearer token is a 401 before anything else.
         _ = current_user.is_authenticated
         _check_csrf()
+        _check_suspension(current_user)
 
     @app.after_request
     def _after(response):

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from extensions import db
 
@@ -41,10 +41,14 @@ class User(UserMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
+    # What the address looks like (``security.text.skeleton``): one account per look-alike.
+    email_skeleton: Mapped[str | None] = mapped_column(String(254), nullable=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     display_name: Mapped[str] = mapped_column(String(80))
     bio: Mapped[str] = mapped_column(Text, default="")
     birthday: Mapped[date | None] = mapped_column(db.Date, nullable=True)
+    # When the birthday was set: birthday campaigns ignore one set only just now.
+    birthday_set_at: Mapped[datetime | None] = mapped_column(nullable=True)
     is_active_account: Mapped[bool] = mapped_column(default=True)
     tier: Mapped[str] = mapped_column(String(20), default="aware", server_default="aware")
     referral_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_referral_code)
@@ -61,7 +65,17 @@ class User(UserMixin, db.Model):
         back_populates="user", cascade="all, delete-orphan", lazy="selectin", foreign_keys="UserRole.user_id"
     )
 
-    __table_args__ = (CheckConstraint("tier IN ('aware','engaged','satisfied','loyal','advocate')", name="tier"),)
+    __table_args__ = (
+        CheckConstraint("tier IN ('aware','engaged','satisfied','loyal','advocate')", name="tier"),
+        Index("ix_users_email_skeleton", "email_skeleton", unique=True),
+    )
+
+    @validates("email")
+    def _keep_skeleton(self, _key: str, value: str) -> str:
+        from security.text import skeleton
+
+        self.email_skeleton = skeleton(value) if value else None
+        return value
 
     @property
     def roles(self) -> set[str]:

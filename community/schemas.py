@@ -72,6 +72,15 @@ class PasswordChangeIn(ma.Schema):
 
 class TokenIn(ma.Schema):
     name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
+    password = ma.fields.String(
+        required=True, load_only=True, validate=ma.validate.Length(max=128),
+        metadata={"description": "The account's current password (a session alone cannot mint a token)."},
+    )
+
+
+class BirthdayCorrectionIn(ma.Schema):
+    birthday = ma.fields.Date(required=True, allow_none=True)
+    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
 
 
 class TokenOut(ma.Schema):

@@ -5,17 +5,19 @@ Functions only ``flush``; the request handler (or job, or CLI) commits once.
 
 from __future__ import annotations
 
-import re
 import secrets
-from datetime import date
+from datetime import date, timedelta
 
 from blinker import Namespace
-from sqlalchemy import select
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
+from zxcvbn import zxcvbn
 
-from errors import Conflict, NotFound, Unauthorized, ValidationError
+from errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationError
 from extensions import db
+from security.text import has_invisible, skeleton, strip_invisible
 
 from .models import GRANTABLE_ROLES, ApiToken, AuditLog, Notification, User, UserRole, utcnow
 
@@ -29,30 +31,100 @@ member_suspension_changed = signals.signal("member-suspension-changed")
 # messaging gives it an email delivery, enqueued after the commit.
 notification_created = signals.signal("notification-created")
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PASSWORD_MIN = 10
 PASSWORD_MAX = 128
+# zxcvbn's score (0 too guessable … 4 very unguessable) a new password must reach.
+PASSWORD_MIN_SCORE = 3
+# Birthdays: a member is between these ages (in years).
+BIRTHDAY_MIN_AGE_YEARS = 13
+BIRTHDAY_MAX_AGE_YEARS = 120
 # A valid hash of a random password, checked when the email is unknown so that a login for a
 # missing account costs the same as one for an existing account.
 _DUMMY_HASH: str | None = None
 
 
 def normalise_email(email: str) -> str:
-    email = (email or "").strip().lower()
-    if len(email) > 254 or not EMAIL_RE.match(email):
-        raise ValidationError("Enter a valid email address.", fields={"email": ["Not a valid email address."]})
-    return email
+    """Syntax-check and normalise an address with email-validator (NFC, lower-case domain and,
+    as before, lower-case local part).  Addresses with invisible characters, a trailing dot or
+    an unsafe character are refused; deliverability (DNS) is not checked."""
+    raw = (email or "").strip()
+    try:
+        if len(raw) > 254 or has_invisible(raw):
+            raise EmailNotValidError("The email address contains invisible or control characters.")
+        normalised = validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValidationError("Enter a valid email address.", fields={"email": [str(exc)]}) from exc
+    return normalised.lower()
 
 
-def _check_password_strength(password: str, field: str = "password") -> None:
+def email_skeleton(email: str) -> str:
+    """What a (normalised) address looks like: one account per skeleton (see ``security.text``)."""
+    return skeleton(email)
+
+
+def _check_password_strength(
+    password: str, field: str = "password", *, user_inputs: tuple[str, ...] = ()
+) -> None:
+    """At least ``PASSWORD_MIN`` characters and a zxcvbn score of ``PASSWORD_MIN_SCORE``, judged
+    with the member's own email and name as known words; never the email itself."""
     if not isinstance(password, str) or len(password) < PASSWORD_MIN:
         raise ValidationError(
             "The password is too short.", fields={field: [f"Use at least {PASSWORD_MIN} characters."]}
         )
     if len(password) > PASSWORD_MAX:
         raise ValidationError("The password is too long.", fields={field: [f"Use at most {PASSWORD_MAX} characters."]})
-    if password.strip() == "" or len(set(password)) < 4:
-        raise ValidationError("The password is too weak.", fields={field: ["Use a less repetitive password."]})
+    inputs = [i for i in user_inputs if i]
+    for value in list(inputs):
+        if "@" in value:
+            inputs.append(value.split("@", 1)[0])
+    lowered = password.strip().casefold()
+    if any(lowered == i.casefold() for i in inputs):
+        raise ValidationError("The password is too weak.", fields={field: ["Do not use your email or name."]})
+    result = zxcvbn(password, user_inputs=inputs, max_length=PASSWORD_MAX)
+    if result["score"] < PASSWORD_MIN_SCORE:
+        feedback = result.get("feedback") or {}
+        hints = [h for h in [feedback.get("warning"), *(feedback.get("suggestions") or [])] if h]
+        raise ValidationError(
+            "The password is too easy to guess.",
+            fields={field: hints or ["Use a longer password with uncommon words."]},
+        )
+
+
+def clean_display_name(name: str, *, user_id: int | None = None) -> str:
+    """A display name without control/bidi/zero-width characters that does not look like a
+    staff member's (``security.text.skeleton``); staff may keep names like their own."""
+    cleaned = strip_invisible(name or "")
+    if not cleaned:
+        raise ValidationError("A display name is required.", fields={"display_name": ["Required."]})
+    if len(cleaned) > 80:
+        raise ValidationError("The display name is too long.", fields={"display_name": ["At most 80 characters."]})
+    wanted = skeleton(cleaned, loose=True)
+    staff = db.session.execute(
+        select(User.id, User.display_name).where(User.id.in_(select(UserRole.user_id)))
+    ).all()
+    for staff_id, staff_name in staff:
+        if staff_id != user_id and skeleton(staff_name, loose=True) == wanted:
+            raise Conflict(
+                "This display name looks like a staff member's.", code="display_name_reserved",
+                fields={"display_name": ["Too similar to a staff member's name."]},
+            )
+    return cleaned
+
+
+def check_birthday(birthday: date | None, today: date | None = None) -> date | None:
+    """A plausible birthday: the member is 13 to 120 years old."""
+    if birthday is None:
+        return None
+    today = today or utcnow().date()
+    youngest = today.replace(year=today.year - BIRTHDAY_MIN_AGE_YEARS) if not (
+        today.month == 2 and today.day == 29) else date(today.year - BIRTHDAY_MIN_AGE_YEARS, 2, 28)
+    oldest = date(today.year - BIRTHDAY_MAX_AGE_YEARS, 1, 1)
+    if not oldest <= birthday <= youngest:
+        raise ValidationError(
+            "Enter your real birthday.",
+            fields={"birthday": [f"Between {oldest.isoformat()} and {youngest.isoformat()}."]},
+        )
+    return birthday
 
 
 def hash_password(password: str) -> str:
@@ -75,13 +147,13 @@ def register(
 ) -> User:
     """Create a member account.  ``password_hash`` lets fixtures skip the (slow) KDF."""
     email = normalise_email(email)
-    display_name = (display_name or "").strip()
-    if not display_name:
-        raise ValidationError("A display name is required.", fields={"display_name": ["Required."]})
+    display_name = clean_display_name(display_name)
+    birthday = check_birthday(birthday)
     if password_hash is None:
-        _check_password_strength(password)
+        _check_password_strength(password, user_inputs=(email, display_name))
         password_hash = hash_password(password)
-    if find_by_email(email) is not None:
+    look = email_skeleton(email)
+    if find_by_email(email) is not None or db.session.scalar(select(User.id).where(User.email_skeleton == look)):
         raise Conflict("An account with this email already exists.", fields={"email": ["Already registered."]})
     referrer = None
     if referral_code:
@@ -94,6 +166,7 @@ def register(
         display_name=display_name,
         signup_ip=signup_ip,
         birthday=birthday,
+        birthday_set_at=utcnow() if birthday else None,
         referred_by_id=referrer.id if referrer else None,
     )
     db.session.add(user)
@@ -125,6 +198,15 @@ def authenticate(email: str, password: str) -> User:
     return user
 
 
+def check_not_suspended(user: User) -> None:
+    """Suspended means read-only: any write, through a session or a token, is refused."""
+    if user.is_suspended():
+        raise Forbidden(
+            "Your account is suspended: you can read, but not change anything, until the suspension ends.",
+            code="account_suspended", fields={"suspended_until": [user.suspended_until.isoformat()]},
+        )
+
+
 PROFILE_FIELDS = ("display_name", "bio", "birthday")
 
 
@@ -134,38 +216,90 @@ def update_profile(user: User, changes: dict) -> User:
     if unknown:
         raise ValidationError("These fields cannot be changed here.", fields={k: ["Unknown field."] for k in unknown})
     if "display_name" in changes:
-        name = (changes["display_name"] or "").strip()
-        if not name:
-            raise ValidationError("A display name is required.", fields={"display_name": ["Required."]})
-        user.display_name = name
+        user.display_name = clean_display_name(changes["display_name"], user_id=user.id)
     if "bio" in changes:
         user.bio = changes["bio"] or ""
-    if "birthday" in changes:
-        user.birthday = changes["birthday"]
+    if "birthday" in changes and changes["birthday"] != user.birthday:
+        # Set once by the member (a birthday campaign doubles points on that day): staff
+        # correct it afterwards (``correct_birthday``, audited).
+        if user.birthday is not None:
+            raise Conflict(
+                "Your birthday is already set; ask staff to correct it.", code="birthday_already_set",
+                fields={"birthday": ["Already set."]},
+            )
+        user.birthday = check_birthday(changes["birthday"])
+        user.birthday_set_at = utcnow() if user.birthday else None
     db.session.flush()
     return user
 
 
-def change_password(user: User, current_password: str, new_password: str) -> None:
-    if not check_password_hash(user.password_hash, current_password or ""):
-        raise ValidationError("The current password is wrong.", fields={"current_password": ["Wrong password."]})
-    _check_password_strength(new_password, "new_password")
-    user.password_hash = hash_password(new_password)
+def correct_birthday(actor: User, user_id: int, birthday: date | None, reason: str) -> User:
+    """Staff correction of a member's birthday (audited); the campaign waiting period restarts."""
+    if not (reason or "").strip():
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    user = get_user(user_id)
+    before = user.birthday
+    user.birthday = check_birthday(birthday)
+    user.birthday_set_at = utcnow() if birthday else None
+    audit(actor.id, "member.birthday.correct", "user", user.id, reason=reason.strip(),
+          details={"before": before.isoformat() if before else None,
+                   "after": birthday.isoformat() if birthday else None})
     db.session.flush()
+    return user
+
+
+def birthday_counts(user, at, min_age_days: int) -> bool:
+    """A birthday set fewer than ``min_age_days`` before ``at`` does not earn birthday bonuses."""
+    set_at = getattr(user, "birthday_set_at", None)
+    return user.birthday is not None and (set_at is None or set_at <= at - timedelta(days=min_age_days))
+
+
+def verify_password(user: User, password: str, field: str = "password") -> None:
+    if not check_password_hash(user.password_hash, password or ""):
+        raise ValidationError("The current password is wrong.", fields={field: ["Wrong password."]})
+
+
+def change_password(user: User, current_password: str, new_password: str) -> int:
+    """Change the password; every API token of the member is revoked (a stolen session must not
+    leave a lasting credential behind).  Returns the number of tokens revoked."""
+    verify_password(user, current_password, "current_password")
+    if new_password == current_password or check_password_hash(user.password_hash, new_password or ""):
+        raise ValidationError("Choose a new password.", fields={"new_password": ["Same as the current password."]})
+    _check_password_strength(new_password, "new_password", user_inputs=(user.email, user.display_name))
+    user.password_hash = hash_password(new_password)
+    revoked = revoke_all_tokens(user.id)
+    audit(user.id, "member.password.change", "user", user.id, details={"tokens_revoked": revoked})
+    db.session.flush()
+    return revoked
+
+
+def revoke_all_tokens(user_id: int) -> int:
+    """Revoke every live API token of a member (password change, suspension)."""
+    return db.session.execute(
+        update(ApiToken).where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow()).execution_options(synchronize_session=False)
+    ).rowcount
 
 
 def set_password(user: User, new_password: str) -> None:
     """Set a password without the current one (a verified reset link); the caller revokes the
     member's sessions and API tokens."""
-    _check_password_strength(new_password, "new_password")
+    _check_password_strength(new_password, "new_password", user_inputs=(user.email, user.display_name))
     user.password_hash = hash_password(new_password)
     db.session.flush()
 
 
-def create_token(user: User, name: str) -> tuple[ApiToken, str]:
-    """Returns the token row and the secret, which is shown once and never stored."""
+def create_token(user: User, name: str, password: str | None = None) -> tuple[ApiToken, str]:
+    """Returns the token row and the secret, which is shown once and never stored.
+
+    Creating a token needs the account's current password (a hijacked session alone cannot mint
+    a lasting credential); ``password=None`` is for trusted callers (CLI, fixtures) only.
+    """
     from .auth import hash_token
 
+    if password is not None:
+        verify_password(user, password)
+    check_not_suspended(user)
     name = (name or "").strip()
     if not name:
         raise ValidationError("A token name is required.", fields={"name": ["Required."]})
@@ -276,6 +410,36 @@ def audit(
     )
     db.session.add(entry)
     return entry
+
+
+class Refused(Forbidden):
+    """A 403 that must leave a trace: the request rolls back, then ``community.api`` writes
+    ``audit`` (an ``AuditLog`` row's fields) in its own transaction and answers the envelope."""
+
+    def __init__(self, message: str, *, code: str, audit: dict):
+        super().__init__(message, code=code)
+        self.audit = audit
+
+
+def refuse(
+    actor: User | int | None, action: str, target_type: str, target_id: int | None, message: str, *,
+    code: str, details: dict | None = None,
+) -> None:
+    """Raise ``Refused`` (403 ``code``), audited as ``<action>.refused``."""
+    actor_id = actor if isinstance(actor, int) or actor is None else actor.id
+    raise Refused(message, code=code, audit={
+        "actor_id": actor_id, "action": f"{action}.refused", "target_type": target_type, "target_id": target_id,
+        "reason": message, "details": {"code": code, **(details or {})},
+    })
+
+
+def refuse_self_dealing(
+    actor: User | int, action: str, target_type: str, target_id: int | None, message: str, *,
+    code: str = "self_dealing", details: dict | None = None,
+) -> None:
+    """Separation of duties: staff may not act on their own behalf (their own redemption,
+    attendance, referral, sanction or adjustment): 403 ``code`` (default ``self_dealing``), audited."""
+    refuse(actor, action, target_type, target_id, message, code=code, details=details)
 
 
 def create_admin(email: str, password: str, display_name: str = "Admin") -> User:

@@ -11,7 +11,6 @@ from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
 
-from community.auth import end_all_sessions
 from community.permissions import login_required, require
 from extensions import db
 from pagination import PageArgs
@@ -355,11 +354,11 @@ class MemberSanctions(MethodView):
     def post(self, data, member_id):
         """Warn, silence or suspend a member for ``duration_hours``, or lift their sanctions.
 
-        A suspension also ends the member's sessions."""
+        A suspended member's account is read-only (403 ``account_suspended`` on every write,
+        sessions and tokens alike) and their API tokens are revoked.  Only admins sanction
+        staff (any staff role); nobody sanctions themselves."""
         sanction = services.sanction_member(
             _user(), member_id, data["action"], data["reason"], data.get("duration_hours")
         )
         db.session.commit()
-        if sanction.kind == "suspend":
-            end_all_sessions(member_id)
         return sanction

@@ -105,10 +105,17 @@ class ThreadListOut(ma.Schema):
     meta = ma.fields.Nested(PageMeta)
 
 
+# Excerpts are plain text cut from a post's text (entities decoded: ``&lt;b&gt;`` reads ``<b>``);
+# they are never HTML and no HTML is ever built from them: clients must escape them to show them.
+EXCERPT_DOC = "Plain text, never HTML (escape it to display it): the start of the post's text."
+
+
 class QuoteOut(ma.Schema):
     post_id = ma.fields.Integer()
     author_name = ma.fields.String(allow_none=True)
-    excerpt = ma.fields.String(allow_none=True, metadata={"description": "null when the quoted post was removed"})
+    excerpt = ma.fields.String(
+        allow_none=True, metadata={"description": f"{EXCERPT_DOC} null when the quoted post was removed."}
+    )
 
 
 class PostOut(ma.Schema):
@@ -165,7 +172,7 @@ class SearchHit(ma.Schema):
     board_id = ma.fields.Integer()
     thread_title = ma.fields.String()
     author_name = ma.fields.String()
-    excerpt = ma.fields.String()
+    excerpt = ma.fields.String(metadata={"description": EXCERPT_DOC})
     created_at = ma.fields.DateTime()
 
 
@@ -201,7 +208,7 @@ class FlagQueueItem(FlagOut):
     resolved_at = ma.fields.DateTime(allow_none=True)
     post_state = ma.fields.String()
     post_flag_score = ma.fields.Integer()
-    post_excerpt = ma.fields.String()
+    post_excerpt = ma.fields.String(metadata={"description": EXCERPT_DOC})
     thread_id = ma.fields.Integer()
     thread_title = ma.fields.String()
     board_id = ma.fields.Integer()

@@ -19,9 +19,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 import sanitize
-from community.models import User, tier_rank, utcnow
+from community.models import GRANTABLE_ROLES, User, UserRole, tier_rank, utcnow
 from community.permissions import has_permission
-from community.services import audit, member_suspension_changed, notify
+from community.services import (
+    audit,
+    member_suspension_changed,
+    notify,
+    refuse,
+    refuse_self_dealing,
+    revoke_all_tokens,
+)
 from errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from extensions import db
 from messaging.webhooks import events as webhooks
@@ -493,7 +500,10 @@ def delete_own_post(actor: User, post_id: int) -> Post:
         if thread.reply_count > 0:
             raise Conflict("This thread has replies; ask a moderator to remove it.", code="thread_has_replies")
         _thread_deleted(thread)
-    _visible_to_removed(post, deleted_by=actor.id)
+    if _visible_to_removed(post, deleted_by=actor.id):
+        # Like a moderator's removal: a deleted post earns nothing (post, then delete, then
+        # post again must not farm points; the cap still counts the reversed ones).
+        _reverse_post_points(post.id, actor, "Post deleted by its author")
     return post
 
 
@@ -513,11 +523,14 @@ def _thread_deleted(thread: Thread) -> bool:
 
 
 def like(actor: User, post_id: int) -> Reaction:
-    """Like a post (idempotent).  The author earns ``reaction_received`` unless it is their own."""
+    """Like a post (idempotent).  The author earns ``reaction_received``; liking one's own post
+    is refused (409 ``own_post``) and changes nothing."""
     _check_can_interact(actor)
     post, _thread, _board = get_post(actor, post_id)
     if post.state != "visible":
         raise Conflict("This post is not visible.", code="post_not_visible")
+    if post.author_id == actor.id:
+        raise Conflict("You cannot like your own post.", code="own_post")
     existing = _reaction(actor.id, post.id)
     if existing is not None:
         return existing
@@ -529,8 +542,7 @@ def like(actor: User, post_id: int) -> Reaction:
     except IntegrityError:  # a concurrent like by the same member won
         return _reaction(actor.id, post.id)
     db.session.execute(update(Post).where(Post.id == post.id).values(like_count=Post.like_count + 1))
-    if post.author_id != actor.id:
-        _award(post.author_id, "reaction_received", f"reaction:{reaction.id}", "reaction", reaction.id)
+    _award(post.author_id, "reaction_received", f"reaction:{reaction.id}", "reaction", reaction.id)
     db.session.flush()
     return reaction
 
@@ -620,8 +632,10 @@ def flag_weight(user: User) -> int:
 
 
 def flag_post(actor: User, post_id: int, reason: str, note: str = "") -> Flag:
-    """Report a post.  When the post's flag score reaches its board's threshold it is hidden
-    at once, pending a moderator's review."""
+    """Report a post.  When the post's flag score reaches its board's threshold, with flags from
+    at least ``FLAG_MIN_DISTINCT_FLAGGERS`` members, it is hidden at once, pending a moderator's
+    review; one heavy flag (an advocate's weighs 5) is not enough.  Staff posts are never
+    hidden by flags (they wait for a moderator)."""
     _check_can_interact(actor)
     post, thread, board = get_post(actor, post_id)
     if post.author_id == actor.id:
@@ -636,7 +650,7 @@ def flag_post(actor: User, post_id: int, reason: str, note: str = "") -> Flag:
     except IntegrityError as exc:
         raise Conflict("You already flagged this post.", code="already_flagged") from exc
     db.session.execute(update(Post).where(Post.id == post.id).values(flag_score=Post.flag_score + flag.weight))
-    hidden = db.session.execute(
+    hidden = _may_auto_hide(post) and db.session.execute(
         update(Post)
         .where(Post.id == post.id, Post.hidden_at.is_(None), Post.deleted_at.is_(None),
                Post.flag_score >= board.flag_threshold)
@@ -655,6 +669,17 @@ def flag_post(actor: User, post_id: int, reason: str, note: str = "") -> Flag:
                          "action": "hide", "by": "flags", "moderator_id": None, "reason": ""})
     db.session.refresh(post)
     return flag
+
+
+def _may_auto_hide(post: Post) -> bool:
+    from flask import current_app
+
+    if db.session.scalar(select(UserRole.user_id).where(UserRole.user_id == post.author_id).limit(1)) is not None:
+        return False  # a staff post (announcements): only a moderator hides it
+    flaggers = db.session.scalar(
+        select(func.count()).select_from(Flag).where(Flag.post_id == post.id, Flag.status == "open")
+    )
+    return flaggers >= int(current_app.config.get("FLAG_MIN_DISTINCT_FLAGGERS", 2))
 
 
 def list_flags(status: str, page: int, per_page: int) -> tuple[list, int]:
@@ -829,16 +854,20 @@ def sanction_member(
 ) -> Sanction:
     """Warn, silence or suspend a member until an expiry, or lift their sanctions.
 
-    Moderators cannot sanction staff (only admins can) nor themselves.  The caller ends a
-    suspended member's sessions after the commit (``community.auth.end_all_sessions``).
+    Separation of duties: nobody sanctions themselves, and only admins sanction staff (any
+    staff role: moderator, marketer, redemption staff, admin); both refusals are 403 and
+    audited.  A suspension makes the account read-only (``community.auth``) and revokes its
+    API tokens.
     """
     member = db.session.get(User, member_id)
     if member is None:
         raise NotFound("No such member.")
     if member.id == actor.id:
-        raise Conflict("You cannot sanction yourself.", code="self_sanction")
-    if is_staff(member) and not actor.has_role("admin"):
-        raise Forbidden("Only admins can sanction staff.")
+        refuse_self_dealing(actor, "forums.member.sanction", "user", member.id, "You cannot sanction yourself.",
+                            code="self_sanction")
+    if member.roles & set(GRANTABLE_ROLES) and not actor.has_role("admin"):
+        refuse(actor, "forums.member.sanction", "user", member.id, "Only admins can sanction staff.",
+               code="staff_sanction_forbidden", details={"kind": kind, "target_roles": sorted(member.roles)})
     expires_at = None
     if kind in ("silence", "suspend"):
         if duration_hours is None:
@@ -854,6 +883,8 @@ def sanction_member(
         member.suspended_until = None
     if member.suspended_until != suspended_before:
         member_suspension_changed.send(member)
+    if kind == "suspend":
+        revoke_all_tokens(member.id)
     sanction = Sanction(member_id=member.id, moderator_id=actor.id, kind=kind, reason=reason, expires_at=expires_at)
     db.session.add(sanction)
     db.session.flush()

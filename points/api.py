@@ -13,7 +13,7 @@ import secrets
 
 import click
 import marshmallow as ma
-from flask import Flask, g, request
+from flask import Flask, g, jsonify
 from flask.cli import AppGroup
 from flask.views import MethodView
 from flask_login import current_user
@@ -27,9 +27,9 @@ from errors import Forbidden
 from extensions import db
 from pagination import PageArgs, page_schema, paginate
 
-from . import referrals, reports, services
-from .models import Campaign, Referral
-from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_REFERRALS
+from . import approvals, referrals, reports, services
+from .models import Campaign, PendingAward, Referral
+from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_AWARDS, REVIEW_REFERRALS
 from .schemas import (
     DailyVisitIn,
     DailyVisitOut,
@@ -37,6 +37,7 @@ from .schemas import (
     EarningRuleOut,
     LedgerEntryOut,
     LiabilityOut,
+    PendingAwardOut,
     PointsAdjustmentIn,
     PointsBalanceOut,
     PointsCampaignIn,
@@ -123,7 +124,7 @@ class MyReferrals(MethodView):
         )
         return {
             "referral_code": code,
-            "referral_link": f"{request.url_root.rstrip('/')}/join?ref={code}",
+            "referral_link": referrals.referral_link(code),
             "funnel": referrals.member_funnel(current_user.id),
             "referrals": list(mine),
         }
@@ -247,14 +248,23 @@ class AdminAdjustments(MethodView):
     @require(ADJUST)
     @admin_blp.arguments(PointsAdjustmentIn)
     @admin_blp.response(201, StaffLedgerEntryOut)
+    @admin_blp.alt_response(202, schema=PendingAwardOut, description="A credit above AWARD_APPROVAL_THRESHOLD "
+                            "waits for a second admin (four-eyes).")
     def post(self, data):
-        """Credit or debit a member by hand, with a mandatory reason (ledger entry + audit log)."""
-        entry = services.adjust_points(
+        """Credit or debit a member by hand, with a mandatory reason (ledger entry + audit log).
+
+        Never your own balance (403 ``self_dealing``).  A credit above ``AWARD_APPROVAL_THRESHOLD``
+        answers 202 with a pending award that another admin approves."""
+        result = services.adjust_points(
             current_user.id, data["member_id"], data["delta"], data["reason"],
             data.get("request_id") or secrets.token_hex(16),
         )
         db.session.commit()
-        return reports.with_deltas([entry])[0]
+        if isinstance(result, PendingAward):
+            response = jsonify(PendingAwardOut().dump(result))
+            response.status_code = 202
+            return response
+        return reports.with_deltas([result])[0]
 
 
 @admin_blp.route("/entries/<int:entry_id>/reversal")
@@ -297,6 +307,45 @@ class AdminLiability(MethodView):
     def get(self):
         """Points liability: outstanding points, by age of their lot, and what expires soon."""
         return reports.liability()
+
+
+class PendingAwardArgs(PageArgs):
+    status = ma.fields.String(load_default="pending", validate=ma.validate.OneOf(("pending", "approved", "rejected")))
+
+
+@admin_blp.route("/pending-awards")
+class AdminPendingAwards(MethodView):
+    @require(REVIEW_AWARDS)
+    @admin_blp.arguments(PendingAwardArgs, location="query")
+    @admin_blp.response(200, page_schema(PendingAwardOut, "PendingAwardPage"))
+    def get(self, args):
+        """Awards above ``AWARD_APPROVAL_THRESHOLD`` waiting for a second staff member (four-eyes)."""
+        return paginate(approvals.list_pending(args["status"]), args["page"], args["per_page"])
+
+
+@admin_blp.route("/pending-awards/<int:pending_id>/approve")
+class AdminPendingAwardApprove(MethodView):
+    @require(REVIEW_AWARDS)
+    @admin_blp.arguments(PointsReasonIn)
+    @admin_blp.response(200, PendingAwardOut)
+    def post(self, data, pending_id):
+        """Approve: the award is posted now.  Not your own request, not an award to yourself;
+        manual credits need an admin."""
+        pending = approvals.decide(pending_id, approve=True, actor=current_user, reason=data["reason"])
+        db.session.commit()
+        return pending
+
+
+@admin_blp.route("/pending-awards/<int:pending_id>/reject")
+class AdminPendingAwardReject(MethodView):
+    @require(REVIEW_AWARDS)
+    @admin_blp.arguments(PointsReasonIn)
+    @admin_blp.response(200, PendingAwardOut)
+    def post(self, data, pending_id):
+        """Reject: nothing is posted."""
+        pending = approvals.decide(pending_id, approve=False, actor=current_user, reason=data["reason"])
+        db.session.commit()
+        return pending
 
 
 class PointsReferralArgs(PageArgs):

@@ -10,6 +10,16 @@ Every function here
 * only flushes: the caller commits (or rolls back, e.g. after ``InsufficientPoints``; nothing is
   written before that check fails, so a caller may also carry on).
 
+Clawbacks (one policy for every reversal of points already given): reversing an award or a
+credit adjustment takes the points back in full — first from what is left of the award's own
+lot, then from the member's other available points; what the member already spent beyond that
+becomes ``owed`` on their balance row.  While anything is owed, holds (redemptions) are refused
+with 409 ``points_owed``, and every later credit to ``available`` repays it first (an ``adjust``
+entry, source ``owed_repayment``).  The only part ever written off is what expired unused in the
+award's lot (the member never had the benefit).  The ``adjusted`` account carries the owed
+points until they are repaid, so entries still balance.  So a withdrawal, refund or removal can
+never leave a member with points they would not have had without the reversed event.
+
 Concurrency: a write that depends on what it reads first locks the member's balance row
 (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions already hold the database
 lock from ``BEGIN IMMEDIATE``), so checks and writes for one member never interleave.  Debits
@@ -48,6 +58,7 @@ class Balance:
     available: int
     held: int
     lifetime_earned: int
+    owed: int = 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -92,10 +103,16 @@ def _replay(key: str, **expected) -> JournalEntry | None:
     return None if entry is None else _same_or_conflict(entry, **expected)
 
 
+class PointsOwed(Conflict):
+    """The member owes clawed-back points; redemptions wait until new points repay them (409)."""
+
+    code = "points_owed"
+
+
 def _lock_balance(member_id: int):
     """Lock the member's balance row for this transaction; None when the member has none yet."""
     return db.session.execute(
-        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned)
+        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned, MemberBalance.owed)
         .where(MemberBalance.member_id == member_id)
         .with_for_update()
     ).first()
@@ -169,7 +186,8 @@ def _statements() -> dict:
         )
         built = _BUILT[dialect] = {
             "entry": ins(_ENTRIES).on_conflict_do_nothing().returning(*_ENTRIES.c),
-            "credit": credit,
+            # The owed points come back with the credit: repaying them costs no extra query.
+            "credit": credit.returning(_BALANCES.c.owed),
             "ensure_balance": ins(_BALANCES).on_conflict_do_nothing(),
             "lines": insert(_LINES),
             "lot": insert(_LOTS),
@@ -336,12 +354,46 @@ def award(
     if not new:
         return entry
     # Credit: no guard needed; the upsert also creates the member's row on their first points.
-    db.session.execute(
-        _statements()["credit"], {"member_id": member_id, "available": amount, "held": 0, "lifetime_earned": amount}
-    )
+    owed = db.session.execute(
+        _statements()["credit"],
+        {"member_id": member_id, "available": amount, "held": 0, "lifetime_earned": amount, "owed": 0},
+    ).scalar()
     _lines(entry, {"issued": -amount, "available": amount})
     _new_lot(entry)
+    if owed:
+        _repay_owed(member_id, entry)
     return entry
+
+
+def _repay_owed(member_id: int, credit_entry: JournalEntry) -> JournalEntry | None:
+    """New points repay what the member owes first (an ``adjust`` entry: available -> adjusted)."""
+    row = _lock_spendable(member_id)
+    pay = min(int(row.owed or 0), int(row.available)) if row is not None else 0
+    if pay <= 0:
+        return None
+    entry = _insert_entry(
+        key=f"repay:{credit_entry.id}", kind="adjust", member_id=member_id, amount=pay,
+        reason="Repayment of points owed from a reversal", source_type="owed_repayment",
+        source_id=credit_entry.id,
+    )
+    if entry is None:
+        return None
+    _change_balance(member_id, available=-pay)
+    _change_owed(member_id, -pay)
+    _lines(entry, {"available": -pay, "adjusted": pay})
+    _consume_lots(member_id, pay, entry.id)
+    return entry
+
+
+def _change_owed(member_id: int, delta: int) -> None:
+    stmt = update(MemberBalance).where(MemberBalance.member_id == member_id)
+    if delta < 0:
+        stmt = stmt.where(MemberBalance.owed >= -delta)
+    result = db.session.execute(
+        stmt.values(owed=MemberBalance.owed + delta).execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        raise Conflict("The points owed changed concurrently; try again.", code="concurrent_update")
 
 
 def hold(member_id: int, amount: int, *, key: str, reason: str, source_type: str, source_id: int) -> JournalEntry:
@@ -357,6 +409,12 @@ def hold(member_id: int, amount: int, *, key: str, reason: str, source_type: str
     if existing is not None:
         return existing
     row = _lock_spendable(member_id)
+    if row is not None and row.owed:
+        raise PointsOwed(
+            f"{row.owed} points are owed from a reversal (a withdrawn or refunded reward already spent); "
+            "they are repaid from new points first, and redemptions wait until then.",
+            fields={"owed": [int(row.owed)]},
+        )
     if row is None or row.available < amount:
         raise InsufficientPoints(
             f"Not enough points: {amount} needed, {row.available if row else 0} available.",
@@ -419,6 +477,14 @@ def _give_back(entry: JournalEntry, *, from_account: str, consumed_by: int, held
     back = entry.amount - expired
     _change_balance(entry.member_id, available=back, held=held_delta)
     _lines(entry, {from_account: -entry.amount, "available": back, "expired": expired})
+    if back > 0:
+        _repay_if_owed(entry)
+
+
+def _repay_if_owed(entry: JournalEntry) -> None:
+    owed = db.session.scalar(select(MemberBalance.owed).where(MemberBalance.member_id == entry.member_id))
+    if owed:
+        _repay_owed(entry.member_id, entry)
 
 
 def release_hold(*, key: str, source_type: str, source_id: int, reason: str) -> JournalEntry:
@@ -449,11 +515,10 @@ def release_hold(*, key: str, source_type: str, source_id: int, reason: str) -> 
 def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None) -> JournalEntry:
     """Post a reversal entry linked to ``entry_id`` (each entry is reversed at most once).
 
-    * award / positive adjustment: the points are taken back from the lot they created, but only
-      what that lot still holds (``min(amount, lot.remaining)``), so a balance never goes
-      negative.  For an award the full amount goes back to ``issued`` (the member's
-      ``lifetime_earned`` drops by it) and the part already spent or expired is written off to
-      ``adjusted``.
+    * award / positive adjustment: the points are clawed back in full (see the module docstring:
+      own lot, other points, then ``owed``), less what ``claw_back`` already took; for an award
+      that amount goes back to ``issued`` (``lifetime_earned`` drops by it).  What expired unused
+      in the award's lot is written off to ``adjusted``.
     * hold still open: like a release.
     * settle: a refund; the points return to available and to their lots (expired lots excepted).
     * negative adjustment: the points return, as for a refund.
@@ -467,7 +532,7 @@ def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None
     original = db.session.get(JournalEntry, entry_id)
     if original is None:
         raise NotFound("No such ledger entry.", fields={"entry_id": [entry_id]})
-    if original.kind in ("release", "expire", "reversal"):
+    if original.kind in ("release", "expire", "reversal") or original.source_type == "owed_repayment":
         raise Conflict(f"A {original.kind} entry cannot be reversed.", code="not_reversible")
     member_id = original.member_id
     _lock_balance(member_id)
@@ -476,8 +541,11 @@ def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None
         code = "already_reversed" if closing.kind == "reversal" else "already_closed"
         raise Conflict("This entry was already reversed or closed.", code=code)
     credit = original.kind == "award" or (original.kind == "adjust" and _is_credit(original))
+    amount = original.amount - (clawed_back(original.id) if credit else 0)
+    if amount <= 0:
+        raise Conflict("This entry was already clawed back in full.", code="already_reversed")
     entry, new = _write_entry(
-        expected=expected, key=key, kind="reversal", member_id=member_id, amount=original.amount,
+        expected=expected, key=key, kind="reversal", member_id=member_id, amount=amount,
         reason=reason or "", source_type=original.source_type, source_id=original.source_id,
         actor_id=actor_id, related_id=original.id,
     )
@@ -485,6 +553,12 @@ def reverse(entry_id: int, *, key: str, reason: str, actor_id: int | None = None
         return entry
     if credit:
         _claw_back(original, entry)
+        if original.kind == "award":
+            db.session.execute(
+                update(MemberBalance).where(MemberBalance.member_id == member_id)
+                .values(lifetime_earned=MemberBalance.lifetime_earned - amount)
+                .execution_options(synchronize_session=False)
+            )
     elif original.kind == "hold":
         _give_back(entry, from_account="held", consumed_by=original.id, held_delta=-entry.amount)
     elif original.kind == "settle":
@@ -503,36 +577,113 @@ def _is_credit(entry: JournalEntry) -> bool:
     ) > 0
 
 
-def _claw_back(original: JournalEntry, entry: JournalEntry) -> None:
-    lot = db.session.execute(
-        select(PointLot.id, PointLot.remaining, PointLot.expired_at).where(PointLot.entry_id == original.id)
-    ).first()
-    take = 0 if lot is None or lot.expired_at is not None else min(original.amount, lot.remaining)
-    if take:
+def clawed_back(entry_id: int) -> int:
+    """Points of a credit entry already taken back by partial clawbacks (``claw_back``)."""
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(JournalEntry.amount), 0)).where(
+            JournalEntry.kind == "reversal", JournalEntry.source_type == "clawback",
+            JournalEntry.source_id == entry_id,
+        )
+    ) or 0)
+
+
+def reversed_total(entry_id: int) -> int:
+    """Points of a credit entry taken back so far: partial clawbacks plus a full reversal."""
+    full = db.session.scalar(
+        select(JournalEntry.amount).where(JournalEntry.related_id == entry_id, JournalEntry.kind == "reversal")
+    )
+    return clawed_back(entry_id) + int(full or 0)
+
+
+def claw_back(entry_id: int, amount: int, *, key: str, reason: str, actor_id: int | None = None) -> JournalEntry | None:
+    """Take back ``amount`` points of an award or credit adjustment (a partial refund), by the
+    clawback policy of the module docstring.  Never more than what is left of the entry after
+    earlier clawbacks and reversals: None when nothing is left.  Idempotent on ``key``.
+    """
+    _check_amount(amount)
+    _check_key(key)
+    existing = _replay(key, kind="reversal", source_type="clawback", source_id=entry_id)
+    if existing is not None:
+        return existing
+    original = db.session.get(JournalEntry, entry_id)
+    if original is None:
+        raise NotFound("No such ledger entry.", fields={"entry_id": [entry_id]})
+    if not (original.kind == "award" or (original.kind == "adjust" and _is_credit(original))):
+        raise Conflict("Only awards and credit adjustments can be clawed back.", code="not_reversible")
+    _lock_balance(original.member_id)
+    amount = min(amount, original.amount - reversed_total(original.id))
+    if amount <= 0:
+        return None
+    entry, new = _write_entry(
+        expected={"kind": "reversal", "source_type": "clawback", "source_id": entry_id}, key=key, kind="reversal",
+        member_id=original.member_id, amount=amount, reason=reason or "", source_type="clawback",
+        source_id=entry_id, actor_id=actor_id,
+    )
+    if not new:
+        return entry
+    _claw_back(original, entry)
+    if original.kind == "award":
         db.session.execute(
-            update(PointLot)
-            .where(PointLot.id == lot.id, PointLot.remaining >= take)
-            .values(remaining=PointLot.remaining - take)
+            update(MemberBalance).where(MemberBalance.member_id == original.member_id)
+            .values(lifetime_earned=MemberBalance.lifetime_earned - amount)
             .execution_options(synchronize_session=False)
         )
-        db.session.execute(insert(LotConsumption).values(lot_id=lot.id, entry_id=entry.id, amount=take))
+    return entry
+
+
+def _claw_back(original: JournalEntry, entry: JournalEntry) -> None:
+    """Take ``entry.amount`` back for ``original``: its own lot, the member's other points, then owed."""
+    amount = entry.amount
+    member_id = entry.member_id
+    lot = db.session.execute(
+        select(PointLot.id, PointLot.amount, PointLot.remaining, PointLot.expired_at)
+        .where(PointLot.entry_id == original.id)
+    ).first()
+    own = 0 if lot is None or lot.expired_at is not None else min(amount, lot.remaining)
+    if own:
+        db.session.execute(
+            update(PointLot)
+            .where(PointLot.id == lot.id, PointLot.remaining >= own)
+            .values(remaining=PointLot.remaining - own)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.execute(insert(LotConsumption).values(lot_id=lot.id, entry_id=entry.id, amount=own))
+        _change_balance(member_id, available=-own)
+    forgiven = 0
+    if lot is not None and lot.expired_at is not None:
+        # What expired unused in this lot was never of use to the member: written off, in the
+        # proportion of the award being taken back.
+        expired = int(db.session.scalar(
+            select(JournalEntry.amount).where(JournalEntry.key == f"expire:lot:{lot.id}")
+        ) or 0)
+        forgiven = min(amount, expired * amount // original.amount)
+    rest = amount - own - forgiven
+    other = 0
+    if rest > 0:
+        row = _lock_spendable(member_id)
+        other = min(rest, int(row.available)) if row is not None else 0
+        if other:
+            _change_balance(member_id, available=-other)
+            _consume_lots(member_id, other, entry.id)
+    owed = rest - other
+    if owed:
+        _change_owed(member_id, owed)
+    taken = own + other
     if original.kind == "award":
-        _change_balance(entry.member_id, available=-take, lifetime=-original.amount)
-        _lines(entry, {"issued": original.amount, "available": -take, "adjusted": take - original.amount})
+        _lines(entry, {"issued": amount, "available": -taken, "adjusted": taken - amount})
     else:
-        _change_balance(entry.member_id, available=-take)
-        _lines(entry, {"adjusted": take, "available": -take})
+        _lines(entry, {"adjusted": taken, "available": -taken})
 
 
 def get_balance(member_id: int) -> Balance:
     row = db.session.execute(
-        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned).where(
+        select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned, MemberBalance.owed).where(
             MemberBalance.member_id == member_id
         )
     ).first()
     if row is None:
         return Balance(0, 0, 0)
-    return Balance(int(row.available), int(row.held), int(row.lifetime_earned))
+    return Balance(int(row.available), int(row.held), int(row.lifetime_earned), int(row.owed or 0))
 
 
 def due_unexpired(member_id: int) -> int:
@@ -580,6 +731,7 @@ def adjust(member_id: int, delta: int, *, key: str, reason: str, actor_id: int) 
         _change_balance(member_id, available=amount)
         _lines(entry, {"adjusted": -amount, "available": amount})
         _new_lot(entry)
+        _repay_if_owed(entry)
     else:
         _change_balance(member_id, available=-amount)
         _lines(entry, {"available": -amount, "adjusted": amount})

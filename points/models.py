@@ -113,6 +113,9 @@ class MemberBalance(db.Model):
     available: Mapped[int] = mapped_column(BigInteger, default=0)
     held: Mapped[int] = mapped_column(BigInteger, default=0)
     lifetime_earned: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Points clawed back by a reversal that the member had already spent (see
+    # ``ledger.reverse``): while owed, redemptions are refused; new points repay it first.
+    owed: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         CheckConstraint("available >= 0", name="available_nonnegative"),
@@ -288,6 +291,8 @@ class Referral(db.Model):
     rewarded_at: Mapped[datetime | None] = mapped_column(nullable=True)
     reviewed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The purchase interaction that converted it: refunding that purchase claws the rewards back.
+    conversion_interaction_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         CheckConstraint("referrer_id <> referee_id", name="not_self"),
@@ -314,7 +319,43 @@ class ReferralInvite(db.Model):
     )
 
 
+PENDING_AWARD_KINDS = ("interaction", "adjustment")
+PENDING_AWARD_STATUSES = ("pending", "approved", "rejected")
+
+
+class PendingAward(db.Model):
+    """Four-eyes: an award staff caused above ``AWARD_APPROVAL_THRESHOLD`` waits here until a
+    second staff member (never the requester, never the recipient) approves or rejects it.
+
+    ``request`` holds the arguments of the award (``record_interaction`` for ``interaction``,
+    ``adjust_points`` for ``adjustment``), applied as they are on approval.
+    """
+
+    __tablename__ = "points_pending_awards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    request: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('interaction','adjustment')", name="kind"),
+        CheckConstraint("status IN ('pending','approved','rejected')", name="status"),
+        Index("ix_points_pending_awards_status", "status", "id"),
+    )
+
+
 __all__ = [
+    "PendingAward",
     "ACCOUNTS",
     "ENTRY_KINDS",
     "JournalEntry",

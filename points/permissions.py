@@ -8,3 +8,4 @@ ADJUST = define("points.adjust", [])  # manual adjustments and reversals (admins
 REPORTS = define("points.reports", ["marketer"])  # liability and referral funnel
 REVIEW_REFERRALS = define("points.review_referrals", ["marketer"])  # held referral rewards
 INTEGRATE = define("points.integrate", [])  # external purchase/refund events (admin API tokens)
+REVIEW_AWARDS = define("points.review_awards", ["marketer"])  # four-eyes: large pending awards

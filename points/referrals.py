@@ -13,9 +13,10 @@
   ``REFERRAL_IP_THRESHOLD`` or more referred sign-ups came from its IP within
   ``REFERRAL_IP_WINDOW_HOURS``.  Flagged referrals still convert, but their rewards wait
   (``held``) until staff approve or reject them.
-* A refund of the converting purchase reverses that purchase's points but not the referral
-  reward: the conversion happened, and clawing back a referrer's points for a referee's later
-  refund would punish the wrong member.  Staff can reverse reward entries by hand if needed.
+* A refund of the converting purchase claws back both sides' referral rewards as it does the
+  purchase's own points: in full for a full refund (a reward still held for review is rejected),
+  in proportion for a partial one (``services.apply_refund``).  Otherwise a pair of accounts
+  could buy, collect both bonuses and refund.
 * Funnel: "invited" counts invitations members record (``POST /api/v1/me/referrals/invites``
   with the invitee's address, stored only as an HMAC), "signed up" counts referrals, "converted"
   counts conversions, and days to conversion runs from sign-up to first purchase.
@@ -47,6 +48,17 @@ DEFAULT_IP_WINDOW_HOURS = 24
 
 def _setting(name: str, default: int) -> int:
     return int(current_app.config.get(name, default))
+
+
+def referral_link(code: str) -> str:
+    """The member's referral link: ``REFERRAL_JOIN_URL`` (default ``PUBLIC_BASE_URL/join``) with
+    ``ref=<code>``; never built from the request's Host header."""
+    from urllib.parse import quote
+
+    from security.http import public_url
+
+    base = current_app.config.get("REFERRAL_JOIN_URL") or public_url("/join")
+    return f"{base}{'&' if '?' in base else '?'}ref={quote(code)}"
 
 
 def on_member_registered(user: User, referrer: User | None = None, signup_ip: str | None = None, **_) -> None:
@@ -83,13 +95,13 @@ def _suspicion(referrer: User, signup_ip: str | None) -> str | None:
     return None
 
 
-def on_purchase(member_id: int, at: datetime) -> Referral | None:
+def on_purchase(member_id: int, at: datetime, interaction_id: int | None = None) -> Referral | None:
     """The referee's first purchase converts their referral (once) and rewards or holds it."""
     converted = db.session.execute(
         update(Referral)
         # A purchase dated before the sign-up was not caused by the referral.
         .where(Referral.referee_id == member_id, Referral.status == "signed_up", Referral.signed_up_at <= at)
-        .values(status="converted", converted_at=at)
+        .values(status="converted", converted_at=at, conversion_interaction_id=interaction_id)
         .execution_options(synchronize_session=False)
     )
     if converted.rowcount != 1:
@@ -150,8 +162,14 @@ def review(referral_id: int, *, approve: bool, actor_id: int, reason: str) -> Re
     """Staff decision on a held referral reward: approve (reward both sides now) or reject."""
     if not (reason or "").strip():
         raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
-    if db.session.get(Referral, referral_id) is None:
+    referral = db.session.get(Referral, referral_id)
+    if referral is None:
         raise NotFound("No such referral.")
+    if actor_id in (referral.referrer_id, referral.referee_id):
+        community_services.refuse_self_dealing(
+            actor_id, "points.referral.approve" if approve else "points.referral.reject", "referral", referral.id,
+            "You cannot review a referral you are part of.",
+        )
     now = utcnow()
     # Guarded: two reviewers deciding at once cannot both win (nor reward twice).
     decided = db.session.execute(
@@ -172,6 +190,9 @@ def review(referral_id: int, *, approve: bool, actor_id: int, reason: str) -> Re
     )
     if approve:
         _grant(referral, now)
+        from .services import sync_referral_clawback
+
+        sync_referral_clawback(referral, reason="Referral reward: the converting purchase was partly refunded")
     community_services.audit(
         actor_id, "points.referral.approve" if approve else "points.referral.reject", "referral", referral.id,
         reason=reason.strip(), details={"referrer_id": referral.referrer_id, "referee_id": referral.referee_id},

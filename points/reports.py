@@ -55,7 +55,7 @@ def with_deltas(entries: list[JournalEntry]) -> list[dict]:
 # posted by the hourly expiry job: those are not spendable, see ``ledger.due_unexpired``).
 _BALANCE_VIEW = (
     select(MemberBalance.available, MemberBalance.held, MemberBalance.lifetime_earned,
-           PointLot.remaining, PointLot.expires_at)
+           PointLot.remaining, PointLot.expires_at, MemberBalance.owed)
     .select_from(MemberBalance)
     .outerjoin(PointLot, and_(
         PointLot.member_id == MemberBalance.member_id, PointLot.remaining > 0, PointLot.expired_at.is_(None),
@@ -67,21 +67,24 @@ _BALANCE_VIEW = (
 
 
 def balance_view(member_id: int, now: datetime | None = None) -> dict:
-    """What ``GET /me/points`` shows: available (less what is due to expire), held, lifetime
-    earned and what expires within ``EXPIRING_SOON_DAYS``; the same figures as
-    ``ledger.get_balance``, ``ledger.due_unexpired`` and ``expiring``, in one query."""
+    """What ``GET /me/points`` shows: available (less what is due to expire), held, owed (points
+    clawed back after they were spent), lifetime earned and what expires within
+    ``EXPIRING_SOON_DAYS``; the same figures as ``ledger.get_balance``, ``ledger.due_unexpired``
+    and ``expiring``, in one query."""
     now = now or utcnow()
     rows = db.session.execute(
         _BALANCE_VIEW, {"member_id": member_id, "soon": now + timedelta(days=EXPIRING_SOON_DAYS)}
     ).all()
     # No balance row: the member was never credited, so there are no lots either.
     available, held, lifetime = (int(v) for v in rows[0][:3]) if rows else (0, 0, 0)
+    owed = int(rows[0][5]) if rows else 0
     soon = [{"points": int(r[3]), "expires_at": r[4]} for r in rows if r[3] is not None]
     due = sum(lot["points"] for lot in soon if lot["expires_at"] <= now)
     return {
         "member_id": member_id,
         "available": available - due,
         "held": held,
+        "owed": owed,
         "lifetime_earned": lifetime,
         "expiring_soon_total": sum(lot["points"] for lot in soon),
         "expiring_soon": soon,

@@ -8,7 +8,8 @@ then cut to what is left of the member's daily / weekly / monthly cap for that k
 
 * The tier multiplier is ``tiers.benefits.benefits_for(member.tier)["earning_multiplier"]``.
 * Campaign multipliers do not stack: the highest active campaign matching the kind (and, for
-  birthday campaigns, the member's birthday) applies.
+  birthday campaigns, the member's birthday, set at least ``BIRTHDAY_MIN_AGE_DAYS`` before)
+  applies.
 * Caps count points already earned from interactions of the same kind whose ``occurred_at``
   falls in the same UTC day, ISO week (Monday first) or calendar month.
 """
@@ -106,8 +107,15 @@ def _campaign_reaches(member, campaign: Campaign) -> bool:
 
 
 def _is_birthday(member, at: datetime) -> bool:
+    """The member's birthday, if it was set at least ``BIRTHDAY_MIN_AGE_DAYS`` before ``at``
+    (members set it once; a birthday entered on the day earns no birthday bonus)."""
+    from flask import current_app
+
     b = member.birthday
     if b is None:
+        return False
+    set_at = getattr(member, "birthday_set_at", None)
+    if set_at is not None and set_at > at - timedelta(days=int(current_app.config.get("BIRTHDAY_MIN_AGE_DAYS", 30))):
         return False
     if (b.month, b.day) == (2, 29) and not _leap(at.year):
         return (at.month, at.day) == (2, 28)

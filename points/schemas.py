@@ -31,6 +31,10 @@ class ExpiringPointsOut(ma.Schema):
 
 class PointsBalanceOut(ma.Schema):
     available = ma.fields.Integer()
+    owed = ma.fields.Integer(metadata={
+        "description": "Points clawed back after they were spent (a withdrawn or refunded reward): "
+                       "repaid from new points first; redemptions wait until it is 0."
+    })
     held = ma.fields.Integer()
     lifetime_earned = ma.fields.Integer()
     expiring_soon_total = ma.fields.Integer()
@@ -267,6 +271,20 @@ class PointsAdjustmentIn(ma.Schema):
         validate=ma.validate.Length(min=1, max=100),
         metadata={"description": "Idempotency key: resending the same request_id changes nothing."},
     )
+
+
+class PendingAwardOut(ma.Schema):
+    id = ma.fields.Integer()
+    kind = ma.fields.String(metadata={"description": "interaction (e.g. attendance) or adjustment"})
+    member_id = ma.fields.Integer()
+    points = ma.fields.Integer()
+    reason = ma.fields.String()
+    status = ma.fields.String()
+    requested_by_id = ma.fields.Integer(allow_none=True)
+    decided_by_id = ma.fields.Integer(allow_none=True)
+    decided_at = ma.fields.DateTime(allow_none=True)
+    decision_reason = ma.fields.String()
+    created_at = ma.fields.DateTime()
 
 
 class PointsReasonIn(ma.Schema):

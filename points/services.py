@@ -9,18 +9,19 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from blinker import Namespace
-from sqlalchemy import bindparam, select, update
+from flask import current_app
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from community.models import User, utcnow
-from community.services import audit, member_registered
+from community.services import audit, member_registered, refuse_self_dealing
 from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
-from . import ledger, referrals, rules
-from .models import Campaign, EarningRule, Interaction, JournalEntry, PurchaseLineItem
+from . import approvals, ledger, referrals, rules
+from .models import Campaign, EarningRule, Interaction, JournalEntry, PurchaseLineItem, Referral
 
 INTERACTION_KINDS = (
     "post",
@@ -134,7 +135,9 @@ def record_interaction(
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
     number = _as_decimal(value)
     # Only what the rules need (tier, birthday): loading the User entity would also load its roles.
-    member = db.session.execute(select(User.id, User.tier, User.birthday).where(User.id == member_id)).first()
+    member = db.session.execute(
+        select(User.id, User.tier, User.birthday, User.birthday_set_at).where(User.id == member_id)
+    ).first()
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     at = occurred_at or utcnow()
@@ -169,7 +172,7 @@ def record_interaction(
         )
         set_committed_value(interaction, "entry_id", entry.id)
     if kind == "purchase":
-        referrals.on_purchase(member_id, at)
+        referrals.on_purchase(member_id, at, interaction.id)
     interaction_recorded.send(interaction)
     return interaction
 
@@ -240,8 +243,7 @@ def ingest_event(event: dict) -> dict:
         _store_line_items(interaction, event["line_items"], refunded=source_id if kind == "refund" else None)
     reversed_points = 0
     if kind == "refund":
-        for reversal in reverse_source("interaction", source_id, reason=f"Refund (event {event_id})"):
-            reversed_points += reversal.amount
+        reversed_points = apply_refund(purchase, interaction, reason=f"Refund (event {event_id})")
     return {
         "event_id": event_id,
         "status": "duplicate" if existing is not None else "processed",
@@ -287,6 +289,85 @@ def _store_line_items(interaction: Interaction, lines: list[dict], *, refunded: 
           "quantity": line["quantity"], "amount": line.get("amount"), "occurred_at": interaction.occurred_at}
          for n, line in enumerate(lines, start=1)],
     )
+def refunded_fraction(purchase: Interaction) -> Decimal:
+    """How much of ``purchase`` its refunds so far give back: 0 … 1.  A refund without an
+    amount, or refunds adding up to the purchase amount (or a purchase without one), is full."""
+    refunds = db.session.scalars(
+        select(Interaction.value).where(
+            Interaction.kind == "refund", Interaction.source_type == "interaction",
+            Interaction.source_id == purchase.id,
+        )
+    ).all()
+    if not refunds:
+        return Decimal(0)
+    total = purchase.value
+    if total is None or total <= 0 or any(v is None for v in refunds):
+        return Decimal(1)
+    return min(Decimal(1), sum(Decimal(v) for v in refunds) / Decimal(total))
+
+
+def _claw_to(award: JournalEntry, fraction: Decimal, *, key: str, reason: str) -> int:
+    """Bring what is taken back of ``award`` up to ``fraction`` of it; returns the points taken now."""
+    target = award.amount if fraction >= 1 else int(award.amount * fraction)  # floor: never over-claw
+    missing = target - ledger.reversed_total(award.id)
+    if missing <= 0:
+        return 0
+    if target == award.amount and ledger.clawed_back(award.id) == 0:
+        return ledger.reverse(award.id, key=key, reason=reason).amount
+    entry = ledger.claw_back(award.id, missing, key=key, reason=reason)
+    return entry.amount if entry is not None else 0
+
+
+def apply_refund(purchase: Interaction, refund: Interaction, *, reason: str) -> int:
+    """Reverse ``purchase``'s award in proportion to what its refunds gave back so far, and
+    likewise the referral rewards it converted (both sides); a full refund takes everything
+    back and rejects a referral reward still held for review.  Cumulative and idempotent:
+    a replayed refund changes nothing.  Returns the points this refund took back from the
+    purchasing member (for a replay: what it took back the first time); the referrer's clawback
+    is in their own ledger."""
+    fraction = refunded_fraction(purchase)
+    prefix = f"refund:{refund.id}:"
+    awards = list(db.session.scalars(
+        select(JournalEntry).where(
+            JournalEntry.kind == "award", JournalEntry.source_type == "interaction",
+            JournalEntry.source_id == purchase.id,
+        ).order_by(JournalEntry.id)
+    ))
+    referral = db.session.scalar(select(Referral).where(Referral.conversion_interaction_id == purchase.id))
+    if referral is not None:
+        if fraction >= 1 and referral.reward_status == "held":
+            referral.reward_status = "rejected"
+            audit(None, "points.referral.reject", "referral", referral.id,
+                  reason="The converting purchase was refunded in full.", details={"purchase_id": purchase.id})
+        awards += list(db.session.scalars(
+            select(JournalEntry).where(
+                JournalEntry.kind == "award", JournalEntry.source_type == "referral",
+                JournalEntry.source_id == referral.id,
+            ).order_by(JournalEntry.id)
+        ))
+    for award in awards:
+        _claw_to(award, fraction, key=f"{prefix}{award.id}", reason=reason)
+    return int(db.session.scalar(
+        select(func.coalesce(func.sum(JournalEntry.amount), 0)).where(
+            JournalEntry.key.startswith(prefix), JournalEntry.member_id == purchase.member_id,
+        )
+    ) or 0)
+
+
+def sync_referral_clawback(referral: Referral, *, reason: str) -> None:
+    """A reward granted after its purchase was (partly) refunded is taken back in proportion."""
+    if referral.conversion_interaction_id is None:
+        return
+    purchase = db.session.get(Interaction, referral.conversion_interaction_id)
+    fraction = refunded_fraction(purchase) if purchase is not None else Decimal(0)
+    if fraction <= 0:
+        return
+    for award in db.session.scalars(
+        select(JournalEntry).where(
+            JournalEntry.kind == "award", JournalEntry.source_type == "referral", JournalEntry.source_id == referral.id,
+        )
+    ).all():
+        _claw_to(award, fraction, key=f"referral-refunded:{award.id}:{fraction}", reason=reason)
 
 
 def ingest_batch(events: list[dict]) -> list[dict]:
@@ -328,10 +409,24 @@ def list_rules() -> list[dict]:
     return out
 
 
+def check_rule_caps(data: dict) -> None:
+    """Staff-configured awards have documented upper bounds (``MAX_RULE_POINTS``,
+    ``MAX_POINTS_PER_UNIT``): a rule cannot mint points wholesale."""
+    config = current_app.config
+    errors = {}
+    if data.get("points") is not None and data["points"] > config["MAX_RULE_POINTS"]:
+        errors["points"] = [f"At most {config['MAX_RULE_POINTS']} (MAX_RULE_POINTS)."]
+    if data.get("points_per_unit") is not None and data["points_per_unit"] > config["MAX_POINTS_PER_UNIT"]:
+        errors["points_per_unit"] = [f"At most {config['MAX_POINTS_PER_UNIT']} (MAX_POINTS_PER_UNIT)."]
+    if errors:
+        raise ValidationError("The rule exceeds the configured limits.", fields=errors)
+
+
 def set_rule(actor_id: int, kind: str, data: dict) -> dict:
     """Create or replace the rule of ``kind`` (fields missing from ``data`` keep their value)."""
     if kind not in INTERACTION_KINDS:
         raise NotFound("Unknown interaction kind.", fields={"kind": [f"One of {', '.join(INTERACTION_KINDS)}."]})
+    check_rule_caps(data)
     row = db.session.scalar(select(EarningRule).where(EarningRule.kind == kind).with_for_update())
     if row is None:
         default = rules.DEFAULT_RULES.get(kind, rules.Rule(kind, 0))
@@ -402,12 +497,27 @@ def update_campaign(actor_id: int, campaign_id: int, data: dict) -> Campaign:
     return campaign
 
 
-def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, request_key: str) -> JournalEntry:
-    """A staff adjustment with a mandatory reason, recorded in the ledger and the audit log."""
+def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, request_key: str):
+    """A staff adjustment with a mandatory reason, recorded in the ledger and the audit log.
+
+    Nobody adjusts their own balance (403 ``self_dealing``, audited).  A credit above
+    ``AWARD_APPROVAL_THRESHOLD`` is not posted but returned as a ``PendingAward`` for another
+    admin to approve (``points.approvals``).
+    """
     if db.session.get(User, member_id) is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
+    if actor_id == member_id:
+        refuse_self_dealing(actor_id, "points.adjust", "member", member_id, "You cannot adjust your own points.",
+                            details={"delta": delta})
     key = f"adjust:{request_key}"
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
+    if replay is None and delta > 0 and approvals.needs_approval(delta):
+        if not (reason or "").strip():
+            raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+        return approvals.request_award(
+            kind="adjustment", key=key, member_id=member_id, points=delta, reason=reason.strip(),
+            request={"delta": delta, "key": key, "reason": reason.strip()}, requested_by_id=actor_id,
+        )
     entry = ledger.adjust(member_id, delta, key=key, reason=reason, actor_id=actor_id)
     if replay is None:
         audit(actor_id, "points.adjust", "member", member_id, reason=entry.reason,
@@ -420,6 +530,10 @@ def reverse_entry(actor_id: int, entry_id: int, reason: str) -> JournalEntry:
     if not (reason or "").strip():
         raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
     key = f"staff-reverse:{entry_id}"
+    original = db.session.get(JournalEntry, entry_id)
+    if original is not None and original.member_id == actor_id:
+        refuse_self_dealing(actor_id, "points.reverse", "journal_entry", entry_id,
+                            "You cannot reverse entries of your own points.")
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
     entry = ledger.reverse(entry_id, key=key, reason=reason.strip(), actor_id=actor_id)
     if replay is None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from community.models import TIERS, User, tier_rank, utcnow
-from community.services import audit, notify
+from community.services import audit, notify, refuse_self_dealing
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
 from messaging.account import ensure_email_verified
@@ -602,6 +602,16 @@ def get_redemption(redemption_id: int) -> Redemption:
     return redemption
 
 
+def _for_staff(actor: User, redemption_id: int, action: str) -> Redemption:
+    """The redemption a staff member acts on: never their own (403 ``self_dealing``, audited):
+    refunding one's own fulfilled coupon would hand the points back and keep the code."""
+    redemption = get_redemption(redemption_id)
+    if redemption.member_id == actor.id:
+        refuse_self_dealing(actor, f"redemption.{action}", "redemption", redemption.id,
+                            "You cannot act on your own redemption; another staff member must.")
+    return redemption
+
+
 def transitions_of(redemption_id: int) -> list[RedemptionTransition]:
     return list(
         db.session.scalars(
@@ -614,7 +624,7 @@ def transitions_of(redemption_id: int) -> list[RedemptionTransition]:
 
 def approve(actor: User, redemption_id: int) -> Redemption:
     """Staff accept a physical/experience request: the held points are spent."""
-    redemption = get_redemption(redemption_id)
+    redemption = _for_staff(actor, redemption_id, "approve")
     from_state = _transition(redemption, "approved", actor.id)
     _settle(redemption)
     _record(redemption, from_state, actor.id)
@@ -623,7 +633,7 @@ def approve(actor: User, redemption_id: int) -> Redemption:
 
 
 def ship(actor: User, redemption_id: int, tracking_reference: str) -> Redemption:
-    redemption = get_redemption(redemption_id)
+    redemption = _for_staff(actor, redemption_id, "ship")
     if redemption.reward.kind != "physical":
         raise Conflict(
             "Only physical gifts are shipped.", code="illegal_transition", fields={"kind": [redemption.reward.kind]}
@@ -637,7 +647,7 @@ def ship(actor: User, redemption_id: int, tracking_reference: str) -> Redemption
 
 
 def complete(actor: User, redemption_id: int) -> Redemption:
-    redemption = get_redemption(redemption_id)
+    redemption = _for_staff(actor, redemption_id, "complete")
     from_state = _transition(redemption, "completed", actor.id)
     redemption.fulfilled_at = utcnow()
     _record(redemption, from_state, actor.id)
@@ -650,7 +660,7 @@ def reject(actor: User, redemption_id: int, reason: str) -> Redemption:
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
-    redemption = get_redemption(redemption_id)
+    redemption = _for_staff(actor, redemption_id, "reject")
     from_state = _transition(redemption, "rejected", actor.id)
     redemption.reject_reason = reason
     _release(redemption, f"Redemption rejected: {reason}"[:200])
@@ -677,7 +687,7 @@ def refund(actor: User, redemption_id: int, reason: str) -> Redemption:
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
-    redemption = get_redemption(redemption_id)
+    redemption = _for_staff(actor, redemption_id, "refund")
     from_state = _transition(redemption, "refunded", actor.id)
     redemption.refund_reason = reason
     points = _refund_points(redemption, f"Redemption refunded: {reason}"[:200], actor.id)

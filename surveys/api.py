@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Response, request
+from flask import Response
 from flask.views import MethodView
 from flask_login import current_user
 from flask_smorest import Blueprint
@@ -20,6 +20,7 @@ from csv_export import csv_response
 from errors import NotFound
 from extensions import db
 from pagination import PageArgs, page_schema, paginate
+from security.http import public_host
 
 from . import focus_groups as fg
 from . import services
@@ -330,7 +331,7 @@ class SessionCalendar(MethodView):
     @focus_blp.response(200, content_type="text/calendar")
     def get(self, session_id):
         """The session as an iCalendar (.ics) file."""
-        body = fg.calendar_file(session_id, request.host.split(":")[0] or "kinship")
+        body = fg.calendar_file(session_id, public_host())
         return Response(
             body, mimetype="text/calendar",
             headers={"Content-Disposition": f"attachment; filename=focus-group-{session_id}.ics"},

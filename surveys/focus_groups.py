@@ -8,6 +8,7 @@ sign-up time.  Functions only flush; the caller commits.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -15,7 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from community.models import User, utcnow
-from community.services import audit, notify
+from community.services import audit, notify, refuse_self_dealing
 from errors import Conflict, Forbidden, NotFound, ValidationError
 from extensions import db
 from messaging.webhooks import events as webhooks
@@ -52,6 +53,12 @@ def _apply(session: FocusGroupSession, data: dict) -> None:
     # Checked before any attribute changes: a dangling id must not reach an autoflush.
     if data.get("screener_survey_id") is not None and db.session.get(Survey, data["screener_survey_id"]) is None:
         raise ValidationError("No such screener survey.", fields={"screener_survey_id": ["No such survey."]})
+    cap = int(current_app.config.get("MAX_ATTENDANCE_POINTS", 1000))
+    if data.get("attendance_points") is not None and data["attendance_points"] > cap:
+        raise ValidationError(
+            "The attendance points exceed the configured limit.",
+            fields={"attendance_points": [f"At most {cap} (MAX_ATTENDANCE_POINTS)."]},
+        )
     for name in SESSION_FIELDS:
         if name in data:
             value = data[name]
@@ -147,8 +154,13 @@ def waitlisted_count(session_id: int) -> int:
 def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show: list[int]) -> list[FocusGroupSignup]:
     """Record who came (points through the ledger, once) and who did not (counts against them).
 
-    Marks are final: marking the same again is a no-op, changing a mark is a conflict.
+    Marks are final: marking the same again is a no-op, changing a mark is a conflict.  Staff
+    never mark their own attendance (403 ``self_dealing``, audited), and attendance points
+    above ``AWARD_APPROVAL_THRESHOLD`` wait for a second staff member (``points.approvals``).
     """
+    if actor_id in set(attended) | set(no_show):
+        refuse_self_dealing(actor_id, "focus_group.attendance", "focus_group_session", session_id,
+                            "You cannot mark your own attendance.")
     session = get_session(session_id)
     if session.cancelled_at is not None:
         raise Conflict("This session was cancelled.", code="session_cancelled")
@@ -192,7 +204,7 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
         if changed != 1:
             raise Conflict("The attendance changed meanwhile; reload and try again.")
         if status == "attended":
-            _award_attendance(signup, session)
+            _award_attendance(signup, session, actor_id)
         webhooks.publish("focus_group.signup_changed", {"signup_id": signup.id, "session_id": session_id,
                          "member_id": member_id, "status": status})
         marked.append(signup)
@@ -204,18 +216,23 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
     return marked
 
 
-def _award_attendance(signup: FocusGroupSignup, session: FocusGroupSession) -> None:
+def _award_attendance(signup: FocusGroupSignup, session: FocusGroupSession, actor_id: int) -> None:
+    from points import approvals
     from points.services import record_interaction
 
-    record_interaction(
-        signup.member_id,
-        "focus_group_attended",
-        key=f"focus_group_signup:{signup.id}",
-        source_type="focus_group_signup",
-        source_id=signup.id,
-        value=session.attendance_points,
-        meta={"session_id": session.id},
-    )
+    args = {
+        "kind": "focus_group_attended", "key": f"focus_group_signup:{signup.id}",
+        "source_type": "focus_group_signup", "source_id": signup.id, "value": session.attendance_points,
+        "meta": {"session_id": session.id},
+    }
+    if approvals.needs_approval(session.attendance_points):
+        approvals.request_award(
+            kind="interaction", key=f"pending:{args['key']}", member_id=signup.member_id,
+            points=session.attendance_points, reason=f"Focus group attended: {session.title}"[:200], request=args,
+            requested_by_id=actor_id,
+        )
+        return
+    record_interaction(signup.member_id, **{k: v for k, v in args.items() if k != "kind"}, kind=args["kind"])
 
 
 # --------------------------------------------------------------------------- members
@@ -477,12 +494,22 @@ def send_reminders(session_id: int) -> int:
     return sent
 
 
+# Line breaks in any Unicode spelling (CR LF, CR, LF, NEL, LS, PS) become the TEXT escape \n.
+_ICS_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+# Control characters RFC 5545 forbids in a value (3.1: all CTLs but HTAB), and bidi controls.
+_ICS_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _ics_clean(value: str) -> str:
+    """A value with no control characters left (for URIs and other non-TEXT values)."""
+    return _ICS_CONTROLS.sub("", _ICS_BREAKS.sub("", value or ""))
+
+
 def _ics_text(value: str) -> str:
-    """RFC 5545 TEXT escaping (3.3.11)."""
-    return (
-        value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\r\n", "\\n").replace("\n", "\\n")
-        .replace("\r", "\\n")
-    )
+    """RFC 5545 TEXT escaping (3.3.11), with every control character stripped."""
+    value = _ICS_BREAKS.sub("\n", value or "")
+    value = _ICS_CONTROLS.sub("", value)
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
 
 
 def _fold(line: str) -> str:
@@ -516,7 +543,7 @@ def calendar_file(session_id: int, host: str) -> str:
         "CALSCALE:GREGORIAN",
         "METHOD:PUBLISH",
         "BEGIN:VEVENT",
-        f"UID:focus-group-session-{session.id}@{host}",
+        f"UID:focus-group-session-{session.id}@{_ics_clean(host)}",
         f"DTSTAMP:{_ics_time(utcnow())}",
         f"DTSTART:{_ics_time(session.starts_at)}",
         f"DTEND:{_ics_time(session.ends_at)}",
@@ -527,7 +554,7 @@ def calendar_file(session_id: int, host: str) -> str:
     if session.location or session.online_url:
         lines.append(f"LOCATION:{_ics_text(session.location or session.online_url)}")
     if session.online_url:
-        lines.append(f"URL:{session.online_url}")
+        lines.append(f"URL:{_ics_clean(session.online_url)}")
     lines.append("STATUS:CANCELLED" if session.cancelled_at else "STATUS:CONFIRMED")
     lines += ["END:VEVENT", "END:VCALENDAR"]
     return "".join(_fold(line) + "\r\n" for line in lines)

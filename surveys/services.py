@@ -333,8 +333,9 @@ def withdraw_response(user: User, survey_id: int) -> SurveyWithdrawal:
       count it and the member may answer again (one-response-per-member holds as before);
     * its quota place is freed (guarded decrement of ``completed_count``);
     * its completion award is reversed with ``points.ledger.reverse`` under the key
-      ``survey:<id>:response:<rid>:withdraw`` (points already spent are not taken back: the
-      ledger never lets a balance go negative; ``lifetime_earned`` drops by the full award);
+      ``survey:<id>:response:<rid>:withdraw``, in full by the ledger's clawback policy: points
+      already spent become ``owed`` (redemptions wait, new points repay it), so withdrawing and
+      answering again never yields free points; ``lifetime_earned`` drops by the full award;
     * a ``SurveyWithdrawal`` row records it.  Once per member and survey: the answer given
       after a withdrawal is final (409 ``already_withdrawn``).
 

@@ -56,7 +56,8 @@ def test_production_refuses_to_start_without_secret_key_from_the_environment():
 def test_production_with_a_secret_key_starts_with_secure_cookies():
     from app import create_app
 
-    prod = type("Prod", (config.ProductionConfig,), {**vars(make_config()), "SECRET_KEY": "s3cret-for-test"})
+    prod = type("Prod", (config.ProductionConfig,), {**vars(make_config()), "SECRET_KEY": "s3cret-for-test",
+                                                     "PUBLIC_BASE_URL": "https://kinship.example"})
     app = create_app(prod)
     try:
         assert app.config["SESSION_COOKIE_SECURE"] is True

@@ -92,7 +92,7 @@ def test_csv_response_streams_from_a_callable(app):
         assert calls == []  # nothing runs until the body is consumed
         body = resp.get_data(as_text=True)
     assert resp.headers["Content-Disposition"] == "attachment; filename=x.csv"
-    assert body.splitlines() == ["n,label", "0,row 0", "1,row 1", "2,row 2"]
+    assert body.splitlines() == ['"n","label"', '"0","row 0"', '"1","row 1"', '"2","row 2"']
 
 
 # --------------------------------------------------------------------------- permissions and tiers

@@ -1,4 +1,7 @@
 from tests.authz import EVERYONE, LOGGED_IN, Case
+from tests.conftest import TEST_PASSWORD
+
+WRITERS = LOGGED_IN - {"suspended"}
 
 
 def _other_user(ctx):
@@ -15,18 +18,20 @@ def _token(ctx):
 
 
 CASES = [
-    Case("POST", "/api/v1/auth/register", EVERYONE,
+    # A suspended member (logged in) cannot open another account: read-only means that too.
+    Case("POST", "/api/v1/auth/register", EVERYONE - {"suspended"},
          body=lambda ctx, p: {"email": f"new{id(p)}@example.com", "password": "long enough pw", "display_name": "N"}),
     Case("POST", "/api/v1/auth/login", EVERYONE, body={"email": "nobody@example.com", "password": "x" * 12},
          note="wrong credentials answer 401 for everyone; only authz errors (403) are checked"),
     Case("POST", "/api/v1/auth/logout", EVERYONE),
     Case("GET", "/api/v1/auth/csrf", EVERYONE),
     Case("GET", "/api/v1/me", LOGGED_IN),
-    Case("PATCH", "/api/v1/me", LOGGED_IN, body={"bio": "hello"}),
-    Case("POST", "/api/v1/me/password", LOGGED_IN,
+    Case("PATCH", "/api/v1/me", WRITERS, body={"bio": "hello"}),
+    Case("POST", "/api/v1/me/password", WRITERS,
          body={"current_password": "wrong password", "new_password": "another long one"}),
     Case("GET", "/api/v1/me/tokens", LOGGED_IN),
-    Case("POST", "/api/v1/me/tokens", LOGGED_IN, body={"name": "ci"}),
+    # Suspended accounts are read-only: every write but logout answers 403 account_suspended.
+    Case("POST", "/api/v1/me/tokens", WRITERS, body={"name": "ci", "password": TEST_PASSWORD}),
     # Only the owner can revoke; others get 404 (the token is not theirs), never a 2xx.
     Case("DELETE", "/api/v1/me/tokens/<int:token_id>", frozenset({"owner"}), setup=_token),
     Case("GET", "/api/v1/me/notifications", LOGGED_IN),
@@ -36,6 +41,8 @@ CASES = [
          body={"role": "moderator"}),
     Case("DELETE", "/api/v1/admin/users/<int:user_id>/roles/<string:role>", frozenset({"admin"}),
          setup=lambda ctx: {"user_id": ctx.users["member"].id, "role": "moderator"}),
+    Case("PUT", "/api/v1/admin/users/<int:user_id>/birthday", frozenset({"admin"}), setup=_other_user,
+         body={"birthday": "1990-05-17", "reason": "member's request, ID seen"}),
     Case("GET", "/api/v1/admin/audit", frozenset({"admin"})),
     Case("GET", "/api/v1/admin/audit.csv", frozenset({"admin"})),
 ]

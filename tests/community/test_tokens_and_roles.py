@@ -16,7 +16,7 @@ def bearer(secret: str) -> dict:
 
 
 def create_token(client, name="integration"):
-    resp = client.post("/api/v1/me/tokens", json={"name": name})
+    resp = client.post("/api/v1/me/tokens", json={"name": name, "password": TEST_PASSWORD})
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
 
@@ -84,6 +84,7 @@ def test_only_the_owner_can_revoke_a_token(make_member, login):
 def test_token_name_is_validated(make_member, login):
     client = login(make_member())
     for body in ({}, {"name": ""}, {"name": "   "}, {"name": "x" * 81}, {"name": "ok", "scopes": ["admin"]}):
+        body = body | {"password": TEST_PASSWORD}
         resp = client.post("/api/v1/me/tokens", json=body)
         assert resp.status_code == 422, body
         assert resp.get_json()["error"]["fields"]
@@ -184,7 +185,8 @@ def test_audit_csv_is_streamed_and_formula_safe(make_member, login):
     assert resp.status_code == 200
     assert resp.mimetype == "text/csv"
     lines = resp.get_data(as_text=True).splitlines()
-    assert lines[0] == "id,created_at,actor_id,action,target_type,target_id,reason,details"
+    # Every cell is quoted (#13: a ";" locale cannot split a cell into a formula).
+    assert lines[0] == '"id","created_at","actor_id","action","target_type","target_id","reason","details"'
     assert "'=HYPERLINK" in lines[1]
 
 

@@ -125,7 +125,7 @@ def test_moderator_post_actions_counters_and_audit(make_board, make_thread, make
     assert [a["action"] for a in audit] == ["forums.post.delete", "forums.post.restore", "forums.post.hide"]
     assert audit[0]["reason"] == "spam" and audit[0]["target_id"] == reply.id
     csv = admin.get("/api/v1/admin/audit.csv?action=forums.post").get_data(as_text=True)
-    assert csv.count("forums.post.") == 3 and f",forums.post.delete,post,{reply.id},spam," in csv
+    assert csv.count("forums.post.") == 3 and f'"forums.post.delete","post","{reply.id}","spam",' in csv
 
 
 def test_moderator_thread_actions(make_board, make_thread, make_member, login):
@@ -177,14 +177,16 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
     missing = mod.post("/api/v1/moderation/members/9999/sanctions", json={"action": "warn", "reason": "x"})
     assert missing.status_code == 404
     assert mod.post(f"/api/v1/moderation/members/{mod_user.id}/sanctions",
-                    json={"action": "warn", "reason": "x"}).status_code == 409
+                    json={"action": "warn", "reason": "x"}).status_code == 403  # self_sanction (#13: 403, audited)
     other_mod = make_member(roles=("moderator",))
     assert mod.post(f"/api/v1/moderation/members/{other_mod.id}/sanctions",
                     json={"action": "warn", "reason": "x"}).status_code == 403
     resp = mod.post(url, json={"action": "suspend", "reason": "abuse", "duration_hours": 48})
     assert resp.status_code == 201
-    # the suspension ended the member's sessions
-    assert target_client.get("/api/v1/me").status_code == 401
+    # the suspended account is read-only (#13): its session still reads, every write is refused
+    assert target_client.get("/api/v1/me").status_code == 200
+    refused = target_client.patch("/api/v1/me", json={"bio": "x"})
+    assert refused.status_code == 403 and refused.get_json()["error"]["code"] == "account_suspended"
     db.session.refresh(target)
     assert target.is_suspended()
     assert mod.post(url, json={"action": "lift", "reason": "appeal"}).status_code == 201
@@ -195,6 +197,10 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
     assert mod.get("/api/v1/moderation/members/9999/sanctions").status_code == 404
     admin = login(make_member(roles=("admin",)))
     audit = admin.get("/api/v1/admin/audit?action=forums.member").get_json()["items"]
+    # The refused attempts (self, another moderator) are audited too (#13), on their own targets.
+    refused = [a for a in audit if a["action"].endswith(".refused")]
+    assert sorted(a["target_id"] for a in refused) == sorted([mod_user.id, other_mod.id])
+    audit = [a for a in audit if not a["action"].endswith(".refused")]
     assert [a["action"] for a in audit] == [
         "forums.member.lift", "forums.member.suspend", "forums.member.silence", "forums.member.warn",
     ]

@@ -245,7 +245,8 @@ def test_silenced_and_suspended_members(make_board, make_thread, make_member, lo
     silenced = login(make_member(silenced_until=utcnow() + timedelta(hours=1)))
     suspended = login(make_member(suspended_until=utcnow() + timedelta(hours=1)))
     expired = login(make_member(silenced_until=utcnow() - timedelta(hours=1)))
-    for client, code in ((silenced, "silenced"), (suspended, "suspended")):
+    # A suspended account is read-only everywhere (#13): the general code, before the forum's own.
+    for client, code in ((silenced, "silenced"), (suspended, "account_suspended")):
         resp = client.post(f"/api/v1/threads/{thread.id}/posts", json={"body": "hi"})
         assert resp.status_code == 403 and resp.get_json()["error"]["code"] == code
         resp = client.post(f"/api/v1/boards/{board.id}/threads", json={"title": "t", "body": "b"})

@@ -2,6 +2,9 @@
 
 from tests.authz import LOGGED_IN, Case
 
+# A suspended account is read-only (#13): its writes answer 403 account_suspended.
+WRITERS = LOGGED_IN - {"suspended"}
+
 MARKETING = frozenset({"marketer", "admin"})
 LEDGER_READERS = frozenset({"redemption_staff", "admin"})
 ADMIN = frozenset({"admin"})
@@ -34,6 +37,28 @@ def _entry(ctx):
     return {"entry_id": entry.id}
 
 
+def _pending_award(ctx):
+    """An attendance award requested by a staff member outside the matrix, to a fresh member."""
+    from community.models import User, UserRole
+    from extensions import db
+    from points import approvals
+
+    n = ctx.extra.setdefault("n", 0) + 1
+    ctx.extra["n"] = n
+    requester = User(email=f"req{id(ctx)}-{n}@example.com", display_name="Req", password_hash="x")
+    requester.role_rows.append(UserRole(role="marketer"))
+    recipient = User(email=f"rcp{id(ctx)}-{n}@example.com", display_name="Rcp", password_hash="x")
+    db.session.add_all([requester, recipient])
+    db.session.flush()
+    pending = approvals.request_award(
+        kind="interaction", key=f"matrix-pending:{recipient.id}", member_id=recipient.id, points=800,
+        reason="matrix", requested_by_id=requester.id,
+        request={"kind": "focus_group_attended", "key": f"matrix-fg:{recipient.id}", "value": 800},
+    )
+    db.session.commit()
+    return {"pending_id": pending.id}
+
+
 def _held_referral(ctx):
     from extensions import db
     from points.models import Referral
@@ -50,9 +75,9 @@ _EVENT = {"event_id": "matrix-1", "type": "purchase", "member_id": 1, "amount": 
 CASES = [
     Case("GET", "/api/v1/me/points", LOGGED_IN),
     Case("GET", "/api/v1/me/points/history", LOGGED_IN),
-    Case("POST", "/api/v1/me/visits", LOGGED_IN),
+    Case("POST", "/api/v1/me/visits", WRITERS),
     Case("GET", "/api/v1/me/referrals", LOGGED_IN),
-    Case("POST", "/api/v1/me/referrals/invites", LOGGED_IN, body={"email": "friend@example.com"}),
+    Case("POST", "/api/v1/me/referrals/invites", WRITERS, body={"email": "friend@example.com"}),
     Case("GET", "/api/v1/points/rules", LOGGED_IN),
     Case("POST", "/api/v1/points/events", NOBODY_BY_COOKIE, body=_EVENT,
          note="token only: the integration test covers the allowed path"),
@@ -79,4 +104,9 @@ CASES = [
     Case("POST", "/api/v1/admin/points/referrals/<int:referral_id>/reject", MARKETING, setup=_held_referral,
          body={"reason": "fraud"}),
     Case("GET", "/api/v1/admin/points/referrals/funnel", MARKETING),
+    Case("GET", "/api/v1/admin/points/pending-awards", MARKETING),
+    Case("POST", "/api/v1/admin/points/pending-awards/<int:pending_id>/approve", MARKETING, setup=_pending_award,
+         body={"reason": "checked"}, note="the first allowed actor approves; the next gets 409 not_pending"),
+    Case("POST", "/api/v1/admin/points/pending-awards/<int:pending_id>/reject", MARKETING, setup=_pending_award,
+         body={"reason": "no"}),
 ]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from tests.authz import LOGGED_IN, Case
 from tests.surveys.helpers import answers, client_id, definition, make_session, make_survey
 
+# A suspended account is read-only (#13): its writes answer 403 account_suspended.
+WRITERS = LOGGED_IN - {"suspended"}
+
 MARKETING = frozenset({"marketer", "admin"})
 
 
@@ -61,10 +64,10 @@ CASES = [
     Case("GET", S, LOGGED_IN, setup=_survey),
     Case("GET", f"{S}/response", LOGGED_IN, setup=_answered,
          note="members without a response get 404, never 401/403"),
-    Case("PUT", f"{S}/response", LOGGED_IN, setup=_survey,
+    Case("PUT", f"{S}/response", WRITERS, setup=_survey,
          body=lambda ctx, p: {"client_id": client_id(), "answers": {"nps": 5}}),
-    Case("POST", f"{S}/response", LOGGED_IN, setup=_survey, body=_answer_body),
-    Case("DELETE", f"{S}/response", LOGGED_IN, setup=_answered,
+    Case("POST", f"{S}/response", WRITERS, setup=_survey, body=_answer_body),
+    Case("DELETE", f"{S}/response", WRITERS, setup=_answered,
          note="withdraws the caller's own response; members without one get 404, never 401/403"),
     # Marketing builds surveys and reads results.
     Case("GET", A, MARKETING),
@@ -82,8 +85,8 @@ CASES = [
     Case("GET", "/api/v1/focus-groups", LOGGED_IN),
     Case("GET", F, LOGGED_IN, setup=_session),
     Case("GET", f"{F}/signup", LOGGED_IN, setup=_session, note="members not signed up get 404"),
-    Case("POST", f"{F}/signup", LOGGED_IN, setup=_session),
-    Case("DELETE", f"{F}/signup", LOGGED_IN, setup=_session, note="members not signed up get 404"),
+    Case("POST", f"{F}/signup", WRITERS, setup=_session),
+    Case("DELETE", f"{F}/signup", WRITERS, setup=_session, note="members not signed up get 404"),
     Case("GET", f"{F}/calendar.ics", LOGGED_IN, setup=_session),
     # Marketing runs them.
     Case("GET", FA, MARKETING),

@@ -188,7 +188,7 @@ def test_calendar_file_is_valid_rfc5545(make_member, login):
     unfolded = text.replace("\r\n ", "")
     lines = unfolded.split("\r\n")
     assert lines[0] == "BEGIN:VCALENDAR" and lines[-2] == "END:VCALENDAR"
-    assert f"UID:focus-group-session-{session.id}@localhost" in lines
+    assert f"UID:focus-group-session-{session.id}@kinship.test" in lines  # PUBLIC_BASE_URL's host
     assert any(re.fullmatch(r"DTSTAMP:\d{8}T\d{6}Z", line) for line in lines)
     assert f"DTSTART:{session.starts_at:%Y%m%dT%H%M%S}Z" in lines
     summary = next(line for line in lines if line.startswith("SUMMARY:"))

@@ -144,8 +144,9 @@ def test_withdrawal_errors(marketer, make_member, login):
     assert _count(SurveyWithdrawal) == 0
 
 
-def test_spent_points_are_not_taken_back(make_member):
-    """The reversal takes back what the award's lot still holds; the balance never goes negative."""
+def test_spent_points_are_owed_not_free(make_member):
+    """The clawback policy (#13): what the award's lot still holds comes back, the spent part is
+    owed (redemptions wait; new points repay it); the balance itself never goes negative."""
     member = make_member()
     staff = make_member(roles=("admin",))
     survey = make_survey()
@@ -156,7 +157,7 @@ def test_spent_points_are_not_taken_back(make_member):
     withdrawal = services.withdraw_response(member, survey.id)
     db.session.commit()
     assert withdrawal.points_reversed == SURVEY_POINTS
-    assert ledger.get_balance(member.id) == ledger.Balance(0, 0, 0)
+    assert ledger.get_balance(member.id) == ledger.Balance(0, 0, 0, owed=30)
     assert_ledger_consistent()
 
 

@@ -1,0 +1,1 @@
+"""Cross-cutting abuse defences: HTTP headers and proxies (``http``), text hygiene (``text``)."""
