@@ -19,7 +19,7 @@ from .permissions import MANAGE_WEBHOOKS
 from .schemas import (
     DeliveryArgs,
     DeliveryDetailOut,
-    DeliveryOut,
+    WebhookDeliveryOut,
     EndpointIn,
     EndpointOut,
     EndpointPatchIn,
@@ -129,7 +129,7 @@ class Ping(MethodView):
 class Deliveries(MethodView):
     @require(MANAGE_WEBHOOKS)
     @blp.arguments(DeliveryArgs, location="query")
-    @blp.response(200, page_schema(DeliveryOut, "WebhookDeliveryPage"))
+    @blp.response(200, page_schema(WebhookDeliveryOut, "WebhookDeliveryPage"))
     def get(self, args, endpoint_id):
         """The endpoint's deliveries, newest first (filter by ``status`` and ``event_type``)."""
         query = services.deliveries_query(endpoint_id, args["status"], args["event_type"])
@@ -150,7 +150,7 @@ class Delivery(MethodView):
 @blp.route("/deliveries/<int:delivery_id>/redeliver")
 class Redeliver(MethodView):
     @require(MANAGE_WEBHOOKS)
-    @blp.response(202, DeliveryOut)
+    @blp.response(202, WebhookDeliveryOut)
     def post(self, delivery_id):
         """Send the delivery again now, with the same ``webhook-id`` (receivers de-duplicate on it)."""
         found = services.redeliver(current_user, delivery_id)

@@ -76,7 +76,7 @@ class AttemptOut(ma.Schema):
     error = ma.fields.String()
 
 
-class DeliveryOut(ma.Schema):
+class WebhookDeliveryOut(ma.Schema):
     id = ma.fields.Integer()
     endpoint_id = ma.fields.Integer()
     event_id = ma.fields.String(attribute="event.event_id")
@@ -91,6 +91,6 @@ class DeliveryOut(ma.Schema):
     completed_at = ma.fields.DateTime(allow_none=True)
 
 
-class DeliveryDetailOut(DeliveryOut):
+class DeliveryDetailOut(WebhookDeliveryOut):
     payload = ma.fields.Dict(attribute="event.data")
     attempt_log = ma.fields.List(ma.fields.Nested(AttemptOut))
