@@ -181,15 +181,17 @@ def _check_csrf() -> None:
         )
 
 
-# Writes a suspended member may still make: ending their own session.
-_SUSPENDED_MAY = frozenset({"auth.Logout", "auth.Login"})
+# Writes a suspended member may still make: signing in and out, and whatever only concerns their
+# own account and mail rather than the community (domains add theirs at init: opting out of
+# mail, verifying an address, resetting a password, marking notifications read).
+SUSPENDED_MAY: set[str] = {"auth.Logout", "auth.Login"}
 
 
 def _check_suspension(user) -> None:
     """Suspended = read-only, for sessions and tokens alike (403 ``account_suspended``)."""
     if request.method in SAFE_METHODS or not getattr(user, "is_authenticated", False):
         return
-    if request.endpoint in _SUSPENDED_MAY:
+    if request.endpoint in SUSPENDED_MAY:
         return
     from .services import check_not_suspended
 

@@ -45,4 +45,8 @@ def init_app(app: Flask) -> None:
     from .web import bp
 
     app.register_blueprint(bp)
+    # Signing in and out of the console and choosing its language are not community writes.
+    from community.auth import SUSPENDED_MAY
+
+    SUSPENDED_MAY.update({"console.login", "console.logout", "console.set_language"})
     home.init_landing(app)

@@ -312,6 +312,14 @@ def init_app(app: Flask) -> None:
     # send no CSRF header; the pages post plain forms).
     auth.CSRF_EXEMPT.update({"messaging_pages.unsubscribe_page", "messaging_pages.verify_page",
                              "messaging_pages.reset_page", "messaging_preferences.OneClickUnsubscribe"})
+    # A suspended member (read-only in the community) still controls their own mail and account.
+    auth.SUSPENDED_MAY.update({
+        "messaging_preferences.Preferences", "messaging_preferences.OneClickUnsubscribe",
+        "messaging_account.VerifyEmail", "messaging_account.ResendVerification", "messaging_account.EmailChange",
+        "messaging_account.PasswordReset", "messaging_account.PasswordResetConfirm",
+        "messaging_inbox.MarkRead", "messaging_inbox.MarkAllRead",
+        "messaging_pages.unsubscribe_page", "messaging_pages.verify_page", "messaging_pages.reset_page",
+    })
     notification_created.connect(_on_notification_created)
     member_registered.connect(account.on_member_registered)
     app.extensions["kinship_mail"] = mail.describe(app)
