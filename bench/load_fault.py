@@ -52,7 +52,7 @@ sys.path.insert(0, ROOT)
 from tests.servers import PostgresServer, RedisServer, free_port, wait_until  # noqa: E402
 
 PROGRAMS = ("web", "worker-redemptions:worker-redemptions-0", "worker-redemptions:worker-redemptions-1",
-            "worker-periodic", "scheduler")
+            "worker-messaging", "worker-periodic", "scheduler")
 SECRET = "load-fault-secret-key-not-for-production"  # noqa: S105 - a throwaway stack
 
 
@@ -81,7 +81,7 @@ class Stack:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
             "KINSHIP_HOME": ROOT, "KINSHIP_RUN_DIR": self.run_dir, "KINSHIP_ENV": "production",
-            "SECRET_KEY": SECRET, "KINSHIP_INSTANCE_DIR": self.run_dir,
+            "SECRET_KEY": SECRET, "KINSHIP_INSTANCE_DIR": self.run_dir, "PUBLIC_BASE_URL": "http://127.0.0.1",
             "DATABASE_URL": self.db_url, "REDIS_URL": self.redis.url,
             "GUNICORN_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(self.web_processes),
             "REDEMPTION_RATE_LIMIT": "1000000", "LOG_LEVEL": "WARNING",

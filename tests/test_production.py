@@ -80,7 +80,7 @@ def test_supervisord_runs_the_process_set_and_restarts_a_killed_worker(app, tmp_
             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
     expected = {"web", "worker-redemptions:worker-redemptions-0", "worker-redemptions:worker-redemptions-1",
-                "worker-periodic", "scheduler"}
+                "worker-messaging", "worker-periodic", "scheduler"}
     try:
         def all_running() -> bool:
             status = _status(run_dir)
