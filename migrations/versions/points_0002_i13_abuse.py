@@ -2,7 +2,7 @@
 four-eyes pending awards
 
 Revision ID: points_0002_i13_abuse
-Revises: surveys_0002
+Revises: surveys_0003_i11_result_counts
 Create Date: 2026-12-01 09:30:00
 
 * ``users.email_skeleton`` (unique): what an address looks like, so ``аlice@`` (Cyrillic) cannot
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'points_0002_i13_abuse'
-down_revision = 'surveys_0002'
+down_revision = 'surveys_0003_i11_result_counts'
 branch_labels = None
 depends_on = None
 

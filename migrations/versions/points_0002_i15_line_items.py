@@ -1,7 +1,7 @@
 """points: purchase line items (cross-purchase analytics); campaigns may target a segment
 
 Revision ID: points_0002_i15_line_items
-Revises: points_0001
+Revises: surveys_0003_i15_audience
 Create Date: 2026-12-01 09:40:00
 
 ``points_campaigns.segment_id`` names an analytics segment (no foreign key: the analytics
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'points_0002_i15_line_items'
-down_revision = 'points_0001'
+down_revision = 'surveys_0003_i15_audience'
 branch_labels = None
 depends_on = None
 

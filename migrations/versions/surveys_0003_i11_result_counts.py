@@ -1,7 +1,7 @@
 """surveys: result tallies kept as answers arrive (``survey_result_counts``)
 
 Revision ID: surveys_0003_i11_result_counts
-Revises: surveys_0002
+Revises: rewards_0003_i11_job_skipped
 Create Date: 2026-12-01 09:40:00
 
 Results read these aggregates instead of scanning ``survey_answers`` (see
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'surveys_0003_i11_result_counts'
-down_revision = 'surveys_0002'
+down_revision = 'rewards_0003_i11_job_skipped'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """surveys: an analytics segment as a survey's audience (``surveys.audience_segment_id``)
 
 Revision ID: surveys_0003_i15_audience
-Revises: surveys_0002
+Revises: points_0002_i13_abuse
 Create Date: 2026-12-01 10:35:00
 
 No foreign key: the analytics branch is migrated independently; the surveys service asks
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision = 'surveys_0003_i15_audience'
-down_revision = 'surveys_0002'
+down_revision = 'points_0002_i13_abuse'
 branch_labels = None
 depends_on = None
 
