@@ -82,10 +82,10 @@ def member_role(member_id):
     data = validated(RoleIn(), {"role": request.form.get("role", "")})
     if request.form.get("op") == "revoke":
         community_services.revoke_role(current_user, member_id, data["role"])
-        message = _("Role %(role)s revoked.", role=data["role"])
+        message = _("Role %(role)s revoked.", role=_(data["role"]))
     else:
         community_services.grant_role(current_user, member_id, data["role"])
-        message = _("Role %(role)s granted.", role=data["role"])
+        message = _("Role %(role)s granted.", role=_(data["role"]))
     db.session.commit()
     flash(message, "success")
     return redirect(url_for("console.member", member_id=member_id), code=303)

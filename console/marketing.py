@@ -62,7 +62,7 @@ def rule_save(kind):
     data = validated(EarningRuleIn(), raw)
     points_services.set_rule(current_user.id, kind, data)
     db.session.commit()
-    flash(_("Rule for %(kind)s saved.", kind=kind), "success")
+    flash(_("Rule for %(kind)s saved.", kind=_(kind)), "success")
     return redirect(url_for("console.rules"), code=303)
 
 
@@ -218,7 +218,8 @@ def referral_review(referral_id, decision):
 @staff_page(VIEW_TIER_STATS)
 def tiers():
     counts = tier_services.distribution()
-    distribution = charts.bar(_("Members per tier"), _("Tier"), list(TIERS), {_("Members"): [counts[t] for t in TIERS]})
+    distribution = charts.bar(_("Members per tier"), _("Tier"), [_(t) for t in TIERS],
+                              {_("Members"): [counts[t] for t in TIERS]})
     weeks = arg_int("weeks", 12, hi=104)
     now = utcnow()
     rows = tier_services.movements(now - timedelta(weeks=weeks), now + timedelta(seconds=1), "week")

@@ -243,11 +243,11 @@ def survey_results(survey_id):
                                    {_("Promoters (9-10)"): n["promoters"], _("Passives (7-8)"): n["passives"],
                                     _("Detractors (0-6)"): n["detractors"]}, _("Responses"))
         question_charts.append({"q": q, "chart": chart, "nps_chart": nps_chart})
-    tier_chart = charts.bar(_("Responses by tier"), _("Tier"), [t["tier"] for t in results["tiers"]],
+    tier_chart = charts.bar(_("Responses by tier"), _("Tier"), [_(t["tier"]) for t in results["tiers"]],
                             {_("Responses"): [t["responses"] for t in results["tiers"]]})
     nps_by_tier = None
     if any("nps" in t for t in results["tiers"]):
-        nps_by_tier = charts.bar(_("NPS by tier"), _("Tier"), [t["tier"] for t in results["tiers"]],
+        nps_by_tier = charts.bar(_("NPS by tier"), _("Tier"), [_(t["tier"]) for t in results["tiers"]],
                                  {_("NPS"): [t["nps"]["score"] for t in results["tiers"]]})
     return render_template("console/survey_results.html", s=s, results=results, question_charts=question_charts,
                            tier_chart=tier_chart, nps_by_tier=nps_by_tier)

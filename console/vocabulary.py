@@ -40,4 +40,8 @@ VOCABULARY = (
     N_("post"), N_("reply"), N_("reaction_received"), N_("survey_completed"), N_("focus_group_attended"),
     N_("referral_signup"), N_("referral_converted"), N_("purchase"), N_("profile_completed"),
     N_("daily_visit"),
+    # flag reasons (forums.models.FLAG_REASONS) and post states
+    N_("spam"), N_("abuse"), N_("off_topic"), N_("inappropriate"), N_("other"), N_("visible"),
+    # points ledger entry kinds (points.models.ENTRY_KINDS)
+    N_("award"), N_("hold"), N_("settle"), N_("release"), N_("reversal"), N_("expire"), N_("adjust"),
 )
