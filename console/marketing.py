@@ -164,11 +164,12 @@ def reward_codes(reward_id):
     upload = request.files.get("file")
     raw = upload.read(MAX_UPLOAD_BYTES + 1) if upload and upload.filename else request.form.get("codes", "").encode()
     if len(raw) > MAX_UPLOAD_BYTES:
-        raise ValidationError(_("The file is too large."), fields={"file": [f"≤ {MAX_UPLOAD_BYTES} bytes"]})
+        too_large = _("At most %(n)s bytes.", n=MAX_UPLOAD_BYTES)
+        raise ValidationError(_("The file is too large."), fields={"file": [too_large]})
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValidationError(_("The file is not UTF-8 text."), fields={"file": ["Not UTF-8."]}) from exc
+        raise ValidationError(_("The file is not UTF-8 text."), fields={"file": [_("Not UTF-8.")]}) from exc
     result = rewards_services.add_codes(current_user, reward_id, rewards_services.parse_codes(text))
     db.session.commit()
     flash(_("Codes uploaded: %(result)s", result=", ".join(f"{k} {v}" for k, v in result.items())), "success")

@@ -85,7 +85,7 @@ def redemptions_bulk():
         raise ValidationError(_("Choose an action."), fields={"action": [action]})
     ids = sorted({int(i) for i in request.form.getlist("ids") if i.isdigit()})
     if not ids:
-        raise ValidationError(_("Select at least one redemption."), fields={"ids": ["Empty."]})
+        raise ValidationError(_("Select at least one redemption."), fields={"ids": [_("Empty.")]})
     done, failed = [], []
     for rid in ids:
         try:
