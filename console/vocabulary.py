@@ -44,4 +44,7 @@ VOCABULARY = (
     N_("spam"), N_("abuse"), N_("off_topic"), N_("inappropriate"), N_("other"), N_("visible"),
     # points ledger entry kinds (points.models.ENTRY_KINDS)
     N_("award"), N_("hold"), N_("settle"), N_("release"), N_("reversal"), N_("expire"), N_("adjust"),
+    # tier requirements (tiers.engine metrics)
+    N_("points_earned"), N_("active_weeks"), N_("surveys_completed"), N_("promoter_answers"),
+    N_("focus_groups_attended"), N_("referrals_converted"), N_("accepted_posts"),
 )
