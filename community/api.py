@@ -18,7 +18,7 @@ from extensions import db
 from pagination import PageArgs, page_of, page_schema, paginate
 
 from . import auth, services
-from .models import ROLES, AuditLog, User, UserRole
+from .models import GRANTABLE_ROLES, ROLES, AuditLog, User, UserRole
 from .permissions import ADMIN_USERS, READ_AUDIT, login_required, require
 from .schemas import (
     AuditOut,
@@ -216,7 +216,7 @@ class AdminUserRoles(MethodView):
         return user
 
 
-@admin_blp.route("/users/<int:user_id>/roles/<string:role>")
+@admin_blp.route(f"/users/<int:user_id>/roles/<any({', '.join(GRANTABLE_ROLES)}):role>")
 class AdminUserRole(MethodView):
     @require(ADMIN_USERS)
     @admin_blp.response(200, StaffMemberOut)

@@ -148,6 +148,20 @@ def _describe(kwargs: dict, what: str) -> dict:
     return kwargs
 
 
+# An http(s) URL with a host name: what the document declares is exactly what is enforced.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+URL_PATTERN = rf"^https?://{_LABEL}(?:\.{_LABEL})*\.[A-Za-z]{{2,63}}(?::[0-9]{{1,5}})?(?:[/?#][!-~]*)?$"
+
+
+class Url(ma.fields.String):
+    """An ``http://`` or ``https://`` URL with a dotted host name (at most 500 characters)."""
+
+    def __init__(self, **kwargs):
+        kwargs = _with_validator(kwargs, ma.validate.Length(max=500))
+        kwargs = _with_validator(kwargs, ma.validate.Regexp(URL_PATTERN, error="Not a valid http(s) URL."))
+        super().__init__(**kwargs)
+
+
 class String(ma.fields.String):
     """Plain text: no markup is interpreted (clients escape it when they render HTML)."""
 

@@ -197,6 +197,7 @@ class Search(MethodView):
     @login_required
     @posts_blp.arguments(SearchArgs, location="query")
     @posts_blp.response(200, SearchOut)
+    @error_responses(404)
     def get(self, args):
         """Full-text search over thread titles and posts of the boards the member may read."""
         rows, total = services.search(_user(), args["q"], args.get("board_id"), args["page"], args["per_page"])

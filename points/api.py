@@ -179,7 +179,7 @@ class Events(MethodView):
     @points_blp.arguments(PointsEventIn)
     @points_blp.response(200, PointsEventResultOut)
     @token_only
-    @error_responses(409)
+    @error_responses(404, 409)
     def post(self, data):
         """Apply one purchase or refund event; ``event_id`` is its idempotency key."""
         _require_token()
@@ -266,7 +266,7 @@ class AdminAdjustments(MethodView):
     @require(ADJUST)
     @admin_blp.arguments(PointsAdjustmentIn)
     @admin_blp.response(201, StaffLedgerEntryOut)
-    @error_responses(409)
+    @error_responses(404, 409)
     def post(self, data):
         """Credit or debit a member by hand, with a mandatory reason (ledger entry + audit log)."""
         entry = services.adjust_points(

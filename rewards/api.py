@@ -119,7 +119,7 @@ class Redemptions(MethodView):
     @redemptions_blp.arguments(IdempotencyHeader, location="headers")
     @redemptions_blp.arguments(RedemptionIn)
     @redemptions_blp.response(202, RedemptionOut)
-    @error_responses(409, 429)
+    @error_responses(404, 409, 429)
     def post(self, headers, data):
         """Redeem a reward.  Requires an ``Idempotency-Key`` header; a replay returns the same
         redemption.  The points are held and the request is processed in the background.

@@ -26,7 +26,7 @@ class RewardPatchIn(PatchSchema):
     min_tier = f.String(validate=ma.validate.OneOf(TIERS))
     starts_at = f.DateTime(allow_none=True)
     ends_at = f.DateTime(allow_none=True)
-    image_url = ma.fields.URL(allow_none=True, schemes={"http", "https"}, validate=ma.validate.Length(max=500))
+    image_url = f.Url(allow_none=True)
     is_active = ma.fields.Boolean()
 
 

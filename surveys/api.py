@@ -378,6 +378,7 @@ class AdminSessions(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
     @admin_focus_blp.arguments(FocusSessionIn)
     @admin_focus_blp.response(201, FocusSessionStaffOut)
+    @error_responses(404)
     def post(self, data):
         """Create a session (capacity 30 unless given)."""
         session = fg.create_session(current_user.id, data)

@@ -169,7 +169,7 @@ class FocusSessionIn(Schema):
     starts_at = f.DateTime(required=True)
     ends_at = f.DateTime(required=True)
     location = Str(allow_none=True, validate=ma.validate.Length(max=300))
-    online_url = ma.fields.URL(allow_none=True, schemes={"https", "http"}, validate=ma.validate.Length(max=500))
+    online_url = f.Url(allow_none=True)
     capacity = f.Integer(validate=ma.validate.Range(min=1, max=1000))
     screener_survey_id = f.Id(allow_none=True)
     eligibility_rule = ma.fields.Nested(ConditionIn, allow_none=True)
