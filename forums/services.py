@@ -22,6 +22,7 @@ import sanitize
 from community.models import User, tier_rank, utcnow
 from community.permissions import has_permission
 from community.services import audit, member_suspension_changed, notify
+from contract.fields import rfc3339
 from errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from extensions import db
 from points.services import record_interaction, reverse_source
@@ -844,10 +845,10 @@ def sanction_member(
     db.session.add(sanction)
     db.session.flush()
     audit(actor.id, f"forums.member.{kind}", "user", member.id, reason=reason,
-          details={"expires_at": expires_at.isoformat() if expires_at else None, "sanction_id": sanction.id})
+          details={"expires_at": rfc3339(expires_at), "sanction_id": sanction.id})
     notify(
         member.id, f"forums.sanction_{kind}",
-        {"reason": reason, "expires_at": expires_at.isoformat() if expires_at else None},
+        {"reason": reason, "expires_at": rfc3339(expires_at)},
         dedupe_key=f"forums.sanction:{sanction.id}",
     )
     return sanction

@@ -354,7 +354,7 @@ def update_campaign(actor_id: int, campaign_id: int, data: dict) -> Campaign:
         setattr(campaign, field, value)
     db.session.flush()
     audit(actor_id, "points.campaign.update", "campaign", campaign.id,
-          details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() for k, v in data.items()})
+          details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() + "Z" for k, v in data.items()})
     return campaign
 
 

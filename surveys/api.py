@@ -18,7 +18,7 @@ import ratelimit
 from community.permissions import login_required, require
 from contract.openapi import error_responses
 from csv_export import csv_response
-from errors import NotFound
+from errors import Conflict, NotFound, ValidationError
 from extensions import db
 from pagination import PageArgs, all_items, page_of, page_schema, paginate
 
@@ -204,8 +204,14 @@ class PublishSurvey(MethodView):
     @admin_surveys_blp.response(200, SurveyStaffOut)
     @error_responses(409)
     def post(self, survey_id):
-        """Publish a draft: its questions are frozen as a version."""
-        survey = services.publish_survey(current_user.id, survey_id)
+        """Publish a draft: its questions are frozen as a version.
+
+        A draft whose stored definition is incomplete cannot be published: 409
+        ``incomplete_definition`` (the request itself has no body to fault), ``fields`` says why."""
+        try:
+            survey = services.publish_survey(current_user.id, survey_id)
+        except ValidationError as exc:
+            raise Conflict(exc.message, fields=exc.fields, code="incomplete_definition") from exc
         db.session.commit()
         return survey
 

@@ -53,7 +53,7 @@ def test_survey_input_errors(marketer):
     assert "closes_at" in error(staff.post("/api/v1/admin/surveys", json=times), 422)["fields"]
     # A draft may be incomplete, but it cannot be published so.
     draft = staff.post("/api/v1/admin/surveys", json={"title": "empty"}).get_json()
-    assert error(staff.post(f"/api/v1/admin/surveys/{draft['id']}/publish"), 422)["fields"] == {
+    assert error(staff.post(f"/api/v1/admin/surveys/{draft['id']}/publish"), 409)["fields"] == {
         "definition": ["No questions."]
     }
     for path in ("", "/publish", "/close", "/results", "/responses", "/responses.csv"):
