@@ -345,7 +345,7 @@ def grant_role(actor: User, user_id: int, role: str) -> User:
         except IntegrityError:
             pass  # a concurrent request granted it first: the outcome is the same
         else:
-            audit(actor.id, "role.grant", "user", user.id, details={"role": role})
+            audit(actor.id, "community.role.grant", "user", user.id, details={"role": role})
         db.session.flush()
         db.session.expire(user, ["role_rows"])
     return user
@@ -371,7 +371,7 @@ def revoke_role(actor: User, user_id: int, role: str) -> User:
     for row in list(user.role_rows):
         if row.role == role:
             user.role_rows.remove(row)
-            audit(actor.id, "role.revoke", "user", user.id, details={"role": role})
+            audit(actor.id, "community.role.revoke", "user", user.id, details={"role": role})
     db.session.flush()
     return user
 
@@ -450,6 +450,6 @@ def create_admin(email: str, password: str, display_name: str = "Admin") -> User
         user = register(email=email, password=password, display_name=display_name)
     if "admin" not in user.roles:
         user.role_rows.append(UserRole(user_id=user.id, role="admin"))
-        audit(None, "role.grant", "user", user.id, details={"role": "admin", "via": "cli"})
+        audit(None, "community.role.grant", "user", user.id, details={"role": "admin", "via": "cli"})
     db.session.flush()
     return user

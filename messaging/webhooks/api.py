@@ -19,13 +19,13 @@ from .permissions import MANAGE_WEBHOOKS
 from .schemas import (
     DeliveryArgs,
     DeliveryDetailOut,
-    WebhookDeliveryOut,
     EndpointIn,
     EndpointOut,
     EndpointPatchIn,
     EndpointSecretOut,
     EventTypeOut,
     PingOut,
+    WebhookDeliveryOut,
 )
 
 blp = Blueprint("admin_webhooks", __name__, url_prefix="/api/v1/admin/webhooks",
