@@ -136,6 +136,7 @@ class Me(MethodView):
     @no_store
     @me_blp.arguments(ProfileIn)
     @me_blp.response(200, MemberOut)
+    @error_responses(409)
     def patch(self, data):
         """Edit the profile (display name, bio; the birthday can be set once, staff correct it)."""
         services.update_profile(current_user, data)

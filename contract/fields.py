@@ -91,6 +91,15 @@ class QueryId(QueryInteger):
         super().__init__(**kwargs)
 
 
+class Boolean(ma.fields.Boolean):
+    """A JSON boolean only (marshmallow's own also takes 0/1 and "yes"/"no"); for bodies, not queries."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class Decimal(ma.fields.Decimal):
     """A decimal sent and answered as a JSON number; input rounded to ``places``."""
 

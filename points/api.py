@@ -234,6 +234,7 @@ class AdminCampaigns(MethodView):
     @require(MANAGE_RULES)
     @admin_blp.arguments(PointsCampaignIn)
     @admin_blp.response(201, PointsCampaignOut)
+    @error_responses(404)
     def post(self, data):
         """Create a campaign (a multiplier for a window; optionally only some kinds, or birthdays)."""
         campaign = services.create_campaign(current_user.id, data)
@@ -322,7 +323,7 @@ class AdminLiability(MethodView):
 
 
 class PendingAwardArgs(PageArgs):
-    status = ma.fields.String(load_default="pending", validate=ma.validate.OneOf(("pending", "approved", "rejected")))
+    status = f.String(load_default="pending", validate=ma.validate.OneOf(("pending", "approved", "rejected")))
 
 
 @admin_blp.route("/pending-awards")
@@ -340,6 +341,7 @@ class AdminPendingAwardApprove(MethodView):
     @require(REVIEW_AWARDS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, PendingAwardOut)
+    @error_responses(409)
     def post(self, data, pending_id):
         """Approve: the award is posted now.  Not your own request, not an award to yourself;
         manual credits need an admin."""
@@ -353,6 +355,7 @@ class AdminPendingAwardReject(MethodView):
     @require(REVIEW_AWARDS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, PendingAwardOut)
+    @error_responses(409)
     def post(self, data, pending_id):
         """Reject: nothing is posted."""
         pending = approvals.decide(pending_id, approve=False, actor=current_user, reason=data["reason"])

@@ -111,5 +111,5 @@ def _post(pending: PendingAward) -> None:
             pending.member_id, int(req["delta"]), key=req["key"], reason=req["reason"],
             actor_id=pending.requested_by_id,
         )
-        audit(pending.requested_by_id, "points.adjust", "member", pending.member_id, reason=entry.reason,
+        audit(pending.requested_by_id, "points.member.adjust", "member", pending.member_id, reason=entry.reason,
               details={"delta": int(req["delta"]), "entry_id": entry.id, "pending_award_id": pending.id})

@@ -507,7 +507,7 @@ def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, reques
     if db.session.get(User, member_id) is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     if actor_id == member_id:
-        refuse_self_dealing(actor_id, "points.adjust", "member", member_id, "You cannot adjust your own points.",
+        refuse_self_dealing(actor_id, "points.member.adjust", "member", member_id, "You cannot adjust your own points.",
                             details={"delta": delta})
     key = f"adjust:{request_key}"
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
@@ -532,7 +532,7 @@ def reverse_entry(actor_id: int, entry_id: int, reason: str) -> JournalEntry:
     key = f"staff-reverse:{entry_id}"
     original = db.session.get(JournalEntry, entry_id)
     if original is not None and original.member_id == actor_id:
-        refuse_self_dealing(actor_id, "points.reverse", "journal_entry", entry_id,
+        refuse_self_dealing(actor_id, "points.entry.reverse", "journal_entry", entry_id,
                             "You cannot reverse entries of your own points.")
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
     entry = ledger.reverse(entry_id, key=key, reason=reason.strip(), actor_id=actor_id)

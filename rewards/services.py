@@ -608,7 +608,7 @@ def _for_staff(actor: User, redemption_id: int, action: str) -> Redemption:
     refunding one's own fulfilled coupon would hand the points back and keep the code."""
     redemption = get_redemption(redemption_id)
     if redemption.member_id == actor.id:
-        refuse_self_dealing(actor, f"redemption.{action}", "redemption", redemption.id,
+        refuse_self_dealing(actor, f"rewards.redemption.{action}", "redemption", redemption.id,
                             "You cannot act on your own redemption; another staff member must.")
     return redemption
 

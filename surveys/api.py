@@ -173,6 +173,7 @@ class AdminSurveys(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.arguments(SurveyIn)
     @admin_surveys_blp.response(201, SurveyStaffOut)
+    @error_responses(404)
     def post(self, data):
         """Create a draft survey."""
         survey = services.create_survey(current_user.id, data)

@@ -159,7 +159,7 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
     above ``AWARD_APPROVAL_THRESHOLD`` wait for a second staff member (``points.approvals``).
     """
     if actor_id in set(attended) | set(no_show):
-        refuse_self_dealing(actor_id, "focus_group.attendance", "focus_group_session", session_id,
+        refuse_self_dealing(actor_id, "surveys.focus_group.attendance", "focus_group_session", session_id,
                             "You cannot mark your own attendance.")
     session = get_session(session_id)
     if session.cancelled_at is not None:

@@ -1,6 +1,8 @@
 """Daily KPIs: known values for a built day, incremental builds, series by period with change,
 breakdowns, CSV, and stored reviews."""
 
+import csv as csvlib
+import io
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -96,7 +98,8 @@ def test_series_by_period_with_change_breakdown_and_csv(app, marketer):
     csv = client.get("/api/v1/analytics/kpis/purchases/export.csv",
                      query_string={"start": "2026-01-01", "end": "2026-02-28", "period": "month"})
     assert csv.status_code == 200 and csv.mimetype == "text/csv"
-    assert csv.get_data(as_text=True).splitlines()[1].startswith("purchases,,,2026-01-01,2026-01-31,31")
+    rows = list(csvlib.reader(io.StringIO(csv.get_data(as_text=True))))
+    assert rows[1][:5] == ["purchases", "", "", "2026-01-01", "2026-01-31"] and float(rows[1][5]) == 31, rows[1]
     for query, field in (({"period": "fortnight"}, "period"), ({"breakdown": "colour"}, "breakdown"),
                          ({"end": "2025-01-01"}, "end"), ({"breakdown": "cohort"}, "breakdown")):
         args = {"start": "2026-01-01", "end": "2026-02-28", **query}
@@ -144,5 +147,5 @@ def test_reviews_are_stored_once_and_not_rewritten(app, marketer):
     listing = client.get("/api/v1/analytics/reviews?period=month").get_json()
     assert listing["meta"]["total"] == 1
     csv = client.get(f"/api/v1/analytics/reviews/{review['id']}/export.csv").get_data(as_text=True)
-    row = next(line for line in csv.splitlines() if ",purchases," in line)
-    assert row.split(",")[:6] == ["month", "2026-02-01", "purchases", "28.0", "31.0", "-3.0"], row
+    row = next(r for r in csvlib.reader(io.StringIO(csv)) if r[2:3] == ["purchases"])
+    assert row[:6] == ["month", "2026-02-01", "purchases", "28.0", "31.0", "-3.0"], row

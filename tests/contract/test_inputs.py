@@ -87,8 +87,10 @@ def test_audit_csv_validates_before_sending_headers(admin):
     assert ok.status_code == 200 and ok.mimetype == "text/csv"
 
 
-def test_largest_legal_purchase_fits_the_points_columns(admin, bearer, make_member):
-    """10^9 units x 10^4 points per unit x tier x campaign multipliers of 10: 10^15 points."""
+def test_largest_legal_purchase_fits_the_points_columns(app, admin, bearer, make_member, monkeypatch):
+    """10^9 units x 10^4 points per unit x tier x campaign multipliers of 10: 10^15 points (with
+    MAX_POINTS_PER_UNIT raised to the schema's own bound, 10^4)."""
+    monkeypatch.setitem(app.config, "MAX_POINTS_PER_UNIT", 10_000)
     buyer = make_member(tier="advocate")
     assert admin.put("/api/v1/admin/points/rules/purchase", json={"points_per_unit": 10_000}).status_code == 200
     resp = admin.put("/api/v1/admin/tiers/benefits/advocate", json={

@@ -62,6 +62,22 @@ CROSS_FIELD_RULES = {
     "GET /api/v1/posts/search": "q holds at least one word (letters or digits of any script)",
     "PUT /api/v1/admin/tiers/rules": "every tier above aware has a requirement, and harder tiers ask more",
     "POST /api/v1/admin/tiers/what-if": "the same",
+    "POST /api/v1/me/tokens": "the password must be the account's current one",
+    "PATCH /api/v1/me/notification-preferences": "the time zone must be an IANA zone name",
+    "POST /api/v1/auth/verify-email": "the token must be one the server emailed, unexpired",
+    "POST /api/v1/me/email": "the password must be right and the address a new one",
+    "POST /api/v1/auth/password-reset/confirm": "the token must be one the server emailed; password strength",
+    "POST /api/v1/admin/webhooks/endpoints": "the URL must be http(s) and reach an allowed host",
+    "PATCH /api/v1/admin/webhooks/endpoints/{endpoint_id}": "the same",
+    "PUT /api/v1/analytics/settings": "the thresholds must be consistent (each minimum below its maximum)",
+    "GET /api/v1/analytics/kpis/{metric}": "the breakdown must be one of the metric's; end after start",
+    "GET /api/v1/analytics/kpis/{metric}/export.csv": "the same",
+    "POST /api/v1/analytics/segments": "the definition's conditions must name known fields and operators",
+    "PATCH /api/v1/analytics/segments/{segment_id}": "the same",
+    "POST /api/v1/analytics/segments/preview": "the same",
+    "POST /api/v1/analytics/experiments": "an experiment ends after it starts; its target fits its kind",
+    "PATCH /api/v1/analytics/experiments/{experiment_id}": "the same, against the stored experiment",
+    "GET /api/v1/analytics/rfm/movements": "until is after since",
 }
 
 

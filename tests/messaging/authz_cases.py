@@ -13,7 +13,7 @@ def _owners_notification(ctx):
     from community.services import notify
     from extensions import db
 
-    notify(ctx.users["owner"].id, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(ctx.users["owner"].id, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     db.session.commit()
     from sqlalchemy import select
 
