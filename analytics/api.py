@@ -337,7 +337,7 @@ class Experiments(MethodView):
     @require(MANAGE)
     @blp.arguments(ExperimentIn)
     @blp.response(201, ExperimentOut)
-    @error_responses(409)
+    @error_responses(404, 409)
     def post(self, data):
         """Create an experiment (a draft: it assigns members when it starts)."""
         exp = experiments.create(current_user.id, data)

@@ -241,7 +241,7 @@ def correct_birthday(actor: User, user_id: int, birthday: date | None, reason: s
     before = user.birthday
     user.birthday = check_birthday(birthday)
     user.birthday_set_at = utcnow() if birthday else None
-    audit(actor.id, "member.birthday.correct", "user", user.id, reason=reason.strip(),
+    audit(actor.id, "community.birthday.correct", "user", user.id, reason=reason.strip(),
           details={"before": before.isoformat() if before else None,
                    "after": birthday.isoformat() if birthday else None})
     db.session.flush()
@@ -268,7 +268,7 @@ def change_password(user: User, current_password: str, new_password: str) -> int
     _check_password_strength(new_password, "new_password", user_inputs=(user.email, user.display_name))
     user.password_hash = hash_password(new_password)
     revoked = revoke_all_tokens(user.id)
-    audit(user.id, "member.password.change", "user", user.id, details={"tokens_revoked": revoked})
+    audit(user.id, "community.password.change", "user", user.id, details={"tokens_revoked": revoked})
     db.session.flush()
     return revoked
 

@@ -53,7 +53,7 @@ def request_award(
             db.session.flush()
     except IntegrityError:  # a concurrent identical request won: same outcome
         return db.session.scalar(select(PendingAward).where(PendingAward.key == key))
-    audit(requested_by_id, "points.award.pending", "pending_award", pending.id, reason=reason or "",
+    audit(requested_by_id, "points.award.request", "pending_award", pending.id, reason=reason or "",
           details={"kind": kind, "member_id": member_id, "points": points, "threshold": threshold()})
     return pending
 
