@@ -28,7 +28,7 @@ def bearer(secret: str) -> dict:
 
 
 def make_token(client) -> dict:
-    resp = client.post("/api/v1/me/tokens", json={"name": "integration"})
+    resp = client.post("/api/v1/me/tokens", json={"name": "integration", "password": TEST_PASSWORD})
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
 

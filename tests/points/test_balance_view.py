@@ -26,6 +26,7 @@ def _legacy(member_id: int) -> dict:
     return {
         "member_id": member_id,
         "available": balance.available - ledger.due_unexpired(member_id),
+        "owed": balance.owed,
         "held": balance.held,
         "lifetime_earned": balance.lifetime_earned,
         "expiring_soon_total": sum(x["points"] for x in soon),
@@ -50,7 +51,9 @@ def test_one_query_says_what_the_three_reads_said(make_member, spec, spend):
             ledger.hold(member.id, spend, key=f"bv:{member.id}:hold", reason="test", source_type="test",
                         source_id=member.id)
             db.session.commit()
-        except ledger.InsufficientPoints:  # the view must agree either way
+        # The view must agree either way; lots marked expired here without their journal entry
+        # make the ledger's own consistency check refuse the hold (RuntimeError), which is fine.
+        except (ledger.InsufficientPoints, RuntimeError):
             db.session.rollback()
     assert reports.balance_view(member.id) == _legacy(member.id)
 
@@ -58,6 +61,6 @@ def test_one_query_says_what_the_three_reads_said(make_member, spec, spend):
 def test_a_member_never_credited_sees_zeros(make_member):
     member = make_member()
     assert reports.balance_view(member.id) == _legacy(member.id) == {
-        "member_id": member.id, "available": 0, "held": 0, "lifetime_earned": 0,
+        "member_id": member.id, "available": 0, "owed": 0, "held": 0, "lifetime_earned": 0,
         "expiring_soon_total": 0, "expiring_soon": [],
     }
