@@ -182,7 +182,14 @@ def _check_csrf() -> None:
 
 
 # Writes a suspended member may still make: ending their own session.
-_SUSPENDED_MAY = frozenset({"auth.Logout", "auth.Login"})
+# Signing in and out, and the emailed-token flows (one-click unsubscribe, address verification,
+# password reset), stay open to a suspended account: none changes what the suspension is about.
+_SUSPENDED_MAY = frozenset({
+    "auth.Logout", "auth.Login", "console.login", "console.logout", "console.set_language",
+    "messaging_preferences.OneClickUnsubscribe", "messaging_account.VerifyEmail",
+    "messaging_account.PasswordReset", "messaging_account.PasswordResetConfirm",
+    "messaging_pages.unsubscribe_page", "messaging_pages.verify_page", "messaging_pages.reset_page",
+})
 
 
 def _check_suspension(user) -> None:
