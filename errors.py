@@ -10,12 +10,28 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import marshmallow as ma
 import redis
 from flask import Flask, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetailSchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "Machine-readable, e.g. `validation_error`."})
+    message = ma.fields.String(required=True, metadata={"description": "Plain text, for people."})
+    fields = ma.fields.Dict(
+        keys=ma.fields.String(), required=True,
+        metadata={"description": "Per field or parameter, what is wrong with it; empty when no field is to blame."},
+    )
+
+
+class ErrorSchema(ma.Schema):
+    """The one error envelope of every 4xx and 5xx answer."""
+
+    error = ma.fields.Nested(ErrorDetailSchema, required=True)
 
 
 class AppError(Exception):

@@ -66,7 +66,15 @@ login_manager = LoginManager()
 
 
 class KinshipApi(Api):
-    """flask-smorest's Api, answering errors in our envelope instead of its own."""
+    """flask-smorest's Api, answering and documenting errors in our envelope instead of its own.
+
+    Error responses are documented per operation by ``contract.openapi.finalize`` (no catch-all
+    ``default`` response).
+    """
+
+    from errors import ErrorSchema as ERROR_SCHEMA  # noqa: N811 - flask-smorest's attribute name
+
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error):
         from errors import handle_http_exception

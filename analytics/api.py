@@ -13,9 +13,10 @@ from flask_smorest import Blueprint
 from sqlalchemy import func, select
 
 from community.permissions import require
+from contract.openapi import error_responses
 from csv_export import csv_response
 from extensions import db
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, page_of, page_schema, paginate
 
 from . import experiments, kpis, segments, services, settings
 from .models import Experiment, MemberScore, ReviewSnapshot, RfmClassChange, Segment, SegmentMember
@@ -109,11 +110,12 @@ class RunView(MethodView):
 @blp.route("/kpis")
 class KpiCatalogue(MethodView):
     @require(VIEW)
-    @blp.response(200, KpiMetricOut(many=True))
-    def get(self):
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(KpiMetricOut, "KpiMetricPage"))
+    def get(self, args):
         """Every KPI: how it aggregates over a period, what it means, its breakdowns."""
-        return [{"name": name, "aggregation": m.agg, "description": m.description, "breakdowns": list(m.dims)}
-                for name, m in sorted(kpis.METRICS.items())]
+        return page_of([{"name": name, "aggregation": m.agg, "description": m.description, "breakdowns": list(m.dims)}
+                        for name, m in sorted(kpis.METRICS.items())], args["page"], args["per_page"])
 
 
 @blp.route("/kpis/<string:metric>")
@@ -130,6 +132,7 @@ class KpiSeries(MethodView):
 class KpiSeriesCsv(MethodView):
     @require(VIEW)
     @blp.arguments(KpiSeriesArgs, location="query")
+    @blp.response(200, content_type="text/csv")
     def get(self, args, metric):
         """The same series as CSV."""
         data = kpis.series(metric, args["period"], args["start"], args["end"], args["breakdown"], args["dim_value"])
@@ -159,6 +162,7 @@ class MemberStrategic(MethodView):
     @require(MANAGE)
     @blp.arguments(StrategicIn)
     @blp.response(200, MemberAnalyticsOut)
+    @error_responses(409)
     def put(self, data, member_id):
         """Set or clear the strategic flag (the value score's strategic part from the next run)."""
         out = services.set_strategic(current_user.id, member_id, data["strategic"], data["note"])
@@ -193,6 +197,7 @@ class BulkTags(MethodView):
     @require(MANAGE)
     @blp.arguments(BulkTagIn)
     @blp.response(201, TagResultOut)
+    @error_responses(404)
     def post(self, data):
         """Tag many members at once (all or none: an unknown member id tags nobody)."""
         tagged = segments.tag_members(current_user.id, data["tag"], data["member_ids"])
@@ -203,20 +208,22 @@ class BulkTags(MethodView):
 @blp.route("/rfm/classes")
 class RfmClasses(MethodView):
     @require(VIEW)
-    @blp.response(200, ClassCountOut(many=True))
-    def get(self):
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(ClassCountOut, "RfmClassCountPage"))
+    def get(self, args):
         """Members per RFM class with their mean value score and health index."""
         rows = db.session.execute(
             select(MemberScore.rfm_class, func.count(), func.avg(MemberScore.value_score), func.avg(MemberScore.health))
             .group_by(MemberScore.rfm_class).order_by(MemberScore.rfm_class))
-        return [{"class": c, "members": n, "avg_value": v, "avg_health": h} for c, n, v, h in rows]
+        return page_of([{"class": c, "members": n, "avg_value": v, "avg_health": h} for c, n, v, h in rows],
+                       args["page"], args["per_page"])
 
 
 @blp.route("/rfm/movements")
 class RfmMovements(MethodView):
     @require(VIEW)
     @blp.arguments(ClassMovementArgs, location="query")
-    @blp.response(200, ClassMovementOut(many=True))
+    @blp.response(200, page_schema(ClassMovementOut, "RfmClassMovementPage"))
     def get(self, args):
         """Movements between RFM classes in a window (from-class NULL: first classification)."""
         query = (select(RfmClassChange.from_class, RfmClassChange.to_class, func.count())
@@ -225,7 +232,8 @@ class RfmMovements(MethodView):
             query = query.where(RfmClassChange.changed_at < args["until"])
         rows = db.session.execute(query.group_by(RfmClassChange.from_class, RfmClassChange.to_class)
                                   .order_by(RfmClassChange.from_class, RfmClassChange.to_class))
-        return [{"from_class": f, "to_class": t, "members": n} for f, t, n in rows]
+        return page_of([{"from_class": f, "to_class": t, "members": n} for f, t, n in rows],
+                       args["page"], args["per_page"])
 
 
 # --------------------------------------------------------------------------- segments
@@ -244,6 +252,7 @@ class Segments(MethodView):
     @require(MANAGE)
     @blp.arguments(SegmentIn)
     @blp.response(201, SegmentOut)
+    @error_responses(409)
     def post(self, data):
         """Save a segment definition and materialise it now."""
         segment = segments.create(current_user.id, data)
@@ -273,6 +282,7 @@ class SegmentView(MethodView):
     @require(MANAGE)
     @blp.arguments(SegmentPatchIn)
     @blp.response(200, SegmentOut)
+    @error_responses(409)
     def patch(self, data, segment_id):
         """Change a segment (a new definition is materialised at once)."""
         segment = segments.update_segment(current_user.id, segment_id, data)
@@ -282,6 +292,7 @@ class SegmentView(MethodView):
 
     @require(MANAGE)
     @blp.response(204)
+    @error_responses(409)
     def delete(self, segment_id):
         """Archive a segment (refused while a live experiment uses it)."""
         segments.archive(current_user.id, segment_id)
@@ -326,6 +337,7 @@ class Experiments(MethodView):
     @require(MANAGE)
     @blp.arguments(ExperimentIn)
     @blp.response(201, ExperimentOut)
+    @error_responses(404, 409)
     def post(self, data):
         """Create an experiment (a draft: it assigns members when it starts)."""
         exp = experiments.create(current_user.id, data)
@@ -344,6 +356,7 @@ class ExperimentView(MethodView):
     @require(MANAGE)
     @blp.arguments(ExperimentPatchIn)
     @blp.response(200, ExperimentOut)
+    @error_responses(409)
     def patch(self, data, experiment_id):
         """Change an experiment; its split, population and start are fixed once it started (409)."""
         exp = experiments.update(current_user.id, experiment_id, data)
@@ -355,6 +368,7 @@ class ExperimentView(MethodView):
 class ExperimentStart(MethodView):
     @require(MANAGE)
     @blp.response(200, ExperimentStartOut)
+    @error_responses(409)
     def post(self, experiment_id):
         """Start: assign the population (stratified when configured); members joining later are
         assigned by the periodic job."""
@@ -368,6 +382,7 @@ class ExperimentStart(MethodView):
 class ExperimentStop(MethodView):
     @require(MANAGE)
     @blp.response(200, ExperimentOut)
+    @error_responses(409)
     def post(self, experiment_id):
         """Stop: the post-period ends now; assignments are kept."""
         exp = experiments.stop(current_user.id, experiment_id)
@@ -380,6 +395,7 @@ class ExperimentResults(MethodView):
     @require(VIEW)
     @blp.arguments(ResultsArgs, location="query")
     @blp.response(200, ExperimentResultsOut)
+    @error_responses(409)
     def get(self, args, experiment_id):
         """Per metric: test − control, difference-in-differences, CUPED, relative lift with 95 %
         intervals; the sample-ratio check; ROI."""
@@ -404,6 +420,7 @@ class Reviews(MethodView):
     @require(MANAGE)
     @blp.arguments(ReviewIn)
     @blp.response(201, ReviewDetailOut)
+    @error_responses(409)
     def post(self, data):
         """Store the review of a month, quarter or half-year (once: 409 if it exists)."""
         review = services.create_review(current_user.id, data["period"], data["start"], data["note"])
@@ -423,6 +440,7 @@ class ReviewView(MethodView):
 @blp.route("/reviews/<int:review_id>/export.csv")
 class ReviewCsv(MethodView):
     @require(VIEW)
+    @blp.response(200, content_type="text/csv")
     def get(self, review_id):
         """A stored review as CSV (one row per KPI)."""
         review = services.get_review(review_id)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import marshmallow as ma
 from webargs.fields import DelimitedList
 
-from points.schemas import NaiveUTCDateTime
+from contract import PatchSchema, Schema
+from contract import fields as cf
+from pagination import PageArgs
 
 from .experiments import METRICS as EXPERIMENT_METRICS
 from .kpis import BREAKDOWNS, PERIODS
@@ -17,14 +19,14 @@ _TAG = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9 _.:\-]{0,63}$", error="1-64 l
 
 
 def _int(**kw):
-    return ma.fields.Integer(strict=True, **kw)
+    return cf.Integer(**kw)
 
 
 # --------------------------------------------------------------------------- settings
 
 
-class ClassRuleIn(ma.Schema):
-    rfm_class = ma.fields.String(data_key="class", required=True, validate=ma.validate.OneOf(RFM_CLASSES))
+class ClassRuleIn(Schema):
+    rfm_class = cf.String(data_key="class", required=True, validate=ma.validate.OneOf(RFM_CLASSES))
     r_min = _int(validate=ma.validate.Range(min=1, max=5))
     r_max = _int(validate=ma.validate.Range(min=1, max=5))
     f_min = _int(validate=ma.validate.Range(min=1, max=5))
@@ -38,22 +40,22 @@ class ClassRuleIn(ma.Schema):
         return data
 
 
-class RfmSettingsIn(ma.Schema):
+class RfmSettingsIn(Schema):
     window_days = _int(validate=ma.validate.Range(min=7, max=3650))
     classes = ma.fields.List(ma.fields.Nested(ClassRuleIn), validate=ma.validate.Length(min=1, max=20))
-    default_class = ma.fields.String(validate=ma.validate.OneOf(RFM_CLASSES))
+    default_class = cf.String(validate=ma.validate.OneOf(RFM_CLASSES))
 
 
 def _weights(names):
-    return ma.fields.Dict(keys=ma.fields.String(validate=ma.validate.OneOf(names)),
+    return ma.fields.Dict(keys=cf.String(validate=ma.validate.OneOf(names)),
                           values=ma.fields.Float(validate=ma.validate.Range(min=0, max=1000)))
 
 
-class ValueSettingsIn(ma.Schema):
+class ValueSettingsIn(Schema):
     weights = _weights(("historical", "potential", "strategic"))
 
 
-class HealthSettingsIn(ma.Schema):
+class HealthSettingsIn(Schema):
     weights = _weights(HEALTH_COMPONENTS)
     recency_full_days = _int(validate=ma.validate.Range(min=0, max=3650))
     recency_zero_days = _int(validate=ma.validate.Range(min=1, max=3650))
@@ -65,17 +67,17 @@ class HealthSettingsIn(ma.Schema):
     flag_penalty = ma.fields.Float(validate=ma.validate.Range(min=0, max=100))
 
 
-class RoiSettingsIn(ma.Schema):
+class RoiSettingsIn(Schema):
     cost_per_point = ma.fields.Float(validate=ma.validate.Range(min=0, max=1000))
     reward_cost_per_point = ma.fields.Float(validate=ma.validate.Range(min=0, max=1000))
 
 
-class AnalyticsSettingsIn(ma.Schema):
+class AnalyticsSettingsIn(Schema):
     rfm = ma.fields.Nested(RfmSettingsIn)
     value = ma.fields.Nested(ValueSettingsIn)
     health = ma.fields.Nested(HealthSettingsIn)
     roi = ma.fields.Nested(RoiSettingsIn)
-    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=500))
+    note = cf.String(load_default="", validate=ma.validate.Length(max=500))
 
     @ma.validates_schema
     def _coherent(self, data, **kwargs):
@@ -90,33 +92,33 @@ class AnalyticsSettingsIn(ma.Schema):
             raise ma.ValidationError({"health": {"recency_zero_days": ["Greater than recency_full_days."]}})
 
 
-class AnalyticsSettingsOut(ma.Schema):
-    version = ma.fields.Integer()
+class AnalyticsSettingsOut(Schema):
+    version = cf.Integer()
     settings = ma.fields.Dict()
 
 
 # --------------------------------------------------------------------------- KPIs
 
 
-class KpiMetricOut(ma.Schema):
-    name = ma.fields.String()
-    aggregation = ma.fields.String()
-    description = ma.fields.String()
-    breakdowns = ma.fields.List(ma.fields.String())
+class KpiMetricOut(Schema):
+    name = cf.String()
+    aggregation = cf.String()
+    description = cf.String()
+    breakdowns = ma.fields.List(cf.String())
 
 
-class KpiSeriesArgs(ma.Schema):
-    period = ma.fields.String(load_default="day", validate=ma.validate.OneOf(PERIODS))
+class KpiSeriesArgs(Schema):
+    period = cf.String(load_default="day", validate=ma.validate.OneOf(PERIODS))
     start = ma.fields.Date(required=True)
     end = ma.fields.Date(required=True)
-    breakdown = ma.fields.String(load_default=None, validate=ma.validate.OneOf(BREAKDOWNS))
-    dim_value = ma.fields.String(load_default=None, validate=ma.validate.Length(min=1, max=64))
+    breakdown = cf.String(load_default=None, validate=ma.validate.OneOf(BREAKDOWNS))
+    dim_value = cf.String(load_default=None, validate=ma.validate.Length(min=1, max=64))
 
 
-class KpiPointOut(ma.Schema):
+class KpiPointOut(Schema):
     period_start = ma.fields.Date()
     period_end = ma.fields.Date()
-    days = ma.fields.Integer()
+    days = cf.Integer()
     value = ma.fields.Float(allow_none=True)
     numerator = ma.fields.Float(allow_none=True)
     denominator = ma.fields.Float(allow_none=True)
@@ -124,179 +126,179 @@ class KpiPointOut(ma.Schema):
     change_pct = ma.fields.Float(allow_none=True)
 
 
-class KpiLineOut(ma.Schema):
-    dim_value = ma.fields.String()
+class KpiLineOut(Schema):
+    dim_value = cf.String()
     points = ma.fields.List(ma.fields.Nested(KpiPointOut))
 
 
-class KpiSeriesOut(ma.Schema):
-    metric = ma.fields.String()
-    aggregation = ma.fields.String()
-    period = ma.fields.String()
-    breakdown = ma.fields.String(allow_none=True)
+class KpiSeriesOut(Schema):
+    metric = cf.String()
+    aggregation = cf.String()
+    period = cf.String()
+    breakdown = cf.String(allow_none=True)
     series = ma.fields.List(ma.fields.Nested(KpiLineOut))
 
 
 # --------------------------------------------------------------------------- runs
 
 
-class AnalyticsRunIn(ma.Schema):
-    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(RUN_KINDS))
+class AnalyticsRunIn(Schema):
+    kind = cf.String(required=True, validate=ma.validate.OneOf(RUN_KINDS))
 
 
-class AnalyticsRunOut(ma.Schema):
-    id = ma.fields.Integer()
-    kind = ma.fields.String()
-    status = ma.fields.String()
+class AnalyticsRunOut(Schema):
+    id = cf.Integer()
+    kind = cf.String()
+    status = cf.String()
     stats = ma.fields.Dict()
-    error = ma.fields.String(allow_none=True)
-    created_at = ma.fields.DateTime()
-    started_at = ma.fields.DateTime(allow_none=True)
-    finished_at = ma.fields.DateTime(allow_none=True)
+    error = cf.String(allow_none=True)
+    created_at = cf.DateTime()
+    started_at = cf.DateTime(allow_none=True)
+    finished_at = cf.DateTime(allow_none=True)
 
 
 # --------------------------------------------------------------------------- members
 
 
-class RfmOut(ma.Schema):
+class RfmOut(Schema):
     recency_days = ma.fields.Float(allow_none=True)
-    frequency = ma.fields.Integer()
+    frequency = cf.Integer()
     monetary = ma.fields.Float()
-    r = ma.fields.Integer()
-    f = ma.fields.Integer()
-    m = ma.fields.Integer()
-    rfm_class = ma.fields.String(data_key="class", attribute="class")
+    r = cf.Integer()
+    f = cf.Integer()
+    m = cf.Integer()
+    rfm_class = cf.String(data_key="class", attribute="class")
 
 
-class ValueOut(ma.Schema):
+class ValueOut(Schema):
     score = ma.fields.Float()
     historical = ma.fields.Float()
     potential = ma.fields.Float()
     strategic = ma.fields.Float()
 
 
-class HealthOut(ma.Schema):
+class HealthOut(Schema):
     index = ma.fields.Float()
-    contributions = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Float())
+    contributions = ma.fields.Dict(keys=cf.String(), values=ma.fields.Float())
 
 
-class ScoreOut(ma.Schema):
-    computed_at = ma.fields.DateTime()
+class ScoreOut(Schema):
+    computed_at = cf.DateTime()
     rfm = ma.fields.Nested(RfmOut)
     value = ma.fields.Nested(ValueOut)
     health = ma.fields.Nested(HealthOut)
-    last_activity_at = ma.fields.DateTime(allow_none=True)
-    latest_nps = ma.fields.Integer(allow_none=True)
-    open_flags = ma.fields.Integer()
+    last_activity_at = cf.DateTime(allow_none=True)
+    latest_nps = cf.Integer(allow_none=True)
+    open_flags = cf.Integer()
 
 
-class ClassChangeOut(ma.Schema):
-    from_class = ma.fields.String(allow_none=True)
-    to_class = ma.fields.String()
-    changed_at = ma.fields.DateTime()
+class ClassChangeOut(Schema):
+    from_class = cf.String(allow_none=True)
+    to_class = cf.String()
+    changed_at = cf.DateTime()
 
 
-class MemberAnalyticsOut(ma.Schema):
-    member_id = ma.fields.Integer()
+class MemberAnalyticsOut(Schema):
+    member_id = cf.Integer()
     score = ma.fields.Nested(ScoreOut, allow_none=True)
     strategic = ma.fields.Boolean()
-    strategic_note = ma.fields.String()
-    tags = ma.fields.List(ma.fields.String())
+    strategic_note = cf.String()
+    tags = ma.fields.List(cf.String())
     class_history = ma.fields.List(ma.fields.Nested(ClassChangeOut))
 
 
-class StrategicIn(ma.Schema):
-    strategic = ma.fields.Boolean(required=True)
-    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=500))
+class StrategicIn(Schema):
+    strategic = cf.Boolean(required=True)
+    note = cf.String(load_default="", validate=ma.validate.Length(max=500))
 
 
-class TagIn(ma.Schema):
-    tag = ma.fields.String(required=True, validate=_TAG)
+class TagIn(Schema):
+    tag = cf.String(required=True, validate=_TAG)
 
 
 class BulkTagIn(TagIn):
     member_ids = ma.fields.List(_int(validate=_ID), required=True, validate=ma.validate.Length(min=1, max=10_000))
 
 
-class TagResultOut(ma.Schema):
-    tag = ma.fields.String()
-    tagged = ma.fields.Integer()
+class TagResultOut(Schema):
+    tag = cf.String()
+    tagged = cf.Integer()
 
 
-class ClassCountOut(ma.Schema):
-    rfm_class = ma.fields.String(data_key="class", attribute="class")
-    members = ma.fields.Integer()
+class ClassCountOut(Schema):
+    rfm_class = cf.String(data_key="class", attribute="class")
+    members = cf.Integer()
     avg_value = ma.fields.Float(allow_none=True)
     avg_health = ma.fields.Float(allow_none=True)
 
 
-class ClassMovementArgs(ma.Schema):
-    since = NaiveUTCDateTime(required=True)
-    until = NaiveUTCDateTime(load_default=None)
+class ClassMovementArgs(PageArgs):
+    since = cf.DateTime(required=True)
+    until = cf.DateTime(load_default=None)
 
 
-class ClassMovementOut(ma.Schema):
-    from_class = ma.fields.String(allow_none=True)
-    to_class = ma.fields.String()
-    members = ma.fields.Integer()
+class ClassMovementOut(Schema):
+    from_class = cf.String(allow_none=True)
+    to_class = cf.String()
+    members = cf.Integer()
 
 
 # --------------------------------------------------------------------------- segments
 
 
-class SegmentIn(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
-    description = ma.fields.String(load_default="", validate=ma.validate.Length(max=2000))
+class SegmentIn(Schema):
+    name = cf.String(required=True, validate=ma.validate.Length(min=1, max=120))
+    description = cf.String(load_default="", validate=ma.validate.Length(max=2000))
     definition = ma.fields.Dict(required=True)
 
 
-class SegmentPatchIn(ma.Schema):
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=120))
-    description = ma.fields.String(validate=ma.validate.Length(max=2000))
+class SegmentPatchIn(PatchSchema):
+    name = cf.String(validate=ma.validate.Length(min=1, max=120))
+    description = cf.String(validate=ma.validate.Length(max=2000))
     definition = ma.fields.Dict()
 
 
-class SegmentPreviewIn(ma.Schema):
+class SegmentPreviewIn(Schema):
     definition = ma.fields.Dict(required=True)
 
 
-class SegmentPreviewOut(ma.Schema):
-    members = ma.fields.Integer()
+class SegmentPreviewOut(Schema):
+    members = cf.Integer()
 
 
-class SegmentOut(ma.Schema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-    description = ma.fields.String()
+class SegmentOut(Schema):
+    id = cf.Integer()
+    name = cf.String()
+    description = cf.String()
     definition = ma.fields.Dict()
-    member_count = ma.fields.Integer()
-    materialised_at = ma.fields.DateTime(allow_none=True)
-    created_by_id = ma.fields.Integer(allow_none=True)
-    created_at = ma.fields.DateTime()
-    updated_at = ma.fields.DateTime()
+    member_count = cf.Integer()
+    materialised_at = cf.DateTime(allow_none=True)
+    created_by_id = cf.Integer(allow_none=True)
+    created_at = cf.DateTime()
+    updated_at = cf.DateTime()
 
 
-class SegmentMemberOut(ma.Schema):
-    member_id = ma.fields.Integer()
+class SegmentMemberOut(Schema):
+    member_id = cf.Integer()
 
 
 # --------------------------------------------------------------------------- experiments
 
 
-class ExperimentIn(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
-    description = ma.fields.String(load_default="", validate=ma.validate.Length(max=2000))
-    kind = ma.fields.String(required=True, validate=ma.validate.OneOf(EXPERIMENT_KINDS))
+class ExperimentIn(Schema):
+    name = cf.String(required=True, validate=ma.validate.Length(min=1, max=120))
+    description = cf.String(load_default="", validate=ma.validate.Length(max=2000))
+    kind = cf.String(required=True, validate=ma.validate.OneOf(EXPERIMENT_KINDS))
     test_share = ma.fields.Float(required=True, validate=ma.validate.Range(min=0.0001, max=0.9999))
-    stratify_by = ma.fields.String(load_default=None, allow_none=True,
+    stratify_by = cf.String(load_default=None, allow_none=True,
                                    validate=ma.validate.OneOf(("tier", "rfm_class")))
-    salt = ma.fields.String(load_default=None, allow_none=True,
+    salt = cf.String(load_default=None, allow_none=True,
                             validate=[ma.validate.Length(min=1, max=64), ma.validate.Regexp(r"^[A-Za-z0-9._\-]+$")])
     campaign_id = _int(load_default=None, allow_none=True, validate=_ID)
     reward_id = _int(load_default=None, allow_none=True, validate=_ID)
     segment_id = _int(load_default=None, allow_none=True, validate=_ID)
-    starts_at = NaiveUTCDateTime(load_default=None)
-    ends_at = NaiveUTCDateTime(load_default=None, allow_none=True)
+    starts_at = cf.DateTime(load_default=None)
+    ends_at = cf.DateTime(load_default=None, allow_none=True)
     pre_days = _int(load_default=90, validate=ma.validate.Range(min=1, max=730))
 
     @ma.post_load
@@ -306,50 +308,50 @@ class ExperimentIn(ma.Schema):
         return data
 
 
-class ExperimentPatchIn(ma.Schema):
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=120))
-    description = ma.fields.String(validate=ma.validate.Length(max=2000))
+class ExperimentPatchIn(PatchSchema):
+    name = cf.String(validate=ma.validate.Length(min=1, max=120))
+    description = cf.String(validate=ma.validate.Length(max=2000))
     test_share = ma.fields.Float(validate=ma.validate.Range(min=0.0001, max=0.9999))
-    stratify_by = ma.fields.String(allow_none=True, validate=ma.validate.OneOf(("tier", "rfm_class")))
+    stratify_by = cf.String(allow_none=True, validate=ma.validate.OneOf(("tier", "rfm_class")))
     segment_id = _int(allow_none=True, validate=_ID)
-    starts_at = NaiveUTCDateTime()
-    ends_at = NaiveUTCDateTime(allow_none=True)
+    starts_at = cf.DateTime()
+    ends_at = cf.DateTime(allow_none=True)
     pre_days = _int(validate=ma.validate.Range(min=1, max=730))
 
 
-class ExperimentOut(ma.Schema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-    description = ma.fields.String()
-    kind = ma.fields.String()
-    status = ma.fields.String()
-    salt = ma.fields.String()
+class ExperimentOut(Schema):
+    id = cf.Integer()
+    name = cf.String()
+    description = cf.String()
+    kind = cf.String()
+    status = cf.String()
+    salt = cf.String()
     test_share = ma.fields.Float()
-    stratify_by = ma.fields.String(allow_none=True)
-    campaign_id = ma.fields.Integer(allow_none=True)
-    reward_id = ma.fields.Integer(allow_none=True)
-    segment_id = ma.fields.Integer(allow_none=True)
-    starts_at = ma.fields.DateTime()
-    ends_at = ma.fields.DateTime(allow_none=True)
-    pre_days = ma.fields.Integer()
-    started_at = ma.fields.DateTime(allow_none=True)
-    stopped_at = ma.fields.DateTime(allow_none=True)
-    created_at = ma.fields.DateTime()
+    stratify_by = cf.String(allow_none=True)
+    campaign_id = cf.Integer(allow_none=True)
+    reward_id = cf.Integer(allow_none=True)
+    segment_id = cf.Integer(allow_none=True)
+    starts_at = cf.DateTime()
+    ends_at = cf.DateTime(allow_none=True)
+    pre_days = cf.Integer()
+    started_at = cf.DateTime(allow_none=True)
+    stopped_at = cf.DateTime(allow_none=True)
+    created_at = cf.DateTime()
 
 
 class ExperimentStartOut(ExperimentOut):
-    assigned = ma.fields.Integer()
+    assigned = cf.Integer()
 
 
-class ResultsArgs(ma.Schema):
-    metrics = DelimitedList(ma.fields.String(validate=ma.validate.OneOf(EXPERIMENT_METRICS)),
+class ResultsArgs(Schema):
+    metrics = DelimitedList(cf.String(validate=ma.validate.OneOf(EXPERIMENT_METRICS)),
                             metadata={"description": "Comma-separated; default: every metric."})
 
 
-class ExperimentResultsOut(ma.Schema):
-    experiment_id = ma.fields.Integer()
-    kind = ma.fields.String()
-    status = ma.fields.String()
+class ExperimentResultsOut(Schema):
+    experiment_id = cf.Integer()
+    kind = cf.String()
+    status = cf.String()
     pre_period = ma.fields.Dict()
     post_period = ma.fields.Dict()
     assignment = ma.fields.Dict()
@@ -360,26 +362,26 @@ class ExperimentResultsOut(ma.Schema):
 # --------------------------------------------------------------------------- reviews
 
 
-class ReviewIn(ma.Schema):
-    period = ma.fields.String(required=True, validate=ma.validate.OneOf(REVIEW_PERIODS))
+class ReviewIn(Schema):
+    period = cf.String(required=True, validate=ma.validate.OneOf(REVIEW_PERIODS))
     start = ma.fields.Date(required=True)
-    note = ma.fields.String(load_default="", validate=ma.validate.Length(max=2000))
+    note = cf.String(load_default="", validate=ma.validate.Length(max=2000))
 
 
-class ReviewListArgs(ma.Schema):
-    period = ma.fields.String(load_default=None, validate=ma.validate.OneOf(REVIEW_PERIODS))
-    page = ma.fields.Integer(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
-    per_page = ma.fields.Integer(load_default=20, validate=ma.validate.Range(min=1, max=100))
+class ReviewListArgs(Schema):
+    period = cf.String(load_default=None, validate=ma.validate.OneOf(REVIEW_PERIODS))
+    page = cf.QueryInteger(load_default=1, validate=ma.validate.Range(min=1, max=1_000_000))
+    per_page = cf.QueryInteger(load_default=20, validate=ma.validate.Range(min=1, max=100))
 
 
-class ReviewOut(ma.Schema):
-    id = ma.fields.Integer()
-    period = ma.fields.String()
+class ReviewOut(Schema):
+    id = cf.Integer()
+    period = cf.String()
     period_start = ma.fields.Date()
     period_end = ma.fields.Date()
-    note = ma.fields.String()
-    created_by_id = ma.fields.Integer(allow_none=True)
-    created_at = ma.fields.DateTime()
+    note = cf.String()
+    created_by_id = cf.Integer(allow_none=True)
+    created_at = cf.DateTime()
 
 
 class ReviewDetailOut(ReviewOut):

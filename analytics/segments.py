@@ -262,7 +262,7 @@ def tag_members(actor_id: int, tag: str, member_ids: list[int]) -> int:
     for member_id in new:
         db.session.add(MemberTag(member_id=member_id, tag=tag, tagged_by_id=actor_id, created_at=utcnow()))
     db.session.flush()
-    audit(actor_id, "analytics.tag", "tag", None, details={"tag": tag, "member_ids": new})
+    audit(actor_id, "analytics.member.tag", "tag", None, details={"tag": tag, "member_ids": new})
     return len(new)
 
 
@@ -270,7 +270,7 @@ def untag_member(actor_id: int, member_id: int, tag: str) -> None:
     removed = db.session.execute(delete(MemberTag).where(MemberTag.member_id == member_id, MemberTag.tag == tag))
     if not removed.rowcount:
         raise NotFound("The member does not have this tag.")
-    audit(actor_id, "analytics.untag", "member", member_id, details={"tag": tag})
+    audit(actor_id, "analytics.member.untag", "member", member_id, details={"tag": tag})
 
 
 def member_tags(member_id: int) -> list[str]:

@@ -127,7 +127,8 @@ def set_strategic(actor_id: int, member_id: int, strategic: bool, note: str) -> 
             db.session.flush()
     except IntegrityError as exc:
         raise Conflict("The flag was changed concurrently; try again.", code="concurrent_update") from exc
-    audit(actor_id, "analytics.strategic", "member", member_id, reason=note, details={"strategic": strategic})
+    audit(actor_id, "analytics.member.set_strategic", "member", member_id, reason=note,
+          details={"strategic": strategic})
     return member_profile(member_id)
 
 
@@ -151,7 +152,8 @@ def create_review(actor_id: int, period: str, start: date, note: str = "") -> Re
             db.session.flush()
     except IntegrityError as exc:
         raise Conflict("This period's review is already stored.", code="review_exists") from exc
-    audit(actor_id, "analytics.review", "review", review.id, details={"period": period, "start": start.isoformat()})
+    audit(actor_id, "analytics.review.create", "review", review.id,
+          details={"period": period, "start": start.isoformat()})
     return review
 
 

@@ -74,5 +74,5 @@ def save(actor_id: int, settings: dict, note: str = "") -> dict:
     number = (db.session.scalar(select(func.max(AnalyticsSettings.version))) or 0) + 1
     db.session.add(AnalyticsSettings(version=number, settings=merged, note=note, created_by_id=actor_id))
     db.session.flush()
-    audit(actor_id, "analytics.settings", "analytics_settings", number, reason=note, details=settings)
+    audit(actor_id, "analytics.settings.update", "analytics_settings", number, reason=note, details=settings)
     return {"version": number, "settings": merged}

@@ -122,7 +122,7 @@ def main() -> None:
                 resp = client.post(
                     "/api/v1/points/events", headers=headers,
                     json={"event_id": f"{run}-h-{i}", "type": "purchase", "member_id": ids[i % MEMBERS],
-                          "amount": "10"},
+                          "amount": 10},
                 )
             assert resp.status_code == 200, resp.get_json()
 

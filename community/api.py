@@ -10,13 +10,16 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 import ratelimit
+from contract import fields as f
+from contract.fields import rfc3339
+from contract.openapi import error_responses
 from csv_export import csv_response
 from extensions import db
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, page_of, page_schema, paginate
 from security.http import no_store
 
 from . import auth, services
-from .models import AuditLog, User, UserRole
+from .models import GRANTABLE_ROLES, ROLES, AuditLog, User, UserRole
 from .permissions import ADMIN_USERS, READ_AUDIT, login_required, require
 from .schemas import (
     AuditOut,
@@ -64,6 +67,7 @@ class Register(MethodView):
     @no_store
     @auth_blp.arguments(RegisterIn)
     @auth_blp.response(201, SessionOut)
+    @error_responses(409, 429)
     def post(self, data):
         """Create a member account (optionally with a referral code) and log in."""
         limit, window = current_app.config["REGISTER_RATE_LIMIT"]
@@ -95,6 +99,7 @@ class Login(MethodView):
     @no_store
     @auth_blp.arguments(LoginIn)
     @auth_blp.response(200, SessionOut)
+    @error_responses(401, 429)
     def post(self, data):
         """Log in with email and password; sets the session cookie and returns a CSRF token."""
         user = password_login(data["email"], data["password"])
@@ -131,6 +136,7 @@ class Me(MethodView):
     @no_store
     @me_blp.arguments(ProfileIn)
     @me_blp.response(200, MemberOut)
+    @error_responses(409)
     def patch(self, data):
         """Edit the profile (display name, bio; the birthday can be set once, staff correct it)."""
         services.update_profile(current_user, data)
@@ -157,10 +163,11 @@ class Password(MethodView):
 @me_blp.route("/tokens")
 class Tokens(MethodView):
     @login_required
-    @me_blp.response(200, TokenOut(many=True))
-    def get(self):
+    @me_blp.arguments(PageArgs, location="query")
+    @me_blp.response(200, page_schema(TokenOut, "TokenPage"))
+    def get(self, args):
         """API tokens of the logged-in member (secrets are never shown again)."""
-        return services.list_tokens(current_user)
+        return page_of(list(services.list_tokens(current_user)), args["page"], args["per_page"])
 
     @login_required
     @no_store
@@ -188,15 +195,17 @@ class TokenItem(MethodView):
 @me_blp.route("/notifications")
 class Notifications(MethodView):
     @login_required
-    @me_blp.response(200, NotificationOut(many=True))
-    def get(self):
+    @me_blp.arguments(PageArgs, location="query")
+    @me_blp.response(200, page_schema(NotificationOut, "NotificationPage"))
+    def get(self, args):
         """The member's latest notifications from the outbox (newest first)."""
-        return services.list_notifications(current_user.id)
+        return page_of(list(services.list_notifications(current_user.id)), args["page"], args["per_page"])
 
 
 class UserFilterArgs(PageArgs):
-    role = ma.fields.String(load_default=None)
-    email = ma.fields.String(load_default=None)
+    role = f.String(load_default=None, validate=ma.validate.OneOf(ROLES))
+    email = f.String(load_default=None, validate=ma.validate.Length(min=1, max=254),
+                     metadata={"description": "A fragment of the email address"})
 
 
 @admin_blp.route("/users")
@@ -228,6 +237,7 @@ class AdminUserRoles(MethodView):
     @require(ADMIN_USERS)
     @admin_blp.arguments(RoleIn)
     @admin_blp.response(200, StaffMemberOut)
+    @error_responses(409)
     def post(self, data, user_id):
         """Grant a role."""
         user = services.grant_role(current_user, user_id, data["role"])
@@ -235,10 +245,11 @@ class AdminUserRoles(MethodView):
         return user
 
 
-@admin_blp.route("/users/<int:user_id>/roles/<string:role>")
+@admin_blp.route(f"/users/<int:user_id>/roles/<any({', '.join(GRANTABLE_ROLES)}):role>")
 class AdminUserRole(MethodView):
     @require(ADMIN_USERS)
     @admin_blp.response(200, StaffMemberOut)
+    @error_responses(409)
     def delete(self, user_id, role):
         """Revoke a role."""
         user = services.revoke_role(current_user, user_id, role)
@@ -259,9 +270,10 @@ class AdminUserBirthday(MethodView):
 
 
 class AuditArgs(PageArgs):
-    action = ma.fields.String(load_default=None)
-    actor_id = ma.fields.Integer(load_default=None)
-    target_type = ma.fields.String(load_default=None)
+    action = f.String(load_default=None, validate=ma.validate.Length(min=1, max=64),
+                      metadata={"description": "An action or a prefix of one, e.g. `forums.`"})
+    actor_id = f.QueryId(load_default=None)
+    target_type = f.String(load_default=None, validate=ma.validate.Length(min=1, max=32))
 
 
 def _audit_query(args):
@@ -296,7 +308,7 @@ class AuditExport(MethodView):
 
         def rows():
             for e in db.session.scalars(query):
-                yield [e.id, e.created_at.isoformat(), e.actor_id, e.action, e.target_type, e.target_id, e.reason,
+                yield [e.id, rfc3339(e.created_at), e.actor_id, e.action, e.target_type, e.target_id, e.reason,
                        e.details]
 
         return csv_response(

@@ -48,6 +48,7 @@ def login_required(fn: Callable) -> Callable:
             raise Unauthorized("Log in to do this.")
         return fn(*args, **kwargs)
 
+    wrapper._auth = "login"  # read by contract.openapi (security and 401 in the document)
     return wrapper
 
 
@@ -68,6 +69,7 @@ def require(*names: str) -> Callable:
                     raise Forbidden("You do not have permission to do this.")
             return fn(*args, **kwargs)
 
+        wrapper._auth = "permission"  # read by contract.openapi (security, 401 and 403 documented)
         return wrapper
 
     return decorate

@@ -4,116 +4,124 @@ from __future__ import annotations
 
 import marshmallow as ma
 
-from .models import GRANTABLE_ROLES
+from contract import PatchSchema, Schema
+from contract import fields as f
+
+from .models import GRANTABLE_ROLES, ROLES, TIERS
+from .services import PASSWORD_MAX, PASSWORD_MIN
 
 
-class RegisterIn(ma.Schema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
-    password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
-    display_name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
-    referral_code = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=16))
+class RegisterIn(Schema):
+    email = f.String(required=True, validate=ma.validate.Length(max=254), metadata={"format": "email"})
+    password = f.String(required=True, load_only=True, validate=ma.validate.Length(min=PASSWORD_MIN, max=PASSWORD_MAX))
+    display_name = f.String(required=True, validate=ma.validate.Length(min=1, max=80))
+    referral_code = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(max=16))
     birthday = ma.fields.Date(load_default=None, allow_none=True)
 
 
-class LoginIn(ma.Schema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(max=254))
-    password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
+class LoginIn(Schema):
+    email = f.String(required=True, validate=ma.validate.Length(max=254))
+    password = f.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
 
 
-class MemberOut(ma.Schema):
+class MemberOut(Schema):
     """A member's own view of their account."""
 
-    id = ma.fields.Integer()
-    email = ma.fields.String()
-    display_name = ma.fields.String()
-    bio = ma.fields.String()
+    id = f.Integer()
+    email = f.String()
+    display_name = f.String()
+    bio = f.String()
     birthday = ma.fields.Date(allow_none=True)
-    roles = ma.fields.Function(lambda u: sorted(u.roles))
-    tier = ma.fields.String()
-    referral_code = ma.fields.String()
-    silenced_until = ma.fields.DateTime(allow_none=True)
-    suspended_until = ma.fields.DateTime(allow_none=True)
-    created_at = ma.fields.DateTime()
+    roles = ma.fields.Function(
+        lambda u: sorted(u.roles), metadata={"type": "array", "items": {"type": "string", "enum": list(ROLES)}}
+    )
+    tier = f.String(metadata={"enum": list(TIERS)})
+    referral_code = f.String()
+    silenced_until = f.DateTime(allow_none=True)
+    suspended_until = f.DateTime(allow_none=True)
+    created_at = f.DateTime()
 
 
-class PublicMemberOut(ma.Schema):
+class PublicMemberOut(Schema):
     """What other members may see."""
 
-    id = ma.fields.Integer()
-    display_name = ma.fields.String()
-    tier = ma.fields.String()
+    id = f.Integer()
+    display_name = f.String()
+    tier = f.String()
 
 
 class StaffMemberOut(MemberOut):
-    signup_ip = ma.fields.String(allow_none=True)
-    referred_by_id = ma.fields.Integer(allow_none=True)
+    signup_ip = f.String(allow_none=True)
+    referred_by_id = f.Integer(allow_none=True)
     is_active = ma.fields.Boolean(attribute="is_active_account")
 
 
-class SessionOut(ma.Schema):
+class SessionOut(Schema):
     member = ma.fields.Nested(MemberOut)
-    csrf_token = ma.fields.String()
+    csrf_token = f.String()
 
 
-class CsrfOut(ma.Schema):
-    csrf_token = ma.fields.String()
+class CsrfOut(Schema):
+    csrf_token = f.String()
 
 
-class ProfileIn(ma.Schema):
-    display_name = ma.fields.String(validate=ma.validate.Length(min=1, max=80))
-    bio = ma.fields.String(validate=ma.validate.Length(max=2000))
+class ProfileIn(PatchSchema):
+    display_name = f.String(validate=ma.validate.Length(min=1, max=80))
+    bio = f.String(validate=ma.validate.Length(max=2000))
     birthday = ma.fields.Date(allow_none=True)
 
 
-class PasswordChangeIn(ma.Schema):
-    current_password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
-    new_password = ma.fields.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
+class PasswordChangeIn(Schema):
+    current_password = f.String(required=True, load_only=True, validate=ma.validate.Length(max=128))
+    new_password = f.String(
+        required=True, load_only=True, validate=ma.validate.Length(min=PASSWORD_MIN, max=PASSWORD_MAX)
+    )
 
 
-class TokenIn(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=80))
-    password = ma.fields.String(
+class TokenIn(Schema):
+    name = f.String(required=True, validate=ma.validate.Length(min=1, max=80))
+    password = f.String(
         required=True, load_only=True, validate=ma.validate.Length(max=128),
         metadata={"description": "The account's current password (a session alone cannot mint a token)."},
     )
 
 
-class BirthdayCorrectionIn(ma.Schema):
+class BirthdayCorrectionIn(Schema):
     birthday = ma.fields.Date(required=True, allow_none=True)
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
+    reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
 
 
-class TokenOut(ma.Schema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-    prefix = ma.fields.String()
-    created_at = ma.fields.DateTime()
-    last_used_at = ma.fields.DateTime(allow_none=True)
-    revoked_at = ma.fields.DateTime(allow_none=True)
+class TokenOut(Schema):
+    id = f.Integer()
+    name = f.String()
+    prefix = f.String()
+    created_at = f.DateTime()
+    last_used_at = f.DateTime(allow_none=True)
+    revoked_at = f.DateTime(allow_none=True)
 
 
 class TokenCreatedOut(TokenOut):
-    token = ma.fields.String(metadata={"description": "The secret; shown only once."})
+    token = f.String(metadata={"description": "The secret; shown only once."})
 
 
-class RoleIn(ma.Schema):
-    role = ma.fields.String(required=True, validate=ma.validate.OneOf(GRANTABLE_ROLES))
+class RoleIn(Schema):
+    role = f.String(required=True, validate=ma.validate.OneOf(GRANTABLE_ROLES))
 
 
-class NotificationOut(ma.Schema):
-    id = ma.fields.Integer()
-    kind = ma.fields.String()
+class NotificationOut(Schema):
+    id = f.Integer()
+    kind = f.String()
     payload = ma.fields.Dict()
-    created_at = ma.fields.DateTime()
-    read_at = ma.fields.DateTime(allow_none=True)
+    created_at = f.DateTime()
+    read_at = f.DateTime(allow_none=True)
 
 
-class AuditOut(ma.Schema):
-    id = ma.fields.Integer()
-    actor_id = ma.fields.Integer(allow_none=True)
-    action = ma.fields.String()
-    target_type = ma.fields.String()
-    target_id = ma.fields.Integer(allow_none=True)
-    reason = ma.fields.String()
+class AuditOut(Schema):
+    id = f.Integer()
+    actor_id = f.Integer(allow_none=True)
+    action = f.String()
+    target_type = f.String()
+    target_id = f.Integer(allow_none=True)
+    reason = f.String()
     details = ma.fields.Dict()
-    created_at = ma.fields.DateTime()
+    created_at = f.DateTime()

@@ -241,7 +241,7 @@ def correct_birthday(actor: User, user_id: int, birthday: date | None, reason: s
     before = user.birthday
     user.birthday = check_birthday(birthday)
     user.birthday_set_at = utcnow() if birthday else None
-    audit(actor.id, "member.birthday.correct", "user", user.id, reason=reason.strip(),
+    audit(actor.id, "community.birthday.correct", "user", user.id, reason=reason.strip(),
           details={"before": before.isoformat() if before else None,
                    "after": birthday.isoformat() if birthday else None})
     db.session.flush()
@@ -268,7 +268,7 @@ def change_password(user: User, current_password: str, new_password: str) -> int
     _check_password_strength(new_password, "new_password", user_inputs=(user.email, user.display_name))
     user.password_hash = hash_password(new_password)
     revoked = revoke_all_tokens(user.id)
-    audit(user.id, "member.password.change", "user", user.id, details={"tokens_revoked": revoked})
+    audit(user.id, "community.password.change", "user", user.id, details={"tokens_revoked": revoked})
     db.session.flush()
     return revoked
 
@@ -345,7 +345,7 @@ def grant_role(actor: User, user_id: int, role: str) -> User:
         except IntegrityError:
             pass  # a concurrent request granted it first: the outcome is the same
         else:
-            audit(actor.id, "role.grant", "user", user.id, details={"role": role})
+            audit(actor.id, "community.role.grant", "user", user.id, details={"role": role})
         db.session.flush()
         db.session.expire(user, ["role_rows"])
     return user
@@ -371,7 +371,7 @@ def revoke_role(actor: User, user_id: int, role: str) -> User:
     for row in list(user.role_rows):
         if row.role == role:
             user.role_rows.remove(row)
-            audit(actor.id, "role.revoke", "user", user.id, details={"role": role})
+            audit(actor.id, "community.role.revoke", "user", user.id, details={"role": role})
     db.session.flush()
     return user
 
@@ -450,6 +450,6 @@ def create_admin(email: str, password: str, display_name: str = "Admin") -> User
         user = register(email=email, password=password, display_name=display_name)
     if "admin" not in user.roles:
         user.role_rows.append(UserRole(user_id=user.id, role="admin"))
-        audit(None, "role.grant", "user", user.id, details={"role": "admin", "via": "cli"})
+        audit(None, "community.role.grant", "user", user.id, details={"role": "admin", "via": "cli"})
     db.session.flush()
     return user

@@ -12,8 +12,10 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 
 from community.permissions import login_required, require
+from contract.fields import rfc3339
+from contract.openapi import error_responses
 from extensions import db
-from pagination import PageArgs
+from pagination import PageArgs, page_meta, page_of, page_schema
 
 from . import services
 from .permissions import MANAGE_BOARDS, MODERATE
@@ -53,8 +55,7 @@ mod_blp = Blueprint(
 blueprints = [boards_blp, threads_blp, posts_blp, mod_blp]
 
 
-def _meta(page: int, per_page: int, total: int) -> dict:
-    return {"page": page, "per_page": per_page, "total": total, "pages": (total + per_page - 1) // per_page}
+_meta = page_meta
 
 
 def _user():
@@ -67,14 +68,16 @@ def _user():
 @boards_blp.route("")
 class Boards(MethodView):
     @login_required
-    @boards_blp.response(200, BoardOut(many=True))
-    def get(self):
+    @boards_blp.arguments(PageArgs, location="query")
+    @boards_blp.response(200, page_schema(BoardOut, "BoardPage"))
+    def get(self, args):
         """Boards the member may read (by tier and role), in display order."""
-        return services.list_boards(_user())
+        return page_of(list(services.list_boards(_user())), args["page"], args["per_page"])
 
     @require(MANAGE_BOARDS)
     @boards_blp.arguments(BoardIn)
     @boards_blp.response(201, BoardOut)
+    @error_responses(409)
     def post(self, data):
         """Create a board (admin)."""
         board = services.create_board(_user(), data)
@@ -93,6 +96,7 @@ class BoardItem(MethodView):
     @require(MANAGE_BOARDS)
     @boards_blp.arguments(BoardPatchIn)
     @boards_blp.response(200, BoardOut)
+    @error_responses(409)
     def patch(self, data, board_id):
         """Change a board's settings (admin): kind, reply policy, access tier/role, flag threshold."""
         board = services.update_board(_user(), board_id, data)
@@ -117,6 +121,7 @@ class BoardThreads(MethodView):
     @login_required
     @boards_blp.arguments(ThreadIn)
     @boards_blp.response(201, ThreadOut)
+    @error_responses(429)
     def post(self, data, board_id):
         """Start a thread (on bulletin boards: staff only).  Subject to the tier's posting limits."""
         thread = services.create_thread(_user(), board_id, data["title"], data["body"])
@@ -149,8 +154,7 @@ class ThreadItem(MethodView):
 _thread_out, _board_out = ThreadOut(), BoardOut()
 
 
-def _iso(value):
-    return value.isoformat() if value is not None else None
+_iso = rfc3339
 
 
 def _page_post(row) -> dict:
@@ -180,6 +184,7 @@ class ThreadPosts(MethodView):
     @login_required
     @threads_blp.arguments(ReplyIn)
     @threads_blp.response(201, PostOut)
+    @error_responses(409, 429)
     def post(self, data, thread_id):
         """Reply (optionally quoting a post of the thread).  Subject to the tier's posting limits."""
         post = services.reply(_user(), thread_id, data["body"], data.get("quote_post_id"))
@@ -195,6 +200,7 @@ class Search(MethodView):
     @login_required
     @posts_blp.arguments(SearchArgs, location="query")
     @posts_blp.response(200, SearchOut)
+    @error_responses(404)
     def get(self, args):
         """Full-text search over thread titles and posts of the boards the member may read."""
         rows, total = services.search(_user(), args["q"], args.get("board_id"), args["page"], args["per_page"])
@@ -221,6 +227,7 @@ class PostItem(MethodView):
     @login_required
     @posts_blp.arguments(PostPatch)
     @posts_blp.response(200, PostOut)
+    @error_responses(409)
     def patch(self, data, post_id):
         """Edit your post (a first post may also change the thread title); the old text is kept."""
         post = services.edit_post(_user(), post_id, data.get("body"), data.get("title"))
@@ -229,6 +236,7 @@ class PostItem(MethodView):
 
     @login_required
     @posts_blp.response(204)
+    @error_responses(409)
     def delete(self, post_id):
         """Delete your own post (a first post only while the thread has no replies)."""
         services.delete_own_post(_user(), post_id)
@@ -238,16 +246,19 @@ class PostItem(MethodView):
 @posts_blp.route("/<int:post_id>/revisions")
 class PostRevisions(MethodView):
     @login_required
-    @posts_blp.response(200, RevisionOut(many=True))
-    def get(self, post_id):
+    @posts_blp.arguments(PageArgs, location="query")
+    @posts_blp.response(200, page_schema(RevisionOut, "RevisionPage"))
+    @error_responses(403)
+    def get(self, args, post_id):
         """The post's edit history, newest first (author and moderators)."""
-        return services.list_revisions(_user(), post_id)
+        return page_of(list(services.list_revisions(_user(), post_id)), args["page"], args["per_page"])
 
 
 @posts_blp.route("/<int:post_id>/like")
 class PostLike(MethodView):
     @login_required
     @posts_blp.response(200, ReactionOut)
+    @error_responses(409)
     def put(self, post_id):
         """Like a post (idempotent)."""
         services.like(_user(), post_id)
@@ -256,6 +267,7 @@ class PostLike(MethodView):
 
     @login_required
     @posts_blp.response(200, ReactionOut)
+    @error_responses(409)
     def delete(self, post_id):
         """Take a like back (idempotent)."""
         services.unlike(_user(), post_id)
@@ -273,6 +285,7 @@ class PostFlags(MethodView):
     @login_required
     @posts_blp.arguments(FlagIn)
     @posts_blp.response(201, FlagOut)
+    @error_responses(409)
     def post(self, data, post_id):
         """Flag a post for moderators; enough weighted flags hide it pending review."""
         flag = services.flag_post(_user(), post_id, data["reason"], data["note"])
@@ -309,6 +322,7 @@ class FlagResolve(MethodView):
     @require(MODERATE)
     @mod_blp.arguments(ResolveIn)
     @mod_blp.response(200, FlagOut)
+    @error_responses(409)
     def post(self, data, flag_id):
         """Agree (the post is hidden) or disagree (the flag's weight is withdrawn)."""
         flag = services.resolve_flag(_user(), flag_id, data["decision"], data["note"])
@@ -321,6 +335,7 @@ class PostModeration(MethodView):
     @require(MODERATE)
     @mod_blp.arguments(PostActionIn)
     @mod_blp.response(200, ModeratedPostOut)
+    @error_responses(409)
     def post(self, data, post_id):
         """Hide, restore or delete a post (deleting reverses the points it earned)."""
         post = services.moderate_post(_user(), post_id, data["action"], data["reason"])
@@ -333,6 +348,7 @@ class ThreadModeration(MethodView):
     @require(MODERATE)
     @mod_blp.arguments(ThreadActionIn)
     @mod_blp.response(200, ThreadOut)
+    @error_responses(409)
     def post(self, data, thread_id):
         """Lock, unlock, pin, unpin, move (with ``board_id``), delete or restore a thread."""
         thread = services.moderate_thread(_user(), thread_id, data["action"], data["reason"], data.get("board_id"))
@@ -343,14 +359,16 @@ class ThreadModeration(MethodView):
 @mod_blp.route("/members/<int:member_id>/sanctions")
 class MemberSanctions(MethodView):
     @require(MODERATE)
-    @mod_blp.response(200, SanctionOut(many=True))
-    def get(self, member_id):
+    @mod_blp.arguments(PageArgs, location="query")
+    @mod_blp.response(200, page_schema(SanctionOut, "SanctionPage"))
+    def get(self, args, member_id):
         """A member's warnings, silences and suspensions, newest first."""
-        return services.list_sanctions(member_id)
+        return page_of(list(services.list_sanctions(member_id)), args["page"], args["per_page"])
 
     @require(MODERATE)
     @mod_blp.arguments(SanctionIn)
     @mod_blp.response(201, SanctionOut)
+    @error_responses(409)
     def post(self, data, member_id):
         """Warn, silence or suspend a member for ``duration_hours``, or lift their sanctions.
 

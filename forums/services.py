@@ -29,6 +29,7 @@ from community.services import (
     refuse_self_dealing,
     revoke_all_tokens,
 )
+from contract.fields import rfc3339
 from errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationError
 from extensions import db
 from messaging.webhooks import events as webhooks
@@ -784,8 +785,9 @@ def moderate_post(actor: User, post_id: int, action: str, reason: str) -> Post:
     webhooks.publish("post.moderated", {"post_id": post.id, "thread_id": post.thread_id, "author_id": post.author_id,
                      "action": action, "by": "moderator", "moderator_id": actor.id, "reason": reason or ""})
     if action != "restore":
-        notify(post.author_id, f"forums.post_{action}", {"post_id": post.id, "reason": reason},
-               dedupe_key=f"forums.post_{action}:{post.id}:{utcnow().isoformat()}")
+        event = {"hide": "hidden", "delete": "deleted"}[action]
+        notify(post.author_id, f"forums.post_{event}", {"post_id": post.id, "reason": reason},
+               dedupe_key=f"forums.post_{event}:{post.id}:{utcnow().isoformat()}")
     return post
 
 
@@ -889,10 +891,10 @@ def sanction_member(
     db.session.add(sanction)
     db.session.flush()
     audit(actor.id, f"forums.member.{kind}", "user", member.id, reason=reason,
-          details={"expires_at": expires_at.isoformat() if expires_at else None, "sanction_id": sanction.id})
+          details={"expires_at": rfc3339(expires_at), "sanction_id": sanction.id})
     notify(
-        member.id, f"forums.{kind}",
-        {"reason": reason, "expires_at": expires_at.isoformat() if expires_at else None},
+        member.id, f"forums.sanction_{kind}",
+        {"reason": reason, "expires_at": rfc3339(expires_at)},
         dedupe_key=f"forums.sanction:{sanction.id}",
     )
     return sanction

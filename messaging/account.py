@@ -175,7 +175,7 @@ def reset_password(token: str, new_password: str) -> User:
     db.session.execute(
         update(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).values(revoked_at=now)
     )
-    community.audit(user.id, "account.password_reset", "user", user.id)
+    community.audit(user.id, "community.password.reset", "user", user.id)
     # Receiving the link proves the address.
     preferences.member_preferences(user.id).email_verified = True
     db.session.flush()

@@ -21,6 +21,8 @@ import ratelimit
 from community import auth
 from community.permissions import login_required, require
 from community.services import member_registered, notification_created
+from contract.openapi import error_responses
+from contract.requests import accepts
 from errors import AppError, NotFound
 from extensions import db
 from pagination import page_schema, paginate
@@ -85,9 +87,21 @@ class Preferences(MethodView):
         return result
 
 
+# RFC 8058: the mail client posts ``List-Unsubscribe=One-Click`` as a form; the token is the credential.
+ONE_CLICK_MEDIA_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+ONE_CLICK_BODY = {
+    "required": False,
+    "content": {media: {"schema": {"type": "object", "properties": {"List-Unsubscribe": {"type": "string"}}}}
+                for media in ONE_CLICK_MEDIA_TYPES},
+}
+
+
 @prefs_blp.route("/unsubscribe/<string:token>")
 class OneClickUnsubscribe(MethodView):
+    @prefs_blp.doc(requestBody=ONE_CLICK_BODY)
     @prefs_blp.response(200, UnsubscribeOut)
+    @accepts(*ONE_CLICK_MEDIA_TYPES)
+    @error_responses(s422="The unsubscribe link has expired.")
     def post(self, token):
         """RFC 8058 one-click unsubscribe (the ``List-Unsubscribe`` URL); the token is the credential."""
         result = preferences.unsubscribe(token, "one_click")
@@ -102,6 +116,7 @@ class OneClickUnsubscribe(MethodView):
 class VerifyEmail(MethodView):
     @account_blp.arguments(EmailTokenIn)
     @account_blp.response(200, VerifiedOut)
+    @error_responses(409, s422="The token is invalid or expired (`invalid_token`), or the body is invalid.")
     def post(self, data):
         """Confirm an address with the token from the email (sign-up or email change)."""
         user = account.verify(data["token"])
@@ -113,6 +128,7 @@ class VerifyEmail(MethodView):
 class ResendVerification(MethodView):
     @login_required
     @account_blp.response(202, AcceptedOut)
+    @error_responses(429)
     def post(self):
         """Send a new verification link (rate limited); nothing if the address is verified."""
         ratelimit.hit(f"verify-resend:{current_user.id}", 5, 3600, "Too many verification emails.")
@@ -126,6 +142,7 @@ class EmailChange(MethodView):
     @login_required
     @account_blp.arguments(EmailChangeIn)
     @account_blp.response(202, AcceptedOut)
+    @error_responses(429)
     def post(self, data):
         """Ask to change the email: a link goes to the new address, which counts once confirmed."""
         ratelimit.hit(f"email-change:{current_user.id}", 5, 3600, "Too many email change requests.")
@@ -138,6 +155,7 @@ class EmailChange(MethodView):
 class PasswordReset(MethodView):
     @account_blp.arguments(ResetRequestIn)
     @account_blp.response(202, AcceptedOut)
+    @error_responses(429)
     def post(self, data):
         """Email a reset link if the address has an account; the answer never says whether it has."""
         limit, window = current_app.config["PASSWORD_RESET_RATE_LIMIT"]
@@ -153,6 +171,7 @@ class PasswordReset(MethodView):
 class PasswordResetConfirm(MethodView):
     @account_blp.arguments(ResetConfirmIn)
     @account_blp.response(204)
+    @error_responses(429, s422="The token is invalid or expired (`invalid_token`), or the body is invalid.")
     def post(self, data):
         """Set a new password with the emailed token; ends every session and revokes every API token."""
         ratelimit.hit(f"pw-reset-confirm:ip:{_client_ip()}", 30, 3600, "Too many attempts.")
@@ -170,8 +189,8 @@ class Inbox(MethodView):
     @inbox_blp.arguments(InboxArgs, location="query")
     @inbox_blp.response(200, InboxPageOut)
     def get(self, args):
-        """Newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
-        return inbox.page(current_user.id, cursor=args["cursor"], limit=args["limit"], unread_only=args["unread"])
+        """Newest first, one page at a time, with the unread count."""
+        return inbox.page(current_user.id, page=args["page"], per_page=args["per_page"], unread_only=args["unread"])
 
 
 @inbox_blp.route("/unread-count")

@@ -50,15 +50,16 @@ _EXACT: dict[str, Kind] = {
     "account.password_reset": Kind("transactional", "account_password_reset", urgent=True),
     "points.expiring": Kind("points_redemptions", "points_expiring"),
     "points.referral_rewarded": Kind("points_redemptions", "points_referral_rewarded"),
-    "tier_changed": Kind("tiers", "tier_changed"),
+    "tiers.tier_changed": Kind("tiers", "tier_changed"),
     "forums.reply": Kind("community", "forums_reply"),
-    "focus_group_reminder": Kind("research", "focus_group", urgent=True),
-    "focus_group_cancelled": Kind("research", "focus_group", urgent=True),
-    "focus_group_promoted": Kind("research", "focus_group"),
+    "surveys.focus_group_reminder": Kind("research", "focus_group", urgent=True),
+    "surveys.focus_group_cancelled": Kind("research", "focus_group", urgent=True),
+    "surveys.focus_group_promoted": Kind("research", "focus_group"),
 }
-# Families of kinds named by a prefix (``redemption.<state>``, ``forums.post_<action>``).
+# Families of kinds named by a prefix (``rewards.redemption_<state>``, ``forums.post_<event>``,
+# ``forums.sanction_<kind>``).
 _PREFIXES: tuple[tuple[str, Kind], ...] = (
-    ("redemption.", Kind("points_redemptions", "redemption")),
+    ("rewards.redemption_", Kind("points_redemptions", "redemption")),
     ("forums.post_", Kind("transactional", "forums_moderation")),
     ("forums.", Kind("transactional", "forums_moderation")),  # warn / silence / suspend
     ("surveys.", Kind("research", "survey_invitation")),

@@ -1,29 +1,21 @@
-"""In-app notifications: the member's inbox with cursor pagination, unread count, mark read.
+"""In-app notifications: the member's inbox (one ``{items, meta}`` page at a time, like every
+collection of the API), unread count, mark read.
 
 Notifications of a category the member switched off for ``in_app`` are left out of the list
 and the count (they still exist: switching the category back on shows them again).
-The cursor is opaque to clients: the id of the last item seen, signed so a client cannot
-page through arbitrary ids of its own making (not a secret, just not an API).
 """
 
 from __future__ import annotations
 
-from flask import current_app
-from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import and_, func, not_, select, update
 
 from community.models import Notification, utcnow
-from errors import NotFound, ValidationError
+from errors import NotFound
 from extensions import db
+from pagination import paginate
 
 from . import preferences
 from .catalog import category_condition, kind_info
-
-MAX_LIMIT = 100
-
-
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt="kinship.messaging.inbox-cursor")
 
 
 def _visible(member_id: int):
@@ -34,32 +26,15 @@ def _visible(member_id: int):
     return and_(*conds)
 
 
-def page(member_id: int, *, cursor: str | None, limit: int, unread_only: bool) -> dict:
-    before = None
-    if cursor:
-        try:
-            data = _serializer().loads(cursor)
-        except BadSignature as exc:
-            raise ValidationError("Invalid cursor.", fields={"cursor": ["Not a cursor from this API."]}) from exc
-        if not isinstance(data, dict) or data.get("m") != member_id or not isinstance(data.get("b"), int):
-            raise ValidationError("Invalid cursor.", fields={"cursor": ["Not a cursor from this API."]})
-        before = data["b"]
-    visible = _visible(member_id)
-    query = select(Notification).where(visible)
-    if before is not None:
-        query = query.where(Notification.id < before)
+def page(member_id: int, *, page: int, per_page: int, unread_only: bool) -> dict:
+    """One page of the member's visible notifications, newest first (``{items, meta}``)."""
+    query = select(Notification).where(_visible(member_id))
     if unread_only:
         query = query.where(Notification.read_at.is_(None))
-    rows = list(db.session.scalars(query.order_by(Notification.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    for row in rows:
+    result = paginate(query.order_by(Notification.id.desc()), page, per_page)
+    for row in result["items"]:
         row.category = kind_info(row.kind).category  # transient, for the schema
-    return {
-        "items": rows,
-        "next_cursor": _serializer().dumps({"m": member_id, "b": rows[-1].id}) if more else None,
-        "unread_count": unread_count(member_id),
-    }
+    return {**result, "unread_count": unread_count(member_id)}
 
 
 def unread_count(member_id: int) -> int:

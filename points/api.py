@@ -23,15 +23,17 @@ from sqlalchemy import select
 import ratelimit
 from community.permissions import login_required, require
 from community.services import get_user
+from contract import Schema
+from contract import fields as f
+from contract.openapi import error_responses, token_only
 from errors import Forbidden
 from extensions import db
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, page_of, page_schema, paginate
 
 from . import approvals, referrals, reports, services
 from .models import Campaign, PendingAward, Referral
 from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_AWARDS, REVIEW_REFERRALS
 from .schemas import (
-    DailyVisitIn,
     DailyVisitOut,
     EarningRuleIn,
     EarningRuleOut,
@@ -102,10 +104,11 @@ class MyHistory(MethodView):
 @me_blp.route("/visits")
 class MyVisits(MethodView):
     @login_required
-    @me_blp.arguments(DailyVisitIn)
     @me_blp.response(200, DailyVisitOut)
-    def post(self, _data):
-        """Record today's visit (earns the daily-visit points at most once per UTC day)."""
+    def post(self):
+        """Record today's visit (earns the daily-visit points at most once per UTC day).
+
+        Takes no request body."""
         interaction, created = services.record_daily_visit(current_user.id)
         db.session.commit()
         return {"recorded": created, "points": interaction.points if created else 0,
@@ -135,6 +138,7 @@ class MyInvites(MethodView):
     @login_required
     @me_blp.arguments(ReferralInviteIn)
     @me_blp.response(201, ReferralInviteOut)
+    @error_responses(429)
     def post(self, data):
         """Record that I invited someone (the address is kept only as a keyed hash, never mailed)."""
         ratelimit.hit(f"points:invite:{current_user.id}", INVITES_PER_DAY, 86400, "Too many invitations today.")
@@ -149,10 +153,11 @@ class MyInvites(MethodView):
 @points_blp.route("/rules")
 class Rules(MethodView):
     @login_required
-    @points_blp.response(200, EarningRuleOut(many=True))
-    def get(self):
+    @points_blp.arguments(PageArgs, location="query")
+    @points_blp.response(200, page_schema(EarningRuleOut, "EarningRulePage"))
+    def get(self, args):
         """How points are earned: the effective rule of every interaction kind."""
-        return services.list_rules()
+        return page_of(list(services.list_rules()), args["page"], args["per_page"])
 
 
 def _require_token() -> None:
@@ -165,6 +170,8 @@ class Events(MethodView):
     @require(INTEGRATE)
     @points_blp.arguments(PointsEventIn)
     @points_blp.response(200, PointsEventResultOut)
+    @token_only
+    @error_responses(404, 409)
     def post(self, data):
         """Apply one purchase or refund event; ``event_id`` is its idempotency key."""
         _require_token()
@@ -178,6 +185,7 @@ class EventBatch(MethodView):
     @require(INTEGRATE)
     @points_blp.arguments(PointsEventBatchIn)
     @points_blp.response(200, PointsEventBatchOut)
+    @token_only
     def post(self, data):
         """Apply up to 1,000 events in one transaction; each event reports its own outcome."""
         _require_token()
@@ -194,10 +202,11 @@ class EventBatch(MethodView):
 @admin_blp.route("/rules")
 class AdminRules(MethodView):
     @require(MANAGE_RULES)
-    @admin_blp.response(200, EarningRuleOut(many=True))
-    def get(self):
+    @admin_blp.arguments(PageArgs, location="query")
+    @admin_blp.response(200, page_schema(EarningRuleOut, "StaffEarningRulePage"))
+    def get(self, args):
         """Every interaction kind's effective rule (``custom`` = set by marketing)."""
-        return services.list_rules()
+        return page_of(list(services.list_rules()), args["page"], args["per_page"])
 
 
 @admin_blp.route("/rules/<string:kind>")
@@ -205,6 +214,7 @@ class AdminRule(MethodView):
     @require(MANAGE_RULES)
     @admin_blp.arguments(EarningRuleIn)
     @admin_blp.response(200, EarningRuleOut)
+    @error_responses(409)
     def put(self, data, kind):
         """Set the rule of one kind (omitted fields keep their current value); audited."""
         rule = services.set_rule(current_user.id, kind, data)
@@ -224,6 +234,7 @@ class AdminCampaigns(MethodView):
     @require(MANAGE_RULES)
     @admin_blp.arguments(PointsCampaignIn)
     @admin_blp.response(201, PointsCampaignOut)
+    @error_responses(404)
     def post(self, data):
         """Create a campaign (a multiplier for a window; optionally only some kinds, or birthdays)."""
         campaign = services.create_campaign(current_user.id, data)
@@ -250,6 +261,7 @@ class AdminAdjustments(MethodView):
     @admin_blp.response(201, StaffLedgerEntryOut)
     @admin_blp.alt_response(202, schema=PendingAwardOut, description="A credit above AWARD_APPROVAL_THRESHOLD "
                             "waits for a second admin (four-eyes).")
+    @error_responses(404, 409)
     def post(self, data):
         """Credit or debit a member by hand, with a mandatory reason (ledger entry + audit log).
 
@@ -272,6 +284,7 @@ class AdminReversal(MethodView):
     @require(ADJUST)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(201, StaffLedgerEntryOut)
+    @error_responses(409)
     def post(self, data, entry_id):
         """Reverse one ledger entry (award, hold, settlement, adjustment), with a reason; audited."""
         entry = services.reverse_entry(current_user.id, entry_id, data["reason"])
@@ -310,7 +323,7 @@ class AdminLiability(MethodView):
 
 
 class PendingAwardArgs(PageArgs):
-    status = ma.fields.String(load_default="pending", validate=ma.validate.OneOf(("pending", "approved", "rejected")))
+    status = f.String(load_default="pending", validate=ma.validate.OneOf(("pending", "approved", "rejected")))
 
 
 @admin_blp.route("/pending-awards")
@@ -328,6 +341,7 @@ class AdminPendingAwardApprove(MethodView):
     @require(REVIEW_AWARDS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, PendingAwardOut)
+    @error_responses(409)
     def post(self, data, pending_id):
         """Approve: the award is posted now.  Not your own request, not an award to yourself;
         manual credits need an admin."""
@@ -341,6 +355,7 @@ class AdminPendingAwardReject(MethodView):
     @require(REVIEW_AWARDS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, PendingAwardOut)
+    @error_responses(409)
     def post(self, data, pending_id):
         """Reject: nothing is posted."""
         pending = approvals.decide(pending_id, approve=False, actor=current_user, reason=data["reason"])
@@ -349,7 +364,7 @@ class AdminPendingAwardReject(MethodView):
 
 
 class PointsReferralArgs(PageArgs):
-    reward_status = ma.fields.String(
+    reward_status = f.String(
         load_default=None, validate=ma.validate.OneOf(("none", "rewarded", "held", "rejected", "capped"))
     )
 
@@ -372,6 +387,7 @@ class AdminReferralApprove(MethodView):
     @require(REVIEW_REFERRALS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, StaffReferralOut)
+    @error_responses(409)
     def post(self, data, referral_id):
         """Release a held referral reward: both sides are rewarded now."""
         referral = referrals.review(referral_id, approve=True, actor_id=current_user.id, reason=data["reason"])
@@ -384,6 +400,7 @@ class AdminReferralReject(MethodView):
     @require(REVIEW_REFERRALS)
     @admin_blp.arguments(PointsReasonIn)
     @admin_blp.response(200, StaffReferralOut)
+    @error_responses(409)
     def post(self, data, referral_id):
         """Reject a held referral reward: nobody is rewarded for it."""
         referral = referrals.review(referral_id, approve=False, actor_id=current_user.id, reason=data["reason"])
@@ -391,8 +408,8 @@ class AdminReferralReject(MethodView):
         return referral
 
 
-class PointsFunnelArgs(ma.Schema):
-    weeks = ma.fields.Integer(load_default=8, validate=ma.validate.Range(min=1, max=104))
+class PointsFunnelArgs(Schema):
+    weeks = f.QueryInteger(load_default=8, validate=ma.validate.Range(min=1, max=104))
 
 
 @admin_blp.route("/referrals/funnel")

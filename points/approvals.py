@@ -53,7 +53,7 @@ def request_award(
             db.session.flush()
     except IntegrityError:  # a concurrent identical request won: same outcome
         return db.session.scalar(select(PendingAward).where(PendingAward.key == key))
-    audit(requested_by_id, "points.award.pending", "pending_award", pending.id, reason=reason or "",
+    audit(requested_by_id, "points.award.request", "pending_award", pending.id, reason=reason or "",
           details={"kind": kind, "member_id": member_id, "points": points, "threshold": threshold()})
     return pending
 
@@ -111,5 +111,5 @@ def _post(pending: PendingAward) -> None:
             pending.member_id, int(req["delta"]), key=req["key"], reason=req["reason"],
             actor_id=pending.requested_by_id,
         )
-        audit(pending.requested_by_id, "points.adjust", "member", pending.member_id, reason=entry.reason,
+        audit(pending.requested_by_id, "points.member.adjust", "member", pending.member_id, reason=entry.reason,
               details={"delta": int(req["delta"]), "entry_id": entry.id, "pending_award_id": pending.id})

@@ -65,7 +65,7 @@ def warn_expiring_points(within_days: int = EXPIRY_WARNING_DAYS) -> int:
     for member_id, first, points in rows:
         notify(
             member_id, "points.expiring",
-            {"points": int(points), "first_expires_at": first.isoformat()},
+            {"points": int(points), "first_expires_at": first.isoformat() + "Z"},
             dedupe_key=f"points.expiring:{member_id}:{first.date().isoformat()}",
         )
         db.session.commit()

@@ -172,7 +172,7 @@ class Interaction(db.Model):
     key: Mapped[str] = mapped_column(String(200), unique=True)
     entry_id: Mapped[int | None] = mapped_column(ForeignKey("journal_entries.id"), nullable=True)
     # Points this interaction earned (0 when no rule, capped out, or a zero rule).
-    points: Mapped[int] = mapped_column(Integer, default=0)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -2,125 +2,112 @@
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import marshmallow as ma
+
+from contract import PatchSchema, Schema
+from contract import fields as f
 
 from .services import EVENT_TYPES, INTERACTION_KINDS
 
 MAX_BATCH = 1000
 
 
-class NaiveUTCDateTime(ma.fields.DateTime):
-    """Accepts ISO 8601 with or without an offset; stores naive UTC like the rest of the schema."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        parsed = super()._deserialize(value, attr, data, **kwargs)
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-        return parsed
-
-
 # --------------------------------------------------------------------------- member views
 
 
-class ExpiringPointsOut(ma.Schema):
-    points = ma.fields.Integer()
-    expires_at = ma.fields.DateTime()
+class ExpiringPointsOut(Schema):
+    points = f.Integer()
+    expires_at = f.DateTime()
 
 
-class PointsBalanceOut(ma.Schema):
-    available = ma.fields.Integer()
-    owed = ma.fields.Integer(metadata={
+class PointsBalanceOut(Schema):
+    available = f.Integer()
+    owed = f.Integer(metadata={
         "description": "Points clawed back after they were spent (a withdrawn or refunded reward): "
                        "repaid from new points first; redemptions wait until it is 0."
     })
-    held = ma.fields.Integer()
-    lifetime_earned = ma.fields.Integer()
-    expiring_soon_total = ma.fields.Integer()
+    held = f.Integer()
+    lifetime_earned = f.Integer()
+    expiring_soon_total = f.Integer()
     expiring_soon = ma.fields.List(ma.fields.Nested(ExpiringPointsOut))
 
 
-class LedgerEntryOut(ma.Schema):
+class LedgerEntryOut(Schema):
     """One ledger entry as the member sees it: what it did to their balances, and why."""
 
-    id = ma.fields.Integer()
-    kind = ma.fields.String()
-    amount = ma.fields.Integer()
-    available_change = ma.fields.Integer()
-    held_change = ma.fields.Integer()
-    reason = ma.fields.String()
-    source_type = ma.fields.String(allow_none=True)
-    source_id = ma.fields.Integer(allow_none=True)
-    created_at = ma.fields.DateTime()
+    id = f.Integer()
+    kind = f.String()
+    amount = f.Integer()
+    available_change = f.Integer()
+    held_change = f.Integer()
+    reason = f.String()
+    source_type = f.String(allow_none=True)
+    source_id = f.Integer(allow_none=True)
+    created_at = f.DateTime()
 
 
 class StaffLedgerEntryOut(LedgerEntryOut):
-    related_id = ma.fields.Integer(allow_none=True)
-    actor_id = ma.fields.Integer(allow_none=True)
-    key = ma.fields.String()
+    related_id = f.Integer(allow_none=True)
+    actor_id = f.Integer(allow_none=True)
+    key = f.String()
 
 
 
 
-class DailyVisitIn(ma.Schema):
-    """No fields: the visit is today's, for the logged-in member (unknown fields are rejected)."""
-
-
-class DailyVisitOut(ma.Schema):
+class DailyVisitOut(Schema):
     recorded = ma.fields.Boolean(metadata={"description": "False when today's visit was already recorded."})
-    points = ma.fields.Integer()
+    points = f.Integer()
     date = ma.fields.Date()
 
 
-class ReferralFunnelOut(ma.Schema):
-    invited = ma.fields.Integer()
-    signed_up = ma.fields.Integer()
-    converted = ma.fields.Integer()
-    rewarded = ma.fields.Integer()
+class ReferralFunnelOut(Schema):
+    invited = f.Integer()
+    signed_up = f.Integer()
+    converted = f.Integer()
+    rewarded = f.Integer()
     avg_days_to_conversion = ma.fields.Float(allow_none=True)
 
 
 class StaffPointsBalanceOut(PointsBalanceOut):
-    member_id = ma.fields.Integer()
+    member_id = f.Integer()
     referral_funnel = ma.fields.Nested(ReferralFunnelOut)
 
 
-class MyReferralOut(ma.Schema):
-    id = ma.fields.Integer()
-    status = ma.fields.String()
-    reward_status = ma.fields.String()
-    signed_up_at = ma.fields.DateTime()
-    converted_at = ma.fields.DateTime(allow_none=True)
+class MyReferralOut(Schema):
+    id = f.Integer()
+    status = f.String()
+    reward_status = f.String()
+    signed_up_at = f.DateTime()
+    converted_at = f.DateTime(allow_none=True)
 
 
-class ReferralOverviewOut(ma.Schema):
-    referral_code = ma.fields.String()
-    referral_link = ma.fields.String()
+class ReferralOverviewOut(Schema):
+    referral_code = f.String()
+    referral_link = f.String()
     funnel = ma.fields.Nested(ReferralFunnelOut)
     referrals = ma.fields.List(ma.fields.Nested(MyReferralOut))
 
 
-class ReferralInviteIn(ma.Schema):
-    email = ma.fields.String(required=True, validate=ma.validate.Length(min=3, max=254))
+class ReferralInviteIn(Schema):
+    email = f.String(required=True, validate=ma.validate.Length(min=3, max=254), metadata={"format": "email"})
 
 
-class ReferralInviteOut(ma.Schema):
+class ReferralInviteOut(Schema):
     created = ma.fields.Boolean()
-    invited = ma.fields.Integer(metadata={"description": "Invitations this member has recorded in total."})
+    invited = f.Integer(metadata={"description": "Invitations this member has recorded in total."})
 
 
-class EarningRuleOut(ma.Schema):
-    kind = ma.fields.String()
-    points = ma.fields.Integer()
-    points_per_unit = ma.fields.Decimal(as_string=True)
-    daily_cap = ma.fields.Integer(allow_none=True)
-    weekly_cap = ma.fields.Integer(allow_none=True)
-    monthly_cap = ma.fields.Integer(allow_none=True)
+class EarningRuleOut(Schema):
+    kind = f.String()
+    points = f.Integer()
+    points_per_unit = f.Decimal(as_string=True)
+    daily_cap = f.Integer(allow_none=True)
+    weekly_cap = f.Integer(allow_none=True)
+    monthly_cap = f.Integer(allow_none=True)
     active = ma.fields.Boolean()
     custom = ma.fields.Boolean()
-    updated_at = ma.fields.DateTime(allow_none=True)
-    updated_by_id = ma.fields.Integer(allow_none=True)
+    updated_at = f.DateTime(allow_none=True)
+    updated_by_id = f.Integer(allow_none=True)
 
 
 # --------------------------------------------------------------------------- integration
@@ -130,29 +117,29 @@ MAX_LINE_ITEMS = 200
 _PRODUCT_ID = [ma.validate.Length(min=1, max=100), ma.validate.Regexp(r"^[A-Za-z0-9._:/#\-]+$")]
 
 
-class LineItemIn(ma.Schema):
+class LineItemIn(Schema):
     """One line of a purchase, or of a refund (which names products of the refunded purchase)."""
 
-    product_id = ma.fields.String(required=True, validate=_PRODUCT_ID)
-    category = ma.fields.String(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=100))
-    quantity = ma.fields.Integer(load_default=1, strict=True, validate=ma.validate.Range(min=1, max=100_000))
-    amount = ma.fields.Decimal(
+    product_id = f.String(required=True, validate=_PRODUCT_ID)
+    category = f.String(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=100))
+    quantity = f.Integer(load_default=1, validate=ma.validate.Range(min=1, max=100_000))
+    amount = f.Decimal(
         load_default=None, allow_none=True, places=2, validate=ma.validate.Range(min=0, max=10**9)
     )
 
 
-class PointsEventIn(ma.Schema):
-    event_id = ma.fields.String(
+class PointsEventIn(Schema):
+    event_id = f.String(
         required=True,
         validate=[ma.validate.Length(min=1, max=100), ma.validate.Regexp(r"^[A-Za-z0-9._:\-]+$")],
     )
-    type = ma.fields.String(required=True, validate=ma.validate.OneOf(EVENT_TYPES))
-    member_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
-    amount = ma.fields.Decimal(
+    type = f.String(required=True, validate=ma.validate.OneOf(EVENT_TYPES))
+    member_id = f.Id(required=True)
+    amount = f.Decimal(
         load_default=None, allow_none=True, places=2, validate=ma.validate.Range(min=0, max=10**9)
     )
-    occurred_at = NaiveUTCDateTime(load_default=None, allow_none=True)
-    refund_of = ma.fields.String(
+    occurred_at = f.DateTime(load_default=None, allow_none=True)
+    refund_of = f.String(
         load_default=None, allow_none=True,
         validate=[ma.validate.Length(min=1, max=100), ma.validate.Regexp(r"^[A-Za-z0-9._:\-]+$")],
     )
@@ -179,157 +166,157 @@ class PointsEventIn(ma.Schema):
             raise ma.ValidationError({"refund_of": ["Only refunds refer to a purchase."]})
 
 
-class PointsEventBatchIn(ma.Schema):
+class PointsEventBatchIn(Schema):
     events = ma.fields.List(
         ma.fields.Nested(PointsEventIn), required=True, validate=ma.validate.Length(min=1, max=MAX_BATCH)
     )
 
 
-class PointsEventErrorOut(ma.Schema):
-    code = ma.fields.String()
-    message = ma.fields.String()
+class PointsEventErrorOut(Schema):
+    code = f.String()
+    message = f.String()
     fields = ma.fields.Dict()
 
 
-class PointsEventResultOut(ma.Schema):
-    event_id = ma.fields.String()
-    status = ma.fields.String(metadata={"description": "processed, duplicate or error"})
-    interaction_id = ma.fields.Integer()
-    points = ma.fields.Integer()
-    reversed_points = ma.fields.Integer()
+class PointsEventResultOut(Schema):
+    event_id = f.String()
+    status = f.String(metadata={"description": "processed, duplicate or error"})
+    interaction_id = f.Integer()
+    points = f.Integer()
+    reversed_points = f.Integer()
     error = ma.fields.Nested(PointsEventErrorOut)
 
 
-class PointsEventBatchOut(ma.Schema):
-    processed = ma.fields.Integer()
-    duplicates = ma.fields.Integer()
-    errors = ma.fields.Integer()
+class PointsEventBatchOut(Schema):
+    processed = f.Integer()
+    duplicates = f.Integer()
+    errors = f.Integer()
     results = ma.fields.List(ma.fields.Nested(PointsEventResultOut))
 
 
 # --------------------------------------------------------------------------- staff
 
 
-class EarningRuleIn(ma.Schema):
-    points = ma.fields.Integer(validate=ma.validate.Range(min=0, max=1_000_000))
-    points_per_unit = ma.fields.Decimal(places=4, validate=ma.validate.Range(min=0, max=10_000))
-    daily_cap = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
-    weekly_cap = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
-    monthly_cap = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
+class EarningRuleIn(PatchSchema):
+    points = f.Integer(validate=ma.validate.Range(min=0, max=1_000_000))
+    points_per_unit = f.Decimal(places=4, validate=ma.validate.Range(min=0, max=10_000))
+    daily_cap = f.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
+    weekly_cap = f.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
+    monthly_cap = f.Integer(allow_none=True, validate=ma.validate.Range(min=0, max=10_000_000))
     active = ma.fields.Boolean()
 
 
 _KINDS = ma.fields.List(
-    ma.fields.String(validate=ma.validate.OneOf(INTERACTION_KINDS)),
+    f.String(validate=ma.validate.OneOf(INTERACTION_KINDS)),
     allow_none=True,
     validate=ma.validate.Length(min=1),
 )
 
 
-class PointsCampaignIn(ma.Schema):
-    name = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=120))
-    multiplier = ma.fields.Decimal(required=True, places=3, validate=ma.validate.Range(min=1, max=10))
-    starts_at = NaiveUTCDateTime(required=True)
-    ends_at = NaiveUTCDateTime(required=True)
+class PointsCampaignIn(Schema):
+    name = f.String(required=True, validate=ma.validate.Length(min=1, max=120))
+    multiplier = f.Decimal(required=True, places=3, validate=ma.validate.Range(min=1, max=10))
+    starts_at = f.DateTime(required=True)
+    ends_at = f.DateTime(required=True)
     kinds = _KINDS
     birthday_only = ma.fields.Boolean(load_default=False)
-    segment_id = ma.fields.Integer(load_default=None, allow_none=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
+    segment_id = f.Id(load_default=None, allow_none=True)
     active = ma.fields.Boolean(load_default=True)
 
 
-class PointsCampaignPatchIn(ma.Schema):
-    name = ma.fields.String(validate=ma.validate.Length(min=1, max=120))
-    multiplier = ma.fields.Decimal(places=3, validate=ma.validate.Range(min=1, max=10))
-    starts_at = NaiveUTCDateTime()
-    ends_at = NaiveUTCDateTime()
+class PointsCampaignPatchIn(PatchSchema):
+    name = f.String(validate=ma.validate.Length(min=1, max=120))
+    multiplier = f.Decimal(places=3, validate=ma.validate.Range(min=1, max=10))
+    starts_at = f.DateTime()
+    ends_at = f.DateTime()
     kinds = _KINDS
     birthday_only = ma.fields.Boolean()
-    segment_id = ma.fields.Integer(allow_none=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
+    segment_id = f.Id(allow_none=True)
     active = ma.fields.Boolean()
 
 
-class PointsCampaignOut(ma.Schema):
-    id = ma.fields.Integer()
-    name = ma.fields.String()
-    multiplier = ma.fields.Decimal(as_string=True)
-    starts_at = ma.fields.DateTime()
-    ends_at = ma.fields.DateTime()
-    kinds = ma.fields.List(ma.fields.String(), allow_none=True)
+class PointsCampaignOut(Schema):
+    id = f.Integer()
+    name = f.String()
+    multiplier = f.Decimal(as_string=True)
+    starts_at = f.DateTime()
+    ends_at = f.DateTime()
+    kinds = ma.fields.List(f.String(), allow_none=True)
     birthday_only = ma.fields.Boolean()
-    segment_id = ma.fields.Integer(allow_none=True)
+    segment_id = f.Integer(allow_none=True)
     active = ma.fields.Boolean()
-    created_by_id = ma.fields.Integer(allow_none=True)
-    created_at = ma.fields.DateTime()
+    created_by_id = f.Integer(allow_none=True)
+    created_at = f.DateTime()
 
 
-class PointsAdjustmentIn(ma.Schema):
-    member_id = ma.fields.Integer(required=True, validate=ma.validate.Range(min=1, max=2**31 - 1))
-    delta = ma.fields.Integer(required=True, validate=ma.validate.Range(min=-10_000_000, max=10_000_000))
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
-    request_id = ma.fields.String(
+class PointsAdjustmentIn(Schema):
+    member_id = f.Id(required=True)
+    delta = f.Integer(required=True, validate=ma.validate.Range(min=-10_000_000, max=10_000_000))
+    reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
+    request_id = f.String(
         load_default=None, allow_none=True,
         validate=ma.validate.Length(min=1, max=100),
         metadata={"description": "Idempotency key: resending the same request_id changes nothing."},
     )
 
 
-class PendingAwardOut(ma.Schema):
-    id = ma.fields.Integer()
-    kind = ma.fields.String(metadata={"description": "interaction (e.g. attendance) or adjustment"})
-    member_id = ma.fields.Integer()
-    points = ma.fields.Integer()
-    reason = ma.fields.String()
-    status = ma.fields.String()
-    requested_by_id = ma.fields.Integer(allow_none=True)
-    decided_by_id = ma.fields.Integer(allow_none=True)
-    decided_at = ma.fields.DateTime(allow_none=True)
-    decision_reason = ma.fields.String()
-    created_at = ma.fields.DateTime()
+class PendingAwardOut(Schema):
+    id = f.Integer()
+    kind = f.String(metadata={"description": "interaction (e.g. attendance) or adjustment"})
+    member_id = f.Integer()
+    points = f.Integer()
+    reason = f.String()
+    status = f.String()
+    requested_by_id = f.Integer(allow_none=True)
+    decided_by_id = f.Integer(allow_none=True)
+    decided_at = f.DateTime(allow_none=True)
+    decision_reason = f.String()
+    created_at = f.DateTime()
 
 
-class PointsReasonIn(ma.Schema):
-    reason = ma.fields.String(required=True, validate=ma.validate.Length(min=1, max=500))
+class PointsReasonIn(Schema):
+    reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
 
 
-class LiabilityAgeOut(ma.Schema):
-    age = ma.fields.String()
-    points = ma.fields.Integer()
+class LiabilityAgeOut(Schema):
+    age = f.String()
+    points = f.Integer()
 
 
-class LiabilityOut(ma.Schema):
-    as_of = ma.fields.DateTime()
-    outstanding = ma.fields.Integer()
-    available = ma.fields.Integer()
-    held = ma.fields.Integer()
-    members_with_points = ma.fields.Integer()
+class LiabilityOut(Schema):
+    as_of = f.DateTime()
+    outstanding = f.Integer()
+    available = f.Integer()
+    held = f.Integer()
+    members_with_points = f.Integer()
     by_age = ma.fields.List(ma.fields.Nested(LiabilityAgeOut))
-    expiring_30_days = ma.fields.Integer()
-    expiring_90_days = ma.fields.Integer()
-    system_accounts = ma.fields.Dict(keys=ma.fields.String(), values=ma.fields.Integer())
+    expiring_30_days = f.Integer()
+    expiring_90_days = f.Integer()
+    system_accounts = ma.fields.Dict(keys=f.String(), values=f.Integer())
 
 
-class StaffReferralOut(ma.Schema):
-    id = ma.fields.Integer()
-    referrer_id = ma.fields.Integer()
-    referee_id = ma.fields.Integer()
-    signup_ip = ma.fields.String(allow_none=True)
-    status = ma.fields.String()
-    reward_status = ma.fields.String()
-    flag_reason = ma.fields.String(allow_none=True)
-    signed_up_at = ma.fields.DateTime()
-    converted_at = ma.fields.DateTime(allow_none=True)
-    rewarded_at = ma.fields.DateTime(allow_none=True)
-    reviewed_by_id = ma.fields.Integer(allow_none=True)
-    reviewed_at = ma.fields.DateTime(allow_none=True)
+class StaffReferralOut(Schema):
+    id = f.Integer()
+    referrer_id = f.Integer()
+    referee_id = f.Integer()
+    signup_ip = f.String(allow_none=True)
+    status = f.String()
+    reward_status = f.String()
+    flag_reason = f.String(allow_none=True)
+    signed_up_at = f.DateTime()
+    converted_at = f.DateTime(allow_none=True)
+    rewarded_at = f.DateTime(allow_none=True)
+    reviewed_by_id = f.Integer(allow_none=True)
+    reviewed_at = f.DateTime(allow_none=True)
 
 
-class FunnelWeekOut(ma.Schema):
+class FunnelWeekOut(Schema):
     week_start = ma.fields.Date()
-    invited = ma.fields.Integer()
-    signed_up = ma.fields.Integer()
-    converted = ma.fields.Integer()
+    invited = f.Integer()
+    signed_up = f.Integer()
+    converted = f.Integer()
     avg_days_to_conversion = ma.fields.Float(allow_none=True)
 
 
-class WeeklyFunnelOut(ma.Schema):
+class WeeklyFunnelOut(Schema):
     weeks = ma.fields.List(ma.fields.Nested(FunnelWeekOut))

@@ -493,7 +493,7 @@ def update_campaign(actor_id: int, campaign_id: int, data: dict) -> Campaign:
         setattr(campaign, field, value)
     db.session.flush()
     audit(actor_id, "points.campaign.update", "campaign", campaign.id,
-          details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() for k, v in data.items()})
+          details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() + "Z" for k, v in data.items()})
     return campaign
 
 
@@ -507,7 +507,7 @@ def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, reques
     if db.session.get(User, member_id) is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     if actor_id == member_id:
-        refuse_self_dealing(actor_id, "points.adjust", "member", member_id, "You cannot adjust your own points.",
+        refuse_self_dealing(actor_id, "points.member.adjust", "member", member_id, "You cannot adjust your own points.",
                             details={"delta": delta})
     key = f"adjust:{request_key}"
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
@@ -520,7 +520,7 @@ def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, reques
         )
     entry = ledger.adjust(member_id, delta, key=key, reason=reason, actor_id=actor_id)
     if replay is None:
-        audit(actor_id, "points.adjust", "member", member_id, reason=entry.reason,
+        audit(actor_id, "points.member.adjust", "member", member_id, reason=entry.reason,
               details={"delta": delta, "entry_id": entry.id})
     return entry
 
@@ -532,12 +532,12 @@ def reverse_entry(actor_id: int, entry_id: int, reason: str) -> JournalEntry:
     key = f"staff-reverse:{entry_id}"
     original = db.session.get(JournalEntry, entry_id)
     if original is not None and original.member_id == actor_id:
-        refuse_self_dealing(actor_id, "points.reverse", "journal_entry", entry_id,
+        refuse_self_dealing(actor_id, "points.entry.reverse", "journal_entry", entry_id,
                             "You cannot reverse entries of your own points.")
     replay = db.session.scalar(select(JournalEntry.id).where(JournalEntry.key == key))
     entry = ledger.reverse(entry_id, key=key, reason=reason.strip(), actor_id=actor_id)
     if replay is None:
-        audit(actor_id, "points.reverse", "journal_entry", entry_id, reason=reason.strip(),
+        audit(actor_id, "points.entry.reverse", "journal_entry", entry_id, reason=reason.strip(),
               details={"reversal_id": entry.id, "member_id": entry.member_id})
     return entry
 

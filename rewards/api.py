@@ -11,6 +11,8 @@ from flask_smorest import Blueprint
 
 import ratelimit
 from community.permissions import login_required, require
+from contract.openapi import error_responses
+from contract.requests import accepts
 from errors import ValidationError
 from extensions import db
 from pagination import PageArgs, page_schema, paginate
@@ -47,6 +49,20 @@ admin_blp = Blueprint(
 blueprints = [rewards_blp, redemptions_blp, admin_blp]
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+CODES_MEDIA_TYPES = ("multipart/form-data", "text/csv", "text/plain")
+_CODES_TEXT = {"type": "string", "description": "CSV: one code per line in the first column, optional `code` header."}
+CODES_UPLOAD = {
+    "required": True,
+    "description": "The coupon codes: a multipart `file` field, or the CSV itself as the body (UTF-8).",
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"],
+                       "properties": {"file": {"type": "string", "format": "binary", "description": "The CSV file."}}},
+        },
+        "text/csv": {"schema": _CODES_TEXT},
+        "text/plain": {"schema": _CODES_TEXT},
+    },
+}
 # Redemption requests per member and window (seconds); over it: 429.
 DEFAULT_REDEMPTION_RATE_LIMIT = (20, 60)
 
@@ -103,6 +119,7 @@ class Redemptions(MethodView):
     @redemptions_blp.arguments(IdempotencyHeader, location="headers")
     @redemptions_blp.arguments(RedemptionIn)
     @redemptions_blp.response(202, RedemptionOut)
+    @error_responses(404, 409, 429)
     def post(self, headers, data):
         """Redeem a reward.  Requires an ``Idempotency-Key`` header; a replay returns the same
         redemption.  The points are held and the request is processed in the background.
@@ -130,6 +147,7 @@ class RedemptionItem(MethodView):
 class RedemptionCancel(MethodView):
     @login_required
     @redemptions_blp.response(200, RedemptionOut)
+    @error_responses(409)
     def post(self, redemption_id):
         """Withdraw a request that is still pending; the points come back."""
         redemption = services.cancel(current_user, redemption_id)
@@ -179,6 +197,7 @@ class AdminReward(MethodView):
 
     @require(MANAGE_CATALOGUE)
     @admin_blp.response(204)
+    @error_responses(409)
     def delete(self, reward_id):
         """Delete a reward nobody has redeemed (409 otherwise: deactivate it instead)."""
         services.delete_reward(current_user, reward_id)
@@ -207,7 +226,10 @@ def _uploaded_text() -> str:
 @admin_blp.route("/rewards/<int:reward_id>/codes")
 class AdminRewardCodes(MethodView):
     @require(MANAGE_CATALOGUE)
+    @admin_blp.doc(requestBody=CODES_UPLOAD)
     @admin_blp.response(200, CodeUploadOut)
+    @accepts(*CODES_MEDIA_TYPES)
+    @error_responses(409)
     def post(self, reward_id):
         """Upload coupon codes (CSV, first column, optional ``code`` header); each new code adds one
         to the stock, codes already in the pool are skipped."""
@@ -249,6 +271,7 @@ class AdminRedemption(MethodView):
 class AdminApprove(MethodView):
     @require(FULFIL_REDEMPTIONS)
     @admin_blp.response(200, StaffRedemptionOut)
+    @error_responses(409)
     def post(self, redemption_id):
         """Accept a request awaiting fulfilment; its held points are spent."""
         redemption = services.approve(current_user, redemption_id)
@@ -261,6 +284,7 @@ class AdminShip(MethodView):
     @require(FULFIL_REDEMPTIONS)
     @admin_blp.arguments(ShipIn)
     @admin_blp.response(200, StaffRedemptionOut)
+    @error_responses(409)
     def post(self, data, redemption_id):
         """Mark an approved physical gift as shipped, with its tracking reference."""
         redemption = services.ship(current_user, redemption_id, data["tracking_reference"])
@@ -272,6 +296,7 @@ class AdminShip(MethodView):
 class AdminComplete(MethodView):
     @require(FULFIL_REDEMPTIONS)
     @admin_blp.response(200, StaffRedemptionOut)
+    @error_responses(409)
     def post(self, redemption_id):
         """Mark an approved or shipped redemption as completed."""
         redemption = services.complete(current_user, redemption_id)
@@ -284,6 +309,7 @@ class AdminReject(MethodView):
     @require(FULFIL_REDEMPTIONS)
     @admin_blp.arguments(RejectIn)
     @admin_blp.response(200, StaffRedemptionOut)
+    @error_responses(409)
     def post(self, data, redemption_id):
         """Refuse a request not yet approved: the points are released and the stock restored."""
         redemption = services.reject(current_user, redemption_id, data["reason"])
@@ -296,6 +322,7 @@ class AdminRefund(MethodView):
     @require(FULFIL_REDEMPTIONS)
     @admin_blp.arguments(RefundIn)
     @admin_blp.response(200, StaffRedemptionOut)
+    @error_responses(409)
     def post(self, data, redemption_id):
         """Refund an approved, shipped, fulfilled or completed redemption: the member gets the
         points back.  Only an approved (not yet shipped or held) item returns to stock; a coupon

@@ -135,7 +135,7 @@ def create_reward(actor: User, data: dict) -> Reward:
     reward = Reward(created_by_id=actor.id, **data)
     db.session.add(reward)
     db.session.flush()
-    audit(actor.id, "reward.create", "reward", reward.id, details={"name": reward.name, "cost": reward.cost})
+    audit(actor.id, "rewards.reward.create", "reward", reward.id, details={"name": reward.name, "cost": reward.cost})
     return reward
 
 
@@ -151,7 +151,7 @@ def update_reward(actor: User, reward_id: int, changes: dict) -> Reward:
     for key, value in changes.items():
         setattr(reward, key, value)
     db.session.flush()
-    audit(actor.id, "reward.update", "reward", reward.id, details={k: str(v) for k, v in changes.items()})
+    audit(actor.id, "rewards.reward.update", "reward", reward.id, details={k: str(v) for k, v in changes.items()})
     return reward
 
 
@@ -167,7 +167,7 @@ def delete_reward(actor: User, reward_id: int) -> None:
         raise Conflict("This reward has redemptions; deactivate it instead.", code="reward_in_use")
     db.session.execute(RewardCode.__table__.delete().where(RewardCode.reward_id == reward.id))
     db.session.delete(reward)
-    audit(actor.id, "reward.delete", "reward", reward_id, details={"name": reward.name})
+    audit(actor.id, "rewards.reward.delete", "reward", reward_id, details={"name": reward.name})
     db.session.flush()
 
 
@@ -223,7 +223,7 @@ def add_codes(actor: User, reward_id: int, codes: list[str]) -> dict:
             RewardCode.__table__.insert(), [{"reward_id": reward.id, "code": c, "created_at": now} for c in new]
         )
         db.session.execute(update(Reward).where(Reward.id == reward.id).values(stock=Reward.stock + len(new)))
-        audit(actor.id, "reward.codes_added", "reward", reward.id, details={"added": len(new)})
+        audit(actor.id, "rewards.reward.add_codes", "reward", reward.id, details={"added": len(new)})
     db.session.flush()
     db.session.refresh(reward)
     return {"added": len(new), "duplicates": len(codes) - len(new), **code_counts(reward.id), "stock": reward.stock}
@@ -288,7 +288,8 @@ def _record(
     if reason:
         payload["reason"] = reason
     payload.update(extra or {})
-    notify(redemption.member_id, f"redemption.{state}", payload, dedupe_key=f"redemption:{redemption.id}:{state}")
+    notify(redemption.member_id, f"rewards.redemption_{state}", payload,
+           dedupe_key=f"redemption:{redemption.id}:{state}")
     webhooks.publish("redemption.state_changed", {**{k: v for k, v in payload.items() if k != "code"},
                      "member_id": redemption.member_id, "from_state": from_state, "actor_id": actor_id})
 
@@ -607,7 +608,7 @@ def _for_staff(actor: User, redemption_id: int, action: str) -> Redemption:
     refunding one's own fulfilled coupon would hand the points back and keep the code."""
     redemption = get_redemption(redemption_id)
     if redemption.member_id == actor.id:
-        refuse_self_dealing(actor, f"redemption.{action}", "redemption", redemption.id,
+        refuse_self_dealing(actor, f"rewards.redemption.{action}", "redemption", redemption.id,
                             "You cannot act on your own redemption; another staff member must.")
     return redemption
 
@@ -696,7 +697,7 @@ def refund(actor: User, redemption_id: int, reason: str) -> Redemption:
         _restore_stock(redemption.reward_id)
     _record(redemption, from_state, actor.id, reason, extra={"points_refunded": points})
     audit(
-        actor.id, "redemption.refund", "redemption", redemption.id, reason=reason,
+        actor.id, "rewards.redemption.refund", "redemption", redemption.id, reason=reason,
         details={"member_id": redemption.member_id, "from_state": from_state, "points_refunded": points,
                  "restocked": restocked},
     )

@@ -16,10 +16,11 @@ from sqlalchemy import select
 
 import ratelimit
 from community.permissions import login_required, require
+from contract.openapi import error_responses
 from csv_export import csv_response
-from errors import NotFound
+from errors import Conflict, NotFound, ValidationError
 from extensions import db
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, all_items, page_of, page_schema, paginate
 from security.http import public_host
 
 from . import focus_groups as fg
@@ -82,14 +83,15 @@ def _limit_answer_writes(member_id: int) -> None:
 @surveys_blp.route("")
 class OpenSurveys(MethodView):
     @login_required
-    @surveys_blp.response(200, SurveySummaryOut(many=True))
-    def get(self):
+    @surveys_blp.arguments(PageArgs, location="query")
+    @surveys_blp.response(200, page_schema(SurveySummaryOut, "SurveySummaryPage"))
+    def get(self, args):
         """Surveys open now for the logged-in member, with how far they got."""
-        return [
+        return page_of([
             {"id": s.id, "title": s.title, "description": s.description, "closes_at": s.closes_at,
              "my_status": r.status if r else None}
             for s, r in services.open_surveys_for(current_user)
-        ]
+        ], args["page"], args["per_page"])
 
 
 @surveys_blp.route("/<int:survey_id>")
@@ -121,6 +123,7 @@ class MyResponse(MethodView):
     @login_required
     @surveys_blp.arguments(AnswersIn)
     @surveys_blp.response(200, ResponseOut)
+    @error_responses(409, 429)
     def put(self, data, survey_id):
         """Save a partial response (answers so far); no points until it is submitted.
         Answer writes per member are rate-limited (429 with ``Retry-After``)."""
@@ -132,6 +135,7 @@ class MyResponse(MethodView):
     @login_required
     @surveys_blp.arguments(AnswersIn)
     @surveys_blp.response(201, ResponseOut)
+    @error_responses(409, 429)
     def post(self, data, survey_id):
         """Submit the response.  Retrying with the same ``client_id`` answers 200 with the stored
         response; incomplete or tampered answers get 422 with a message per question.
@@ -143,6 +147,7 @@ class MyResponse(MethodView):
 
     @login_required
     @surveys_blp.response(200, WithdrawalOut)
+    @error_responses(409)
     def delete(self, survey_id):
         """Withdraw the member's submitted response while the survey is open: it no longer counts
         in results, its quota place is freed and its completion points are reversed; the member
@@ -168,6 +173,7 @@ class AdminSurveys(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.arguments(SurveyIn)
     @admin_surveys_blp.response(201, SurveyStaffOut)
+    @error_responses(404)
     def post(self, data):
         """Create a draft survey."""
         survey = services.create_survey(current_user.id, data)
@@ -186,6 +192,7 @@ class AdminSurvey(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.arguments(SurveyPatchIn)
     @admin_surveys_blp.response(200, SurveyStaffOut)
+    @error_responses(409)
     def patch(self, data, survey_id):
         """Edit a survey; new questions on a published survey become a new version."""
         survey = services.update_survey(current_user.id, survey_id, data)
@@ -197,9 +204,16 @@ class AdminSurvey(MethodView):
 class PublishSurvey(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.response(200, SurveyStaffOut)
+    @error_responses(409)
     def post(self, survey_id):
-        """Publish a draft: its questions are frozen as a version."""
-        survey = services.publish_survey(current_user.id, survey_id)
+        """Publish a draft: its questions are frozen as a version.
+
+        A draft whose stored definition is incomplete cannot be published: 409
+        ``incomplete_definition`` (the request itself has no body to fault), ``fields`` says why."""
+        try:
+            survey = services.publish_survey(current_user.id, survey_id)
+        except ValidationError as exc:
+            raise Conflict(exc.message, fields=exc.fields, code="incomplete_definition") from exc
         db.session.commit()
         return survey
 
@@ -208,6 +222,7 @@ class PublishSurvey(MethodView):
 class CloseSurvey(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.response(200, SurveyStaffOut)
+    @error_responses(409)
     def post(self, survey_id):
         """Close a published survey to further responses."""
         survey = services.close_survey(current_user.id, survey_id)
@@ -253,6 +268,7 @@ class SurveyResponseItem(MethodView):
     @require(MANAGE_SURVEYS)
     @admin_surveys_blp.arguments(ReasonIn)
     @admin_surveys_blp.response(204)
+    @error_responses(409)
     def delete(self, data, survey_id, response_id):
         """Delete a response: its quota place is freed and its points are reversed."""
         services.delete_response(current_user.id, survey_id, response_id, data["reason"])
@@ -268,23 +284,30 @@ def _member_session(session: FocusGroupSession, signup) -> dict:
     return out
 
 
-def _signup_out(signup) -> dict:
+def _signup_out(signup, position: int | None) -> dict:
     return {
         "id": signup.id, "session_id": signup.session_id, "status": signup.status,
         "signed_up_at": signup.signed_up_at, "confirmed_at": signup.confirmed_at,
-        "waitlist_position": fg.waitlist_position(signup),
+        "waitlist_position": position,
     }
+
+
+def _staff_signup_out(signup, position: int | None) -> dict:
+    return {**_signup_out(signup, position), "member_id": signup.member_id, "priority": signup.priority,
+            "cancelled_at": signup.cancelled_at, "marked_at": signup.marked_at}
 
 
 @focus_blp.route("")
 class UpcomingSessions(MethodView):
     @login_required
-    @focus_blp.response(200, FocusSessionOut(many=True))
-    def get(self):
+    @focus_blp.arguments(PageArgs, location="query")
+    @focus_blp.response(200, page_schema(FocusSessionOut, "FocusSessionPage"))
+    def get(self, args):
         """Upcoming focus-group sessions, soonest first, with the member's sign-up status."""
-        sessions = fg.upcoming_sessions()
-        mine = fg.my_signups(current_user.id, [s.id for s in sessions])
-        return [_member_session(s, mine.get(s.id)) for s in sessions]
+        page = page_of(list(fg.upcoming_sessions()), args["page"], args["per_page"])
+        mine = fg.my_signups(current_user.id, [s.id for s in page["items"]])
+        page["items"] = [_member_session(s, mine.get(s.id)) for s in page["items"]]
+        return page
 
 
 @focus_blp.route("/<int:session_id>")
@@ -306,23 +329,25 @@ class Signup(MethodView):
         signup = fg.my_signups(current_user.id, [session_id]).get(session_id)
         if signup is None:
             raise NotFound("You are not signed up for this session.")
-        return _signup_out(signup)
+        return _signup_out(signup, fg.waitlist_position(signup))
 
     @login_required
     @focus_blp.response(201, SignupOut)
+    @error_responses(409)
     def post(self, session_id):
         """Sign up: confirmed while places are free, else waitlisted (priority by tier)."""
         signup = fg.sign_up(current_user, session_id)
         db.session.commit()
-        return _signup_out(signup)
+        return _signup_out(signup, fg.waitlist_position(signup))
 
     @login_required
     @focus_blp.response(200, SignupOut)
+    @error_responses(409)
     def delete(self, session_id):
         """Cancel before the cutoff; the first waiting member takes the place."""
         signup = fg.cancel_signup(current_user, session_id)
         db.session.commit()
-        return _signup_out(signup)
+        return _signup_out(signup, fg.waitlist_position(signup))
 
 
 @focus_blp.route("/<int:session_id>/calendar.ics")
@@ -361,6 +386,7 @@ class AdminSessions(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
     @admin_focus_blp.arguments(FocusSessionIn)
     @admin_focus_blp.response(201, FocusSessionStaffOut)
+    @error_responses(404)
     def post(self, data):
         """Create a session (capacity 30 unless given)."""
         session = fg.create_session(current_user.id, data)
@@ -379,6 +405,7 @@ class AdminSession(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
     @admin_focus_blp.arguments(FocusSessionPatchIn)
     @admin_focus_blp.response(200, FocusSessionStaffOut)
+    @error_responses(409)
     def patch(self, data, session_id):
         """Edit a session; a larger capacity promotes waiting members."""
         session = fg.update_session(current_user.id, session_id, data)
@@ -391,6 +418,7 @@ class CancelSession(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
     @admin_focus_blp.arguments(ReasonIn)
     @admin_focus_blp.response(200, FocusSessionStaffOut)
+    @error_responses(409)
     def post(self, data, session_id):
         """Cancel a session; confirmed and waiting members are notified."""
         session = fg.cancel_session(current_user.id, session_id, data["reason"])
@@ -401,19 +429,26 @@ class CancelSession(MethodView):
 @admin_focus_blp.route("/<int:session_id>/signups")
 class AdminSignups(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
-    @admin_focus_blp.response(200, SignupStaffOut(many=True))
-    def get(self, session_id):
-        """The roster: every sign-up, in waitlist order."""
-        return fg.list_signups(session_id)
+    @admin_focus_blp.arguments(PageArgs, location="query")
+    @admin_focus_blp.response(200, page_schema(SignupStaffOut, "SignupStaffPage"))
+    def get(self, args, session_id):
+        """The roster: every sign-up, in waitlist order, with each waiting member's position."""
+        signups = fg.list_signups(session_id)  # in waitlist order: positions are counted along it
+        waiting = [s.id for s in signups if s.status == "waitlisted"]
+        positions = {signup_id: n for n, signup_id in enumerate(waiting, start=1)}
+        page = page_of(signups, args["page"], args["per_page"])
+        page["items"] = [_staff_signup_out(s, positions.get(s.id)) for s in page["items"]]
+        return page
 
 
 @admin_focus_blp.route("/<int:session_id>/attendance")
 class Attendance(MethodView):
     @require(MANAGE_FOCUS_GROUPS)
     @admin_focus_blp.arguments(AttendanceIn)
-    @admin_focus_blp.response(200, SignupStaffOut(many=True))
+    @admin_focus_blp.response(200, page_schema(SignupStaffOut, "MarkedSignupPage"))
+    @error_responses(409)
     def post(self, data, session_id):
         """Mark members (by id) as attended (points, once) or no-show; returns the changed sign-ups."""
         marked = fg.mark_attendance(current_user.id, session_id, data["attended"], data["no_show"])
         db.session.commit()
-        return marked
+        return all_items([_staff_signup_out(s, fg.waitlist_position(s)) for s in marked])

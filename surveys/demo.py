@@ -14,6 +14,7 @@ from .models import FocusGroupSession, Survey
 
 SURVEY_TITLE = "How are we doing? (demo)"
 SESSION_TITLE = "Shape the new rewards catalogue (demo)"
+SURVEY_DESCRIPTION = "Two minutes, six questions; completing it earns points."
 
 DEFINITION = {
     "pages": [
@@ -49,7 +50,7 @@ def load(ctx: dict) -> None:
     if db.session.scalar(select(Survey.id).where(Survey.title == SURVEY_TITLE)) is None:
         survey = services.create_survey(marketing.id, {
             "title": SURVEY_TITLE,
-            "description": "Two minutes, seven questions; completing it earns points.",
+            "description": SURVEY_DESCRIPTION,
             "definition": DEFINITION,
         })
         services.publish_survey(marketing.id, survey.id)

@@ -91,7 +91,7 @@ def create_session(actor_id: int, data: dict) -> FocusGroupSession:
     _apply(session, data)
     db.session.add(session)
     db.session.flush()
-    audit(actor_id, "focus_group.create", "focus_group_session", session.id)
+    audit(actor_id, "surveys.focus_group.create", "focus_group_session", session.id)
     return session
 
 
@@ -104,7 +104,7 @@ def update_session(actor_id: int, session_id: int, data: dict) -> FocusGroupSess
     db.session.flush()
     if "capacity" in data:
         promote_waitlist(session.id)
-    audit(actor_id, "focus_group.update", "focus_group_session", session.id, details={"fields": sorted(data)})
+    audit(actor_id, "surveys.focus_group.update", "focus_group_session", session.id, details={"fields": sorted(data)})
     return session
 
 
@@ -118,9 +118,9 @@ def cancel_session(actor_id: int, session_id: int, reason: str) -> FocusGroupSes
         select(FocusGroupSignup).where(FocusGroupSignup.session_id == session_id, FocusGroupSignup.status.in_(ACTIVE))
     )
     for signup in active:
-        notify(signup.member_id, "focus_group_cancelled", {"session_id": session.id, "title": session.title},
+        notify(signup.member_id, "surveys.focus_group_cancelled", {"session_id": session.id, "title": session.title},
                dedupe_key=f"focus_group_cancelled:{signup.id}")
-    audit(actor_id, "focus_group.cancel", "focus_group_session", session.id, reason=reason)
+    audit(actor_id, "surveys.focus_group.cancel", "focus_group_session", session.id, reason=reason)
     db.session.flush()
     return session
 
@@ -159,7 +159,7 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
     above ``AWARD_APPROVAL_THRESHOLD`` wait for a second staff member (``points.approvals``).
     """
     if actor_id in set(attended) | set(no_show):
-        refuse_self_dealing(actor_id, "focus_group.attendance", "focus_group_session", session_id,
+        refuse_self_dealing(actor_id, "surveys.focus_group.attendance", "focus_group_session", session_id,
                             "You cannot mark your own attendance.")
     session = get_session(session_id)
     if session.cancelled_at is not None:
@@ -211,7 +211,7 @@ def mark_attendance(actor_id: int, session_id: int, attended: list[int], no_show
     db.session.flush()
     for signup in marked:
         db.session.refresh(signup)
-    audit(actor_id, "focus_group.attendance", "focus_group_session", session_id,
+    audit(actor_id, "surveys.focus_group.attendance", "focus_group_session", session_id,
           details={"attended": sorted(attended), "no_show": sorted(no_show)})
     return marked
 
@@ -429,7 +429,7 @@ def promote_waitlist(session_id: int) -> list[int]:
             )
             skipped.add(first.id)
             continue
-        notify(first.member_id, "focus_group_promoted", {"session_id": session_id, "signup_id": first.id})
+        notify(first.member_id, "surveys.focus_group_promoted", {"session_id": session_id, "signup_id": first.id})
         webhooks.publish("focus_group.signup_changed", {"signup_id": first.id, "session_id": session_id,
                          "member_id": first.member_id, "status": "confirmed"})
         promoted.append(first.member_id)
@@ -484,7 +484,7 @@ def send_reminders(session_id: int) -> int:
     for signup in signups:
         notify(
             signup.member_id,
-            "focus_group_reminder",
+            "surveys.focus_group_reminder",
             {"session_id": session.id, "title": session.title, "starts_at": session.starts_at.isoformat() + "Z",
              "location": session.location, "online_url": session.online_url},
             # Per sign-up and start time: a rescheduled session reminds again.

@@ -58,7 +58,7 @@ def create_survey(actor_id: int, data: dict) -> Survey:
     _apply(survey, data)
     db.session.add(survey)
     db.session.flush()
-    audit(actor_id, "survey.create", "survey", survey.id)
+    audit(actor_id, "surveys.survey.create", "survey", survey.id)
     return survey
 
 
@@ -91,7 +91,7 @@ def update_survey(actor_id: int, survey_id: int, data: dict) -> Survey:
     if survey.status == "published" and "definition" in data:
         _freeze_version(survey)
     db.session.flush()
-    audit(actor_id, "survey.update", "survey", survey.id, details={"fields": sorted(data)})
+    audit(actor_id, "surveys.survey.update", "survey", survey.id, details={"fields": sorted(data)})
     return survey
 
 
@@ -126,7 +126,7 @@ def publish_survey(actor_id: int, survey_id: int) -> Survey:
     survey.status = "published"
     survey.published_at = utcnow()
     db.session.flush()
-    audit(actor_id, "survey.publish", "survey", survey.id, details={"version": survey.current_version})
+    audit(actor_id, "surveys.survey.publish", "survey", survey.id, details={"version": survey.current_version})
     return survey
 
 
@@ -137,7 +137,7 @@ def close_survey(actor_id: int, survey_id: int) -> Survey:
     survey.status = "closed"
     survey.closed_at = utcnow()
     db.session.flush()
-    audit(actor_id, "survey.close", "survey", survey.id)
+    audit(actor_id, "surveys.survey.close", "survey", survey.id)
     return survey
 
 
@@ -437,7 +437,7 @@ def delete_response(actor_id: int, survey_id: int, response_id: int, reason: str
     results.uncount_response(survey_id, results.counted_rows(response.id))
     db.session.execute(delete(SurveyAnswer).where(SurveyAnswer.response_id == response.id))
     db.session.delete(response)
-    audit(actor_id, "survey.response_delete", "survey_response", response_id, reason=reason,
+    audit(actor_id, "surveys.response.delete", "survey_response", response_id, reason=reason,
           details={"survey_id": survey_id, "member_id": response.member_id})
     db.session.flush()
 

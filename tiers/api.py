@@ -6,8 +6,6 @@ recomputation of that member once the interaction's transaction commits.
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import marshmallow as ma
 from flask.views import MethodView
 from flask_login import current_user
@@ -16,9 +14,11 @@ from flask_smorest import Blueprint
 from community.models import TIERS
 from community.permissions import login_required, require
 from community.services import get_user
+from contract import fields as f
+from contract.openapi import error_responses
 from extensions import db
 from jobs import enqueue_after_commit, enqueue_now
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, page_of, page_schema, paginate
 
 from . import jobs, services
 from .benefits import benefits_for
@@ -122,16 +122,15 @@ class Distribution(MethodView):
 class Movements(MethodView):
     @require(VIEW_TIER_STATS)
     @tiers_blp.arguments(MovementsArgs, location="query")
-    @tiers_blp.response(200, MovementOut(many=True))
+    @tiers_blp.response(200, page_schema(MovementOut, "TierMovementPage"))
     def get(self, args):
         """Promotions, demotions and pins per day, week or month, by (from, to) tier."""
-        naive = {k: v.astimezone(UTC).replace(tzinfo=None) if v.tzinfo else v for k, v in args.items()
-                 if k in ("since", "until")}
-        return services.movements(naive["since"], naive["until"], args["bucket"])
+        rows = services.movements(args["since"], args["until"], args["bucket"])
+        return page_of(list(rows), args["page"], args["per_page"])
 
 
 class LeaderboardArgs(PageArgs):
-    tier = ma.fields.String(load_default="advocate", validate=ma.validate.OneOf(TIERS))
+    tier = f.String(load_default="advocate", validate=ma.validate.OneOf(TIERS))
 
 
 @tiers_blp.route("/leaderboard")
@@ -164,6 +163,7 @@ class Rules(MethodView):
     @require(MANAGE_TIERS)
     @admin_blp.arguments(RulesSaveIn)
     @admin_blp.response(200, RulesOut)
+    @error_responses(409)
     def put(self, data):
         """Save a new version of the rules (send the version you edited as expected_version)."""
         rules = services.save_rules(current_user.id, data)
@@ -174,10 +174,11 @@ class Rules(MethodView):
 @admin_blp.route("/rules/versions")
 class RuleVersions(MethodView):
     @require(MANAGE_TIERS)
-    @admin_blp.response(200, RuleVersionOut(many=True))
-    def get(self):
+    @admin_blp.arguments(PageArgs, location="query")
+    @admin_blp.response(200, page_schema(RuleVersionOut, "TierRuleVersionPage"))
+    def get(self, args):
         """Every saved version of the rules, newest first."""
-        return services.rule_versions()
+        return page_of(list(services.rule_versions()), args["page"], args["per_page"])
 
 
 @admin_blp.route("/benefits/<string:tier>")
@@ -253,6 +254,7 @@ class Pin(MethodView):
     @require(MANAGE_TIERS)
     @admin_blp.arguments(PinIn)
     @admin_blp.response(200, MemberStateOut)
+    @error_responses(409)
     def post(self, data, member_id):
         """Pin a member's tier (with a reason, audited); recomputations keep it until unpinned."""
         services.pin(current_user.id, member_id, data["tier"], data["reason"])
@@ -265,6 +267,7 @@ class Unpin(MethodView):
     @require(MANAGE_TIERS)
     @admin_blp.arguments(UnpinIn)
     @admin_blp.response(200, MemberStateOut)
+    @error_responses(409)
     def post(self, data, member_id):
         """Remove a pin (with a reason, audited); the rules apply again at once."""
         services.unpin(current_user.id, member_id, data["reason"])

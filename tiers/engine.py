@@ -491,7 +491,7 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
                 ["member_id", "kind", "payload", "dedupe_key", "created_at"],
                 select(
                     changes.c.member_id,
-                    literal("tier_changed"),
+                    literal("tiers.tier_changed"),
                     json_object(
                         "from_tier", changes.c.from_tier, "to_tier", changes.c.to_tier, "kind", changes.c.kind,
                         "reason", changes.c.reason, "change_id", changes.c.id,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy import JSON, BigInteger, CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from community.models import utcnow
@@ -51,7 +51,7 @@ class MemberTierState(db.Model):
 
     member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     # Requirement metrics as of computed_at (see tiers.rules.REQUIREMENTS).
-    points_earned: Mapped[int] = mapped_column(default=0)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     active_weeks: Mapped[int] = mapped_column(default=0)
     surveys_completed: Mapped[int] = mapped_column(default=0)
     nps_promoter: Mapped[int] = mapped_column(default=0)
@@ -143,7 +143,7 @@ class TierMetricStage(db.Model):
     __tablename__ = "tier_metric_stage"
 
     member_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
-    points_earned: Mapped[int] = mapped_column(default=0)
+    points_earned: Mapped[int] = mapped_column(BigInteger, default=0)
     active_weeks: Mapped[int] = mapped_column(default=0)
     surveys_completed: Mapped[int] = mapped_column(default=0)
     nps_promoter: Mapped[int] = mapped_column(default=0)

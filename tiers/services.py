@@ -147,13 +147,13 @@ def pin(actor_id: int, member_id: int, tier: str, reason: str) -> MemberTierStat
         db.session.add(change)
         member.tier = tier
         db.session.flush()
-        notify(member_id, "tier_changed",
+        notify(member_id, "tiers.tier_changed",
                {"from_tier": previous, "to_tier": tier, "kind": "pin", "reason": change.reason,
                 "change_id": change.id},
                dedupe_key=f"tier_change:{change.id}")
         webhooks.publish("tier.changed", {"member_id": member_id, "change_id": change.id, "from_tier": previous,
                          "to_tier": tier, "kind": "pin", "reason": change.reason})
-    audit(actor_id, "tiers.pin", "user", member_id, reason=reason, details={"tier": tier, "previous": previous})
+    audit(actor_id, "tiers.member.pin", "user", member_id, reason=reason, details={"tier": tier, "previous": previous})
     db.session.flush()
     return state
 
@@ -164,7 +164,7 @@ def unpin(actor_id: int, member_id: int, reason: str) -> MemberTierState:
     state = _lock_state(member_id)
     if state.pinned_tier is None:
         raise Conflict("This member's tier is not pinned.")
-    audit(actor_id, "tiers.unpin", "user", member_id, reason=reason, details={"tier": state.pinned_tier})
+    audit(actor_id, "tiers.member.unpin", "user", member_id, reason=reason, details={"tier": state.pinned_tier})
     state.pinned_tier = state.pin_reason = state.pinned_by_id = state.pinned_at = None
     db.session.flush()
     recompute_member(member_id)

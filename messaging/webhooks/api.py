@@ -11,21 +11,22 @@ from flask_login import current_user
 from flask_smorest import Blueprint
 
 from community.permissions import require
+from contract.openapi import error_responses
 from extensions import db
-from pagination import PageArgs, page_schema, paginate
+from pagination import PageArgs, page_of, page_schema, paginate
 
 from . import events, services
 from .permissions import MANAGE_WEBHOOKS
 from .schemas import (
     DeliveryArgs,
     DeliveryDetailOut,
-    WebhookDeliveryOut,
     EndpointIn,
     EndpointOut,
     EndpointPatchIn,
     EndpointSecretOut,
     EventTypeOut,
     PingOut,
+    WebhookDeliveryOut,
 )
 
 blp = Blueprint("admin_webhooks", __name__, url_prefix="/api/v1/admin/webhooks",
@@ -49,10 +50,12 @@ def init_app(app) -> None:
 @blp.route("/event-types")
 class EventTypes(MethodView):
     @require(MANAGE_WEBHOOKS)
-    @blp.response(200, EventTypeOut(many=True))
-    def get(self):
+    @blp.arguments(PageArgs, location="query")
+    @blp.response(200, page_schema(EventTypeOut, "WebhookEventTypePage"))
+    def get(self, args):
         """The event types an endpoint can subscribe to (payloads: docs/webhooks.md)."""
-        return [{"type": t, "description": d} for t, d in events.EVENT_TYPES.items()]
+        types = [{"type": t, "description": d} for t, d in events.EVENT_TYPES.items()]
+        return page_of(types, args["page"], args["per_page"])
 
 
 @blp.route("/endpoints")
@@ -118,6 +121,7 @@ class RotateSecret(MethodView):
 class Ping(MethodView):
     @require(MANAGE_WEBHOOKS)
     @blp.response(202, PingOut)
+    @error_responses(409)
     def post(self, endpoint_id):
         """Send a ``webhook.ping`` event to this endpoint only, to test the receiver."""
         event_id = services.ping(current_user, endpoint_id)
@@ -151,6 +155,7 @@ class Delivery(MethodView):
 class Redeliver(MethodView):
     @require(MANAGE_WEBHOOKS)
     @blp.response(202, WebhookDeliveryOut)
+    @error_responses(409)
     def post(self, delivery_id):
         """Send the delivery again now, with the same ``webhook-id`` (receivers de-duplicate on it)."""
         found = services.redeliver(current_user, delivery_id)

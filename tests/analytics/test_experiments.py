@@ -23,7 +23,7 @@ def _experiment(client, **fields):
             "test_share": 0.5, **fields}
     for key in ("starts_at", "ends_at"):
         if hasattr(body.get(key), "isoformat"):
-            body[key] = body[key].isoformat()
+            body[key] = body[key].isoformat() + "Z"
     resp = client.post("/api/v1/analytics/experiments", json=body)
     assert resp.status_code == 201, resp.get_json()
     return resp.get_json()
@@ -121,14 +121,14 @@ def test_campaign_for_a_segment(app, marketer):
         "conditions": [{"field": "tag", "op": "has_any", "value": ["vip"]}]}}).get_json()
     now = utcnow()
     resp = client.post("/api/v1/admin/points/campaigns", json={
-        "name": "vip double", "multiplier": "2", "starts_at": (now - timedelta(days=1)).isoformat(),
-        "ends_at": (now + timedelta(days=1)).isoformat(), "segment_id": seg["id"]})
+        "name": "vip double", "multiplier": 2, "starts_at": (now - timedelta(days=1)).isoformat() + "Z",
+        "ends_at": (now + timedelta(days=1)).isoformat() + "Z", "segment_id": seg["id"]})
     assert resp.status_code == 201, resp.get_json()
     assert points.record_interaction(vip, "purchase", key="v-1", value=10).points == 20
     assert points.record_interaction(other, "purchase", key="v-2", value=10).points == 10
     err(client.post("/api/v1/admin/points/campaigns", json={
-        "name": "x", "multiplier": "2", "starts_at": now.isoformat(), "ends_at": (now + timedelta(days=1)).isoformat(),
-        "segment_id": 999}), 404)
+        "name": "x", "multiplier": 2, "starts_at": now.isoformat() + "Z",
+        "ends_at": (now + timedelta(days=1)).isoformat() + "Z", "segment_id": 999}), 404)
 
 
 def test_bad_experiments_are_refused_and_nothing_is_written(app, marketer):
@@ -144,12 +144,12 @@ def test_bad_experiments_are_refused_and_nothing_is_written(app, marketer):
     err(client.post("/api/v1/analytics/experiments", json={**base, "kind": "holdout", "segment_id": 1}), 422)
     now = utcnow()
     err(client.post("/api/v1/analytics/experiments", json={
-        **base, "starts_at": now.isoformat(), "ends_at": (now - timedelta(days=1)).isoformat()}), 422)
+        **base, "starts_at": now.isoformat() + "Z", "ends_at": (now - timedelta(days=1)).isoformat() + "Z"}), 422)
     assert db.session.scalar(select(func.count()).select_from(Experiment)) == 0
     # Overlapping holdouts.
     first = _experiment(client, kind="holdout", test_share=0.9, starts_at=now, ends_at=now + timedelta(days=30))
     err(client.post("/api/v1/analytics/experiments", json={
-        "name": "h2", "kind": "holdout", "test_share": 0.9, "starts_at": (now + timedelta(days=10)).isoformat()}),
+        "name": "h2", "kind": "holdout", "test_share": 0.9, "starts_at": (now + timedelta(days=10)).isoformat() + "Z"}),
         409, "overlapping_experiment")
     later = _experiment(client, kind="holdout", test_share=0.9, starts_at=now + timedelta(days=30))
     assert later["id"] != first["id"]

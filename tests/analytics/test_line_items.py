@@ -30,8 +30,8 @@ def _lines(event_id=None):
 
 def test_purchase_lines_are_stored_once(make_member, send):
     m = make_member()
-    ev = {"event_id": "o-1", "type": "purchase", "member_id": m.id, "amount": "30.00", "line_items": [
-        {"product_id": "SKU-1", "category": "shoes", "quantity": 2, "amount": "20.00"},
+    ev = {"event_id": "o-1", "type": "purchase", "member_id": m.id, "amount": 30, "line_items": [
+        {"product_id": "SKU-1", "category": "shoes", "quantity": 2, "amount": 20},
         {"product_id": "SKU-2", "category": "socks"},
     ]}
     assert send(ev).status_code == 200
@@ -44,10 +44,10 @@ def test_purchase_lines_are_stored_once(make_member, send):
 
 def test_refund_names_lines_of_its_purchase(make_member, send):
     m = make_member()
-    send({"event_id": "o-2", "type": "purchase", "member_id": m.id, "amount": "50",
-          "line_items": [{"product_id": "A", "quantity": 3, "amount": "30"}, {"product_id": "B", "amount": "20"}]})
-    ok = send({"event_id": "r-1", "type": "refund", "member_id": m.id, "refund_of": "o-2", "amount": "10",
-               "line_items": [{"product_id": "A", "quantity": 1, "amount": "10"}]})
+    send({"event_id": "o-2", "type": "purchase", "member_id": m.id, "amount": 50,
+          "line_items": [{"product_id": "A", "quantity": 3, "amount": 30}, {"product_id": "B", "amount": 20}]})
+    ok = send({"event_id": "r-1", "type": "refund", "member_id": m.id, "refund_of": "o-2", "amount": 10,
+               "line_items": [{"product_id": "A", "quantity": 1, "amount": 10}]})
     assert ok.status_code == 200, ok.get_json()
     interactions = db.session.scalar(select(func.count()).select_from(Interaction))
     # More of A than is left to return, and a product the purchase did not have: 422, nothing written.
@@ -73,20 +73,20 @@ def test_refund_names_lines_of_its_purchase(make_member, send):
     [{"product_id": "A", "amount": "-1"}],
     [{"product_id": "has space"}],
     [{"product_id": "A", "colour": "red"}],
-    [{"product_id": "A", "amount": "31"}],
-    [{"product_id": "A", "amount": "20"}, {"product_id": "B", "amount": "10.01"}],
+    [{"product_id": "A", "amount": 31}],
+    [{"product_id": "A", "amount": 20}, {"product_id": "B", "amount": 10.01}],
     [{"product_id": "A"}] * 201,
 ])
 def test_bad_line_items_are_refused(make_member, send, lines):
     m = make_member()
-    err(send({"event_id": "o-bad", "type": "purchase", "member_id": m.id, "amount": "30", "line_items": lines}), 422)
+    err(send({"event_id": "o-bad", "type": "purchase", "member_id": m.id, "amount": 30, "line_items": lines}), 422)
     assert _lines() == []
 
 
 def test_batch_reports_a_bad_refund_and_keeps_the_rest(make_member, send):
     m = make_member()
     body = send({"events": [
-        {"event_id": "b-1", "type": "purchase", "member_id": m.id, "amount": "5", "line_items": [{"product_id": "A"}]},
+        {"event_id": "b-1", "type": "purchase", "member_id": m.id, "amount": 5, "line_items": [{"product_id": "A"}]},
         {"event_id": "b-2", "type": "refund", "member_id": m.id, "refund_of": "b-1",
          "line_items": [{"product_id": "A", "quantity": 2}]},
     ]}, batch=True).get_json()

@@ -154,7 +154,7 @@ def test_a_segment_as_a_survey_audience(app, marketer, make_member, login):
     db.session.commit()
     seg = _define(client, "panel", {"field": "tag", "op": "has_any", "value": ["panel"]})
     survey = make_survey(audience_segment_id=seg["id"])
-    assert [s["id"] for s in login(inside).get("/api/v1/surveys").get_json()] == [survey.id]
-    assert login(outside).get("/api/v1/surveys").get_json() == []
+    assert [s["id"] for s in login(inside).get("/api/v1/surveys").get_json()["items"]] == [survey.id]
+    assert login(outside).get("/api/v1/surveys").get_json()["items"] == []
     assert login(outside).get(f"/api/v1/surveys/{survey.id}").status_code == 404
     err(client.post("/api/v1/admin/surveys", json={"title": "x", "audience_segment_id": 999}), 404)

@@ -230,7 +230,7 @@ def test_admin_grants_a_role_and_adjusts_points(console, make_member):
     assert ledger.get_balance(member.id).available == 50
     assert db.session.scalar(select(JournalEntry.id).where(JournalEntry.reason == "goodwill")) is not None
     assert len(list(db.session.scalars(select(JournalEntry).where(JournalEntry.reason == "goodwill")))) == 1
-    console.goto("/console/audit?action=role")
+    console.goto("/console/audit?action=community.role")
     assert "role" in page.inner_text("table")
     console.shot("audit")
     csv = page.request.get(console.base + "/console/audit.csv")

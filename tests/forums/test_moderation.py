@@ -41,7 +41,8 @@ def test_flags_weigh_by_tier_and_auto_hide_at_threshold(make_board, make_thread,
     assert [p["id"] for p in page["items"]] == [thread.last_post_id - 1]
     # the author is told, and the admin audit log shows the automatic action
     author = db.session.get(User, reply.author_id)
-    assert any(n["kind"] == "forums.post_hidden" for n in login(author).get("/api/v1/me/notifications").get_json())
+    notes = login(author).get("/api/v1/me/notifications").get_json()["items"]
+    assert any(n["kind"] == "forums.post_hidden" for n in notes)
     admin = login(make_member(roles=("admin",)))
     audit = admin.get("/api/v1/admin/audit?action=forums.post.auto_hide").get_json()["items"]
     assert [a["target_id"] for a in audit] == [reply.id] and audit[0]["actor_id"] is None
@@ -192,7 +193,7 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
     assert mod.post(url, json={"action": "lift", "reason": "appeal"}).status_code == 201
     db.session.refresh(target)
     assert not target.is_suspended() and not target.is_silenced()
-    history = mod.get(url).get_json()
+    history = mod.get(url).get_json()["items"]
     assert [s["kind"] for s in history] == ["lift", "suspend", "silence", "warn"]
     assert mod.get("/api/v1/moderation/members/9999/sanctions").status_code == 404
     admin = login(make_member(roles=("admin",)))
@@ -205,8 +206,9 @@ def test_sanctions_warn_silence_suspend_lift(make_board, make_thread, make_membe
         "forums.member.lift", "forums.member.suspend", "forums.member.silence", "forums.member.warn",
     ]
     assert all(a["target_id"] == target.id and a["actor_id"] == mod_user.id for a in audit)
-    notes = login(target).get("/api/v1/me/notifications").get_json()
-    assert {"forums.warn", "forums.silence", "forums.suspend", "forums.lift"} <= {n["kind"] for n in notes}
+    notes = login(target).get("/api/v1/me/notifications").get_json()["items"]
+    kinds = {"forums.sanction_warn", "forums.sanction_silence", "forums.sanction_suspend", "forums.sanction_lift"}
+    assert kinds <= {n["kind"] for n in notes}
 
 
 def test_points_for_posts_replies_and_reactions(make_board, make_member, login):

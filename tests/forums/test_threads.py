@@ -34,7 +34,7 @@ def test_member_starts_thread_and_others_reply(make_board, make_member, login):
     assert listing["items"][0]["reply_count"] == 1 and listing["items"][0]["author_name"] == alice.display_name
     assert listing["board"]["thread_count"] == 1
     # the thread author is told about the reply
-    notes = _body(a.get("/api/v1/me/notifications"))
+    notes = _body(a.get("/api/v1/me/notifications"))["items"]
     assert any(n["kind"] == "forums.reply" and n["payload"]["post_id"] == reply["id"] for n in notes)
 
 
@@ -133,7 +133,7 @@ def test_tier_and_role_restricted_boards(make_board, make_thread, make_member, l
     thread = make_thread(advocates)
     aware, advocate = login(make_member()), login(make_member(tier="advocate"))
     marketer, mod = login(make_member(roles=("marketer",))), login(make_member(roles=("moderator",)))
-    ids = lambda c: {b["id"] for b in c.get("/api/v1/boards").get_json()}  # noqa: E731
+    ids = lambda c: {b["id"] for b in c.get("/api/v1/boards").get_json()["items"]}  # noqa: E731
     assert ids(aware) == {public.id}
     assert ids(advocate) == {public.id, advocates.id}
     assert ids(marketer) == {public.id, staff_only.id}
@@ -169,7 +169,7 @@ def test_edit_keeps_revisions(make_board, make_member, login):
     assert resp.get_json()["edit_count"] == 1
     resp = client.patch(f"/api/v1/posts/{first.id}", json={"title": "New title"})
     assert resp.status_code == 200
-    revs = client.get(f"/api/v1/posts/{first.id}/revisions").get_json()
+    revs = client.get(f"/api/v1/posts/{first.id}/revisions").get_json()["items"]
     assert [(r["body"], r["title"], r["editor_id"]) for r in revs] == [
         ("<p>v2 </p>", "Old title", author.id), ("v1", None, author.id),
     ]

@@ -13,7 +13,7 @@ def _owners_notification(ctx):
     from community.services import notify
     from extensions import db
 
-    notify(ctx.users["owner"].id, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(ctx.users["owner"].id, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     db.session.commit()
     from sqlalchemy import select
 
@@ -30,7 +30,8 @@ CASES = [
     Case("POST", "/api/v1/auth/verify-email", EVERYONE, body={"token": "x" * 43},
          note="an unknown token is a 422 for everyone"),
     Case("POST", "/api/v1/me/verification-email", LOGGED_IN),
-    Case("POST", "/api/v1/me/email", LOGGED_IN, body={"new_email": "new@example.com", "password": "wrong one!"}),
+    Case("POST", "/api/v1/me/email", LOGGED_IN,
+         body={"new_email": "new@example.com", "password": "wrong one!"}),
     Case("POST", "/api/v1/auth/password-reset", EVERYONE,
          body=lambda ctx, p: {"email": f"nobody{id(p)}@example.com"}),
     Case("POST", "/api/v1/auth/password-reset/confirm", EVERYONE,

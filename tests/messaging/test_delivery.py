@@ -78,7 +78,7 @@ def test_temporary_failure_is_retried_with_backoff_then_delivered(mail_app, smtp
                                                                   deliveries):
     member = make_member()
     smtp.reply(member.email, "451 4.3.0 try again later")
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     run_jobs(["messaging"])
 
     [row] = deliveries()
@@ -98,7 +98,7 @@ def test_temporary_failure_is_retried_with_backoff_then_delivered(mail_app, smtp
 def test_permanent_failure_marks_failed_and_stops(mail_app, smtp, make_member, notify, run_jobs, deliveries):
     member = make_member()
     smtp.reply(member.email, "550 5.1.1 no such mailbox")
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     run_jobs(["messaging"])
     [row] = deliveries()
     assert row.state == "failed" and "550" in row.last_error
@@ -108,7 +108,7 @@ def test_permanent_failure_marks_failed_and_stops(mail_app, smtp, make_member, n
 def test_gives_up_after_the_last_backoff(mail_app, smtp, make_member, notify, run_jobs, deliveries):
     member = make_member()
     smtp.reply(member.email, *["421 busy"] * 10)
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     for _ in range(4):  # backoff (60, 120, 180): three retries after the first attempt
         run_jobs(["messaging"])
         make_due()
@@ -120,7 +120,7 @@ def test_gives_up_after_the_last_backoff(mail_app, smtp, make_member, notify, ru
 def test_smtp_server_down_is_a_temporary_failure(mail_app, smtp, make_member, notify, run_jobs, deliveries):
     member = make_member()
     smtp.stop()
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     run_jobs(["messaging"])
     [row] = deliveries()
     assert row.state == "pending" and row.attempts == 1 and "Connection" in row.last_error
@@ -131,7 +131,7 @@ def test_bulk_written_notifications_get_a_delivery_from_the_sweeper(mail_app, sm
     members = [make_member() for _ in range(3)]
     # As the tier run writes them: INSERT ... with no call to community.notify.
     db.session.execute(insert(Notification), [
-        {"member_id": m.id, "kind": "tier_changed", "payload": {"from_tier": "aware", "to_tier": "loyal"},
+        {"member_id": m.id, "kind": "tiers.tier_changed", "payload": {"from_tier": "aware", "to_tier": "loyal"},
          "created_at": utcnow()} for m in members
     ])
     db.session.commit()
@@ -149,7 +149,7 @@ def test_email_switched_off_is_suppressed_but_stays_in_app(mail_app, smtp, make_
     client = login(member)
     resp = client.patch("/api/v1/me/notification-preferences", json={"channels": {"tiers": {"email": False}}})
     assert resp.status_code == 200, resp.get_json()
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     run_jobs(["messaging"])
     [row] = deliveries()
     assert row.state == "suppressed" and row.reason == "preference"
@@ -171,7 +171,7 @@ def test_marketing_email_is_opt_in(mail_app, smtp, make_member, notify, run_jobs
 def test_staff_see_the_delivery_state_of_a_notification(mail_app, smtp, make_member, notify, run_jobs, login):
     member = make_member()
     admin = login(make_member(roles=("admin",)))
-    note = notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    note = notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     assert admin.get(f"/api/v1/admin/notifications/{note.id}/delivery").get_json()["state"] == "pending"
     run_jobs(["messaging"])
     body = admin.get(f"/api/v1/admin/notifications/{note.id}/delivery").get_json()
@@ -189,7 +189,7 @@ def test_embedded_default_writes_one_eml_file_each(app, make_member, notify, run
     app.config.update(MAIL_BACKEND=FILE_BACKEND, MAIL_FILE_PATH=str(tmp_path / "mail"), MESSAGING_QUIET_HOURS=None)
     mail.init_app(app)
     a, b = make_member(), make_member()
-    notify(a, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(a, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     notify(b, "forums.reply", {"title": "Hi", "by": "Carol"})
     run_jobs(["messaging"])
     files = sorted((tmp_path / "mail").glob("*.eml"))
@@ -216,7 +216,7 @@ def test_unsendable_messages_fail_cleanly(mail_app, smtp, make_member, notify, r
     broken = make_member()
     db.session.execute(User.__table__.update().where(User.id == broken.id).values(email="a@b.c\r\nBcc: x@evil.test"))
     db.session.commit()
-    notify(broken, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})  # header injection
+    notify(broken, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})  # header injection
     run_jobs(["messaging"])
     rows = deliveries()
     assert [r.state for r in rows] == ["failed", "failed"]

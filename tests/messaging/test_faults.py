@@ -114,7 +114,7 @@ def _notify_all(members) -> None:
     from community.services import notify
 
     for m in members:
-        notify(m.id, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+        notify(m.id, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
     db.session.commit()  # each delivery's job is enqueued now
 
 

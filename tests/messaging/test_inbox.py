@@ -1,4 +1,4 @@
-"""In-app notifications: cursor pagination, unread count, mark one / all read, in-app preference."""
+"""In-app notifications: {items, meta} pages, unread count, mark one / all read, in-app preference."""
 
 from __future__ import annotations
 
@@ -12,35 +12,31 @@ def _fill(member, n: int, kind: str = "forums.reply") -> None:
     db.session.commit()
 
 
-def test_cursor_pagination_walks_every_notification_once(app, make_member, login):
+def test_pages_walk_every_notification_once(app, make_member, login):
     member, other = make_member(), make_member()
     _fill(member, 7)
     _fill(other, 2)
     client = login(member)
-    seen, cursor, pages = [], None, 0
+    seen, page = [], 1
     while True:
-        body = client.get("/api/v1/me/inbox", query_string={"limit": 3, **({"cursor": cursor} if cursor else {})})
+        body = client.get("/api/v1/me/inbox", query_string={"per_page": 3, "page": page})
         assert body.status_code == 200
         body = body.get_json()
         seen += [item["id"] for item in body["items"]]
-        pages += 1
         assert body["unread_count"] == 7
-        cursor = body["next_cursor"]
-        if cursor is None:
+        assert body["meta"] == {"page": page, "per_page": 3, "total": 7, "pages": 3}
+        if page == body["meta"]["pages"]:
             break
-    assert pages == 3 and len(seen) == 7 and seen == sorted(seen, reverse=True)
+        page += 1
+    assert page == 3 and len(seen) == 7 and seen == sorted(seen, reverse=True)
     assert {item["category"] for item in client.get("/api/v1/me/inbox").get_json()["items"]} == {"community"}
 
 
-def test_bad_and_foreign_cursors_are_422(app, make_member, login):
-    member, other = make_member(), make_member()
+def test_bad_page_arguments_are_422(app, make_member, login):
+    member = make_member()
     _fill(member, 3)
-    mine = login(member).get("/api/v1/me/inbox", query_string={"limit": 1}).get_json()["next_cursor"]
-    for cursor in ("garbage", mine):
-        resp = login(other).get("/api/v1/me/inbox", query_string={"cursor": cursor})
-        assert resp.status_code == 422, cursor
-    assert login(member).get("/api/v1/me/inbox", query_string={"limit": 0}).status_code == 422
-    assert login(member).get("/api/v1/me/inbox", query_string={"limit": 101}).status_code == 422
+    for query in ({"per_page": 0}, {"per_page": 101}, {"page": 0}, {"page": "x"}):
+        assert login(member).get("/api/v1/me/inbox", query_string=query).status_code == 422, query
 
 
 def test_mark_one_and_all_read(app, make_member, login):
@@ -66,12 +62,12 @@ def test_mark_one_and_all_read(app, make_member, login):
 def test_in_app_switched_off_hides_the_category(app, make_member, login):
     member = make_member()
     _fill(member, 2, "forums.reply")
-    _fill(member, 1, "redemption.fulfilled")
+    _fill(member, 1, "rewards.redemption_fulfilled")
     _fill(member, 1, "something.unknown")  # unknown kinds count as community
     client = login(member)
     client.patch("/api/v1/me/notification-preferences", json={"channels": {"community": {"in_app": False}}})
     body = client.get("/api/v1/me/inbox").get_json()
-    assert [i["kind"] for i in body["items"]] == ["redemption.fulfilled"]
+    assert [i["kind"] for i in body["items"]] == ["rewards.redemption_fulfilled"]
     assert body["unread_count"] == 1
     client.patch("/api/v1/me/notification-preferences", json={"channels": {"community": {"in_app": True}}})
     assert client.get("/api/v1/me/inbox/unread-count").get_json() == {"unread_count": 4}
@@ -83,8 +79,9 @@ def test_category_condition_agrees_with_kind_info(app):
 
     from messaging.catalog import CATEGORIES, category_condition, kind_info
 
-    kinds = ["points.expiring", "redemption.shipped", "tier_changed", "forums.reply", "forums.post_hidden",
-             "forums.suspend", "focus_group_reminder", "surveys.invitation", "marketing.birthday", "odd_kind",
+    kinds = ["points.expiring", "rewards.redemption_shipped", "tiers.tier_changed", "forums.reply",
+             "forums.post_hidden", "forums.sanction_suspend", "surveys.focus_group_reminder", "surveys.invitation",
+             "marketing.birthday", "odd_kind",
              "account.verify_email", "redemption_like"]
     rows = union_all(*[select(literal(k).label("kind")) for k in kinds]).subquery()
     for category in CATEGORIES:

@@ -117,7 +117,7 @@ def test_frequency_cap_counts_marketing_and_research_together(mail_app, smtp, ma
     notify(member, "marketing.campaign", {"subject": "One", "text": "1"})
     notify(member, "surveys.invitation", {"title": "Two"})
     notify(member, "marketing.campaign", {"subject": "Three", "text": "3"})
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})  # not capped
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})  # not capped
     notify(member, "marketing.campaign", {"subject": "Four", "text": "4"})  # over: dropped
     notify(member, "surveys.invitation", {"title": "Five"})  # over: deferred
     run_jobs(["messaging"])
@@ -172,12 +172,12 @@ def test_quiet_hours_defer_non_urgent_mail_in_the_members_time_zone(mail_app, sm
     set_prefs(member, time_zone="America/New_York")
     local_hour = utcnow().replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo("America/New_York")).hour
     mail_app.config["MESSAGING_QUIET_HOURS"] = (local_hour, (local_hour + 2) % 24)
-    notify(member, "tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
-    notify(member, "focus_group_reminder", {"title": "Panel", "starts_at": "2026-12-02T10:00:00Z"})  # urgent
+    notify(member, "tiers.tier_changed", {"from_tier": "aware", "to_tier": "engaged"})
+    notify(member, "surveys.focus_group_reminder", {"title": "Panel", "starts_at": "2026-12-02T10:00:00Z"})  # urgent
     run_jobs(["messaging"])
 
-    assert [r.message["X-Kinship-Kind"] for r in smtp.received] == ["focus_group_reminder"]
-    tier = next(d for d in deliveries() if d.kind == "tier_changed")
+    assert [r.message["X-Kinship-Kind"] for r in smtp.received] == ["surveys.focus_group_reminder"]
+    tier = next(d for d in deliveries() if d.kind == "tiers.tier_changed")
     assert tier.state == "pending" and tier.reason == "quiet_hours"
     ends = tier.not_before.replace(tzinfo=ZoneInfo("UTC")).astimezone(ZoneInfo("America/New_York"))
     assert ends.hour == (local_hour + 2) % 24 and ends.minute == 0

@@ -70,7 +70,7 @@ def _held_referral(ctx):
     return {"referral_id": referral.id}
 
 
-_EVENT = {"event_id": "matrix-1", "type": "purchase", "member_id": 1, "amount": "10.00"}
+_EVENT = {"event_id": "matrix-1", "type": "purchase", "member_id": 1, "amount": 10.00}
 
 CASES = [
     Case("GET", "/api/v1/me/points", LOGGED_IN),
@@ -87,8 +87,8 @@ CASES = [
          setup=lambda ctx: {"kind": "post"}, body={"points": 12}),
     Case("GET", "/api/v1/admin/points/campaigns", MARKETING),
     Case("POST", "/api/v1/admin/points/campaigns", MARKETING,
-         body={"name": "Double", "multiplier": "2", "starts_at": "2026-12-01T00:00:00",
-               "ends_at": "2026-12-31T00:00:00"}),
+         body={"name": "Double", "multiplier": 2, "starts_at": "2026-12-01T00:00:00Z",
+               "ends_at": "2026-12-31T00:00:00Z"}),
     Case("PATCH", "/api/v1/admin/points/campaigns/<int:campaign_id>", MARKETING, setup=_campaign,
          body={"active": False}),
     Case("POST", "/api/v1/admin/points/adjustments", ADMIN,

@@ -26,8 +26,8 @@ def _legacy(member_id: int) -> dict:
     return {
         "member_id": member_id,
         "available": balance.available - ledger.due_unexpired(member_id),
-        "held": balance.held,
         "owed": balance.owed,
+        "held": balance.held,
         "lifetime_earned": balance.lifetime_earned,
         "expiring_soon_total": sum(x["points"] for x in soon),
         "expiring_soon": soon,

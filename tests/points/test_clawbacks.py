@@ -109,7 +109,7 @@ def _referred_pair(app, make_member):
 
 def test_a_full_refund_claws_back_both_referral_rewards(app, make_member, shop):
     referrer, referee = _referred_pair(app, make_member)
-    shop(event_id="o1", type="purchase", member_id=referee.id, amount="100.00")
+    shop(event_id="o1", type="purchase", member_id=referee.id, amount=100)
     assert ledger.get_balance(referrer.id).available == 200
     assert ledger.get_balance(referee.id).available == 300  # 100 purchase + 200 referral
     result = shop(event_id="r1", type="refund", member_id=referee.id, refund_of="o1")
@@ -124,18 +124,18 @@ def test_a_full_refund_claws_back_both_referral_rewards(app, make_member, shop):
 
 def test_partial_refunds_reverse_in_proportion_purchase_and_referral_alike(app, make_member, shop):
     referrer, referee = _referred_pair(app, make_member)
-    shop(event_id="o1", type="purchase", member_id=referee.id, amount="100.00")
-    first = shop(event_id="r1", type="refund", member_id=referee.id, refund_of="o1", amount="25.00")
+    shop(event_id="o1", type="purchase", member_id=referee.id, amount=100)
+    first = shop(event_id="r1", type="refund", member_id=referee.id, refund_of="o1", amount=25)
     db.session.rollback()
     assert first["reversed_points"] == 25 + 50
     assert ledger.get_balance(referee.id).available == 300 - 75
     assert ledger.get_balance(referrer.id).available == 150
     # A second refund completes the first: cumulative, never more than the whole.
-    shop(event_id="r2", type="refund", member_id=referee.id, refund_of="o1", amount="75.00")
+    shop(event_id="r2", type="refund", member_id=referee.id, refund_of="o1", amount=75)
     db.session.rollback()
     assert ledger.get_balance(referee.id).available == 0
     assert ledger.get_balance(referrer.id).available == 0
-    shop(event_id="r3", type="refund", member_id=referee.id, refund_of="o1", amount="10.00")
+    shop(event_id="r3", type="refund", member_id=referee.id, refund_of="o1", amount=10)
     db.session.rollback()
     assert ledger.get_balance(referee.id).available == 0
     assert_ledger_consistent()
@@ -146,7 +146,7 @@ def test_a_held_referral_is_rejected_when_its_purchase_is_refunded_in_full(app, 
     referral = db.session.scalar(select(Referral))
     referral.flag_reason = "review"
     db.session.commit()
-    shop(event_id="o1", type="purchase", member_id=referee.id, amount="10.00")
+    shop(event_id="o1", type="purchase", member_id=referee.id, amount=10)
     shop(event_id="r1", type="refund", member_id=referee.id, refund_of="o1")
     db.session.rollback()
     assert db.session.get(Referral, referral.id).reward_status == "rejected"

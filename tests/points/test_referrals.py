@@ -27,7 +27,7 @@ def shop(app, make_member):
     client = app.test_client()
     counter = iter(range(1, 10_000))
 
-    def purchase(member_id, amount="10.00"):
+    def purchase(member_id, amount=10.00):
         resp = client.post(
             "/api/v1/points/events",
             json={"event_id": f"ord-{next(counter)}", "type": "purchase", "member_id": member_id, "amount": amount},

@@ -130,7 +130,7 @@ def test_request_does_not_deadlock_with_a_job_of_the_same_member(app, make_membe
             ledger.lock_member(member_id)  # what settle_hold does first
             job_locked.set()
             time.sleep(0.5)  # the request is now waiting for the balance lock
-            notify(member_id, "redemption.test", {}, dedupe_key="deadlock-test")
+            notify(member_id, "rewards.redemption_test", {}, dedupe_key="deadlock-test")
             db.session.commit()
             return "job"
 

@@ -116,10 +116,10 @@ def test_refund_returns_the_points(state, kind, restocked, redemption_in, staff,
     assert (last.from_state, last.to_state, last.actor_id, last.reason) == (
         state, "refunded", staff.id, "Damaged in transit")
     note = db.session.scalar(select(Notification).where(Notification.dedupe_key == f"redemption:{rid}:refunded"))
-    assert note.member_id == member.id and note.kind == "redemption.refunded"
+    assert note.member_id == member.id and note.kind == "rewards.redemption_refunded"
     assert note.payload["reason"] == "Damaged in transit" and note.payload["points_refunded"] == COST
     assert "code" not in note.payload
-    log = db.session.scalar(select(AuditLog).where(AuditLog.action == "redemption.refund"))
+    log = db.session.scalar(select(AuditLog).where(AuditLog.action == "rewards.redemption.refund"))
     assert (log.actor_id, log.target_type, log.target_id, log.reason) == (
         staff.id, "redemption", rid, "Damaged in transit")
     assert log.details["restocked"] is restocked and log.details["from_state"] == state
@@ -187,8 +187,8 @@ def test_refund_is_idempotent(redemption_in, staff, login):
     assert replay.id == first.id
     assert ledger.get_balance(member.id) == ledger.Balance(available=500, held=0, lifetime_earned=500)
     assert db.session.scalar(select(func.count()).where(JournalEntry.related_id == settle_id)) == 1
-    assert db.session.scalar(select(func.count()).where(Notification.kind == "redemption.refunded")) == 1
-    assert db.session.scalar(select(func.count()).where(AuditLog.action == "redemption.refund")) == 1
+    assert db.session.scalar(select(func.count()).where(Notification.kind == "rewards.redemption_refunded")) == 1
+    assert db.session.scalar(select(func.count()).where(AuditLog.action == "rewards.redemption.refund")) == 1
     assert db.session.get(Redemption, rid).refund_reason == "Damaged in transit"
     assert_ledger_consistent()
 
@@ -277,8 +277,8 @@ def test_two_staff_refunding_at_once_refund_once(app, redemption_in, make_member
     assert ledger.get_balance(member.id) == ledger.Balance(available=500, held=0, lifetime_earned=500)
     assert db.session.scalar(select(func.count()).where(JournalEntry.kind == "reversal")) == 1
     assert db.session.scalar(select(func.count()).where(RedemptionTransition.to_state == "refunded")) == 1
-    assert db.session.scalar(select(func.count()).where(Notification.kind == "redemption.refunded")) == 1
-    assert db.session.scalar(select(func.count()).where(AuditLog.action == "redemption.refund")) == 1
+    assert db.session.scalar(select(func.count()).where(Notification.kind == "rewards.redemption_refunded")) == 1
+    assert db.session.scalar(select(func.count()).where(AuditLog.action == "rewards.redemption.refund")) == 1
     assert _stock(reward.id) == stock
     assert_books_balanced()
     assert_ledger_consistent()

@@ -59,7 +59,7 @@ def test_staff_create_update_delete_reward(make_member, login, make_reward, give
     })
     assert resp.status_code == 201, resp.get_json()
     body = resp.get_json()
-    assert body["starts_at"].startswith("2026-01-01T00:00:00")  # stored as naive UTC
+    assert body["starts_at"].startswith("2026-01-01T00:00:00Z")  # stored as naive UTC
     assert body["is_active"] is True and body["created_by_id"] == marketer.id
     rid = body["id"]
 
@@ -68,7 +68,7 @@ def test_staff_create_update_delete_reward(make_member, login, make_reward, give
     assert client.get("/api/v1/admin/rewards", query_string={"active": "false"}).get_json()["meta"]["total"] == 1
     assert client.get(f"/api/v1/admin/rewards/{rid}").get_json()["is_active"] is False
     actions = set(db.session.scalars(select(AuditLog.action).where(AuditLog.target_id == rid)))
-    assert {"reward.create", "reward.update"} <= actions
+    assert {"rewards.reward.create", "rewards.reward.update"} <= actions
 
     assert client.delete(f"/api/v1/admin/rewards/{rid}").status_code == 204
     assert db.session.get(Reward, rid) is None
@@ -91,8 +91,8 @@ def test_staff_create_update_delete_reward(make_member, login, make_reward, give
     ({"name": "x", "cost": 10, "kind": "digital", "image_url": "javascript:alert(1)"}, "image_url"),
     ({"name": "x", "cost": 10, "kind": "digital", "id": 5}, "id"),
     ({"name": "x", "cost": 10, "kind": "coupon", "stock": 5}, "stock"),
-    ({"name": "x", "cost": 10, "kind": "digital", "starts_at": "2026-02-01T00:00:00",
-      "ends_at": "2026-01-01T00:00:00"}, "ends_at"),
+    ({"name": "x", "cost": 10, "kind": "digital", "starts_at": "2026-02-01T00:00:00Z",
+      "ends_at": "2026-01-01T00:00:00Z"}, "ends_at"),
 ])
 def test_create_reward_rejects_bad_input(make_member, login, body, field):
     resp = login(make_member(roles=("marketer",))).post("/api/v1/admin/rewards", json=body)
@@ -108,8 +108,8 @@ def test_update_reward_rejects_bad_input(make_member, login, make_reward):
     assert client.patch(f"/api/v1/admin/rewards/{coupon.id}", json={"kind": "digital"}).status_code == 422
     assert client.patch(f"/api/v1/admin/rewards/{coupon.id}", json={"stock": 50}).status_code == 422
     assert client.patch(f"/api/v1/admin/rewards/{coupon.id}", json={"cost": -5}).status_code == 422
-    assert client.patch(f"/api/v1/admin/rewards/{coupon.id}", json={"ends_at": "2000-01-01T00:00:00",
-                                                                     "starts_at": "2001-01-01T00:00:00"}
+    assert client.patch(f"/api/v1/admin/rewards/{coupon.id}", json={"ends_at": "2000-01-01T00:00:00Z",
+                                                                     "starts_at": "2001-01-01T00:00:00Z"}
                         ).status_code == 422
     assert client.get("/api/v1/admin/rewards/999999").status_code == 404
     assert client.delete("/api/v1/admin/rewards/999999").status_code == 404
@@ -136,7 +136,7 @@ def test_code_upload(make_member, login, make_reward):
         (coupon.id, {"data": "code\n", "content_type": "text/csv"}, 422),
         (coupon.id, {"data": "X" * 201, "content_type": "text/csv"}, 422),
         (coupon.id, {"data": b"\xff\xfe\x00", "content_type": "text/csv"}, 422),
-        (coupon.id, {"json": {"codes": ["A"]}}, 422),
+        (coupon.id, {"json": {"codes": ["A"]}}, 415),  # JSON is not one of the upload's media types
         (999_999, {"data": "A", "content_type": "text/csv"}, 404),
         (make_reward(kind="physical", stock=1).id, {"data": "A", "content_type": "text/csv"}, 409),
     ]
@@ -201,8 +201,8 @@ def test_physical_gift_flow(make_member, login, give_points, make_reward, run_jo
     ]
     kinds = list(db.session.scalars(
         select(Notification.kind).where(Notification.member_id == member.id).order_by(Notification.id)))
-    assert kinds == ["redemption.pending", "redemption.awaiting_fulfilment", "redemption.approved",
-                     "redemption.shipped", "redemption.completed"]
+    assert kinds == [f"rewards.redemption_{s}" for s in ("pending", "awaiting_fulfilment", "approved", "shipped",
+                                                           "completed")]
     assert_books_balanced()
 
 

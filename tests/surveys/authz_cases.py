@@ -49,8 +49,8 @@ def _new_session_body(ctx, params):
     from community.models import utcnow
 
     start = utcnow() + timedelta(days=5)
-    return {"title": "Session", "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat(),
-            "location": "HQ"}
+    return {"title": "Session", "starts_at": start.isoformat() + "Z",
+            "ends_at": (start + timedelta(hours=1)).isoformat() + "Z", "location": "HQ"}
 
 
 S = "/api/v1/surveys/<int:survey_id>"

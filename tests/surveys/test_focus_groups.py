@@ -48,7 +48,7 @@ def test_marketer_creates_a_session_with_defaults(marketer):
 
 def test_session_input_errors(marketer):
     _, staff = marketer
-    start = (utcnow() + timedelta(days=3)).isoformat()
+    start = (utcnow() + timedelta(days=3)).isoformat() + "Z"
     body = error(staff.post("/api/v1/admin/focus-groups", json={"title": "x", "starts_at": start, "ends_at": start}),
                  422)
     assert set(body["fields"]) == {"ends_at", "location"}
@@ -92,7 +92,7 @@ def test_waitlist_by_priority_then_time_and_promotion_on_cancel(make_member, log
     assert second.get(f"/api/v1/focus-groups/{session.id}/signup").get_json()["waitlist_position"] == 1
     assert db.session.get(FocusGroupSession, session.id).confirmed_count == 1
     note = db.session.scalar(select(Notification).where(Notification.member_id == advocate_user.id))
-    assert note.kind == "focus_group_promoted"
+    assert note.kind == "surveys.focus_group_promoted"
     # The member who cancelled re-joins at the back of the line.
     assert signup(first, session.id).get_json()["waitlist_position"] == 2
     assert error(first.delete("/api/v1/focus-groups/999/signup"), 404)
@@ -107,8 +107,25 @@ def test_raising_capacity_promotes_waiting_members(marketer, make_member, login)
     assert error(staff.patch(f"/api/v1/admin/focus-groups/{session.id}", json={"capacity": 0}), 422)
     body = staff.patch(f"/api/v1/admin/focus-groups/{session.id}", json={"capacity": 2}).get_json()
     assert body["confirmed_count"] == 2 and body["waitlisted_count"] == 1
-    roster = staff.get(f"/api/v1/admin/focus-groups/{session.id}/signups").get_json()
+    roster = staff.get(f"/api/v1/admin/focus-groups/{session.id}/signups").get_json()["items"]
     assert [r["status"] for r in roster] == ["confirmed", "confirmed", "waitlisted"]
+    assert [r["waitlist_position"] for r in roster] == [None, None, 1]  # documented, and now sent
+
+
+def test_roster_reports_each_waiting_members_position(marketer, make_member, login):
+    _, staff = marketer
+    session = make_session(capacity=1)
+    clients = [login(make_member()) for _ in range(4)]
+    for c in clients:
+        signup(c, session.id)
+    page = staff.get(f"/api/v1/admin/focus-groups/{session.id}/signups", query_string={"per_page": 2}).get_json()
+    assert page["meta"] == {"page": 1, "per_page": 2, "total": 4, "pages": 2}
+    rest = staff.get(f"/api/v1/admin/focus-groups/{session.id}/signups",
+                     query_string={"page": 2, "per_page": 2}).get_json()["items"]
+    positions = [r["waitlist_position"] for r in page["items"] + rest]
+    assert positions == [None, 1, 2, 3]
+    mine = [c.get(f"/api/v1/focus-groups/{session.id}/signup").get_json()["waitlist_position"] for c in clients]
+    assert mine == positions
 
 
 def test_deadline_and_cancellation_cutoff(make_member, login):
@@ -156,8 +173,8 @@ def test_attendance_awards_points_once_and_no_shows_block_sign_up(app, marketer,
 
     marked = staff.post(url, json={"attended": [came.id], "no_show": [missed.id]})
     assert marked.status_code == 200, marked.get_json()
-    assert sorted(s["status"] for s in marked.get_json()) == ["attended", "no_show"]
-    assert staff.post(url, json={"attended": [came.id]}).get_json() == []  # a repeat is a no-op
+    assert sorted(s["status"] for s in marked.get_json()["items"]) == ["attended", "no_show"]
+    assert staff.post(url, json={"attended": [came.id]}).get_json()["items"] == []  # a repeat is a no-op
     assert get_balance(came.id).available == ATTEND_POINTS
     signup_id = db.session.scalar(select(FocusGroupSignup.id).where(FocusGroupSignup.member_id == came.id))
     interaction = db.session.scalar(select(Interaction).where(Interaction.member_id == came.id))
@@ -212,7 +229,7 @@ def test_reminders_are_queued_and_sent_once(make_member, login, run_jobs):
     for _ in range(2):
         enqueue_now(queue_session_reminders)
         run_jobs()
-    notes = db.session.scalars(select(Notification).where(Notification.kind == "focus_group_reminder")).all()
+    notes = db.session.scalars(select(Notification).where(Notification.kind == "surveys.focus_group_reminder")).all()
     assert [(n.member_id, n.payload["session_id"]) for n in notes] == [(confirmed.id, soon.id)]
 
 
@@ -222,7 +239,7 @@ def test_member_views(make_member, login):
     past = make_session()
     move_start(past.id, days=-1)
     signup(client, session.id)
-    listing = client.get("/api/v1/focus-groups").get_json()
+    listing = client.get("/api/v1/focus-groups").get_json()["items"]
     assert [(s["id"], s["my_status"]) for s in listing] == [(session.id, "confirmed")]
     detail = client.get(f"/api/v1/focus-groups/{past.id}").get_json()
     assert detail["my_status"] is None and "eligibility_rule" not in detail
@@ -241,7 +258,8 @@ def test_cancelling_a_session_notifies_members_once(marketer, make_member, login
     assert error(staff.post("/api/v1/admin/focus-groups/999/cancel", json={"reason": "x"}), 404)
     for _ in range(2):
         assert staff.post(url, json={"reason": "venue closed"}).get_json()["cancelled_at"] is not None
-    notes = db.session.scalars(select(Notification.member_id).where(Notification.kind == "focus_group_cancelled"))
+    cancelled = Notification.kind == "surveys.focus_group_cancelled"
+    notes = db.session.scalars(select(Notification.member_id).where(cancelled))
     assert sorted(notes) == sorted([confirmed.id, waiting.id])
     assert error(signup(login(make_member()), session.id), 409)["code"] == "session_cancelled"
     assert error(waiting_client.delete(f"/api/v1/focus-groups/{session.id}/signup"), 409)

@@ -53,7 +53,7 @@ def test_survey_input_errors(marketer):
     assert "closes_at" in error(staff.post("/api/v1/admin/surveys", json=times), 422)["fields"]
     # A draft may be incomplete, but it cannot be published so.
     draft = staff.post("/api/v1/admin/surveys", json={"title": "empty"}).get_json()
-    assert error(staff.post(f"/api/v1/admin/surveys/{draft['id']}/publish"), 422)["fields"] == {
+    assert error(staff.post(f"/api/v1/admin/surveys/{draft['id']}/publish"), 409)["fields"] == {
         "definition": ["No questions."]
     }
     for path in ("", "/publish", "/close", "/results", "/responses", "/responses.csv"):
@@ -136,7 +136,7 @@ def test_partial_response_is_saved_and_resumed_without_points(make_member, login
     assert again.get_json()["id"] == saved.get_json()["id"]
     resumed = client.get(f"/api/v1/surveys/{survey.id}").get_json()
     assert resumed["response"]["answers"] == {"nps": 4, "channel": "shop"}
-    assert client.get("/api/v1/surveys").get_json()[0]["my_status"] == "partial"
+    assert client.get("/api/v1/surveys").get_json()["items"][0]["my_status"] == "partial"
     assert get_balance(member.id).available == 0
     assert db.session.scalar(select(func.count()).select_from(SurveyAnswer)) == 0
     # A partial save still rejects malformed answers.
@@ -172,8 +172,8 @@ def test_audience_window_and_quota(make_member, login):
     loyal = login(make_member(tier="loyal"))
     aware = login(make_member(tier="aware"))
     targeted = make_survey(audience_tiers=["loyal", "advocate"])
-    assert [s["id"] for s in loyal.get("/api/v1/surveys").get_json()] == [targeted.id]
-    assert aware.get("/api/v1/surveys").get_json() == []
+    assert [s["id"] for s in loyal.get("/api/v1/surveys").get_json()["items"]] == [targeted.id]
+    assert aware.get("/api/v1/surveys").get_json()["items"] == []
     assert error(aware.get(f"/api/v1/surveys/{targeted.id}"), 404)
     assert error(submit(aware, targeted.id), 404)
 

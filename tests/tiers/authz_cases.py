@@ -30,7 +30,7 @@ CASES = [
     Case("GET", "/api/v1/tiers", EVERYONE),
     Case("GET", "/api/v1/tiers/stats/distribution", MARKETING),
     Case("GET", "/api/v1/tiers/stats/movements", MARKETING,
-         query={"since": "2026-01-01T00:00:00", "until": "2027-01-01T00:00:00", "bucket": "month"}),
+         query={"since": "2026-01-01T00:00:00Z", "until": "2027-01-01T00:00:00Z", "bucket": "month"}),
     Case("GET", "/api/v1/tiers/leaderboard", MARKETING),
     Case("GET", "/api/v1/admin/tiers/rules", ADMIN),
     Case("PUT", "/api/v1/admin/tiers/rules", ADMIN, body={**RULES, "expected_version": 1, "note": "authz"}),
@@ -48,6 +48,6 @@ CASES = [
 
 CASES.append(
     Case("PUT", "/api/v1/admin/tiers/benefits/<string:tier>", ADMIN, setup=lambda ctx: {"tier": "loyal"},
-         body={"earning_multiplier": "1.3", "focus_group_priority": 3,
+         body={"earning_multiplier": 1.3, "focus_group_priority": 3,
                "posting_limits": {"threads_per_day": 40, "replies_per_day": 200, "min_seconds_between_posts": 5}}),
 )

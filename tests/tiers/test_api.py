@@ -73,7 +73,7 @@ def test_rules_edit_creates_versions_and_audits(app, make_member, login):
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["version"] == 2
     assert resp.get_json()["requirements"]["advocate"] == {"points_earned": 5000, "nps_promoter": 1}
-    assert [v["version"] for v in c.get("/api/v1/admin/tiers/rules/versions").get_json()] == [2, 1]
+    assert [v["version"] for v in c.get("/api/v1/admin/tiers/rules/versions").get_json()["items"]] == [2, 1]
     assert db.session.scalar(select(AuditLog.reason).where(AuditLog.action == "tiers.rules.update")) == "easier start"
     # the ladder and the engine now use version 2
     assert login(make_member()).get("/api/v1/tiers").get_json()["version"] == 2
@@ -194,10 +194,11 @@ def test_distribution_movements_and_leaderboard(app, make_member, login):
     assert dist["history"][0]["distribution"]["advocate"] == 3
     today = utcnow().date()
     moves = cm.get("/api/v1/tiers/stats/movements", query_string={
-        "since": (utcnow() - timedelta(days=1)).isoformat(), "until": (utcnow() + timedelta(days=1)).isoformat(),
+        "since": (utcnow() - timedelta(days=1)).isoformat() + "Z",
+        "until": (utcnow() + timedelta(days=1)).isoformat() + "Z",
         "bucket": "day"}).get_json()
     assert {"period": today.isoformat(), "from_tier": "aware", "to_tier": "advocate", "kind": "pin",
-            "count": 3} in moves
+            "count": 3} in moves["items"]
     board = cm.get("/api/v1/tiers/leaderboard").get_json()
     assert [r["display_name"] for r in board["items"]][0] == "Ben"
     assert board["items"][0]["referrals_converted"] == 1 and board["meta"]["total"] == 3
@@ -206,10 +207,10 @@ def test_distribution_movements_and_leaderboard(app, make_member, login):
 @pytest.mark.parametrize(
     "query",
     [
-        {"since": "2026-02-01T00:00:00", "until": "2026-01-01T00:00:00"},
-        {"since": "yesterday", "until": "2026-01-01T00:00:00"},
-        {"since": "2026-01-01T00:00:00", "until": "2026-02-01T00:00:00", "bucket": "year"},
-        {"until": "2026-02-01T00:00:00"},
+        {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        {"since": "yesterday", "until": "2026-01-01T00:00:00Z"},
+        {"since": "2026-01-01T00:00:00Z", "until": "2026-02-01T00:00:00Z", "bucket": "year"},
+        {"until": "2026-02-01T00:00:00Z"},
     ],
 )
 def test_movements_bad_input(app, make_member, login, query):

@@ -8,7 +8,7 @@ from extensions import db
 from tiers import benefits
 from tiers.benefits import DEFAULT_BENEFITS, benefits_for
 
-LOYAL = {"earning_multiplier": "1.40", "focus_group_priority": 7,
+LOYAL = {"earning_multiplier": 1.40, "focus_group_priority": 7,
          "posting_limits": {"threads_per_day": 60, "replies_per_day": None, "min_seconds_between_posts": 2}}
 
 
@@ -52,8 +52,8 @@ def test_reads_are_cached(app, count_queries):
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"earning_multiplier": "11"}, "earning_multiplier"),
-        ({"earning_multiplier": "-1"}, "earning_multiplier"),
+        ({"earning_multiplier": 11}, "earning_multiplier"),
+        ({"earning_multiplier": -1}, "earning_multiplier"),
         ({"focus_group_priority": -1}, "focus_group_priority"),
         ({"posting_limits": {"threads_per_day": -1, "replies_per_day": 1, "min_seconds_between_posts": 0}},
          "posting_limits"),

@@ -141,7 +141,7 @@ def test_promotion_writes_history_and_outbox(app, make_member):
     assert (change.from_tier, change.to_tier, change.kind) == ("aware", "engaged", "promotion")
     assert change.reason == "met every requirement of engaged; points_earned 150 (needs 100)"
     note = db.session.scalars(select(Notification).where(Notification.member_id == m.id)).one()
-    assert note.kind == "tier_changed"
+    assert note.kind == "tiers.tier_changed"
     assert note.payload["to_tier"] == "engaged" and note.payload["change_id"] == change.id
     assert note.dedupe_key == f"tier_change:{change.id}"
     # idempotent: nothing new the second time

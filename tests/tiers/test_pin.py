@@ -22,7 +22,7 @@ def test_pin_sets_the_tier_with_history_audit_and_notification(app, make_member)
     change = db.session.scalars(select(TierChange)).one()
     assert (change.kind, change.to_tier, change.actor_id) == ("pin", "advocate", admin.id)
     assert "keynote speaker" in change.reason
-    log = db.session.scalars(select(AuditLog).where(AuditLog.action == "tiers.pin")).one()
+    log = db.session.scalars(select(AuditLog).where(AuditLog.action == "tiers.member.pin")).one()
     assert (log.actor_id, log.target_id, log.reason) == (admin.id, m.id, "keynote speaker at our event")
     note = db.session.scalars(select(Notification).where(Notification.member_id == m.id)).one()
     assert note.payload["kind"] == "pin"
@@ -48,7 +48,8 @@ def test_unpin_applies_the_rules_again_with_grace(app, make_member):
     # below every bar, but a demotion still waits for the grace period
     assert _tier(m.id) == "loyal"
     assert state.pinned_tier is None and state.below_since is not None
-    assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == "tiers.unpin")) == "tiers.unpin"
+    unpin = "tiers.member.unpin"
+    assert db.session.scalar(select(AuditLog.action).where(AuditLog.action == unpin)) == unpin
 
 
 def test_unpin_promotes_at_once_when_qualified(app, make_member):

@@ -152,7 +152,7 @@ def test_referral_converted(hooked, make_member, client, admin):
     _, secret = create_token(admin, "shop")
     db.session.commit()
     resp = client.post("/api/v1/points/events", headers={"Authorization": f"Bearer {secret}"},
-                       json={"event_id": "ord-1", "type": "purchase", "member_id": referee_id, "amount": "10.00"})
+                       json={"event_id": "ord-1", "type": "purchase", "member_id": referee_id, "amount": 10})
     assert resp.status_code == 200, resp.get_json()
     (data,) = hooked.events("referral.converted")
     assert data["referrer_id"] == referrer.id and data["referee_id"] == referee_id and data["referral_id"]
