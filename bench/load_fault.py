@@ -349,6 +349,12 @@ def check_invariants(app, data: Seed, results: Results) -> list[str]:
         pending = [r.id for r in rows.values() if r.state == "pending"]
         if pending:
             problems.append(f"{len(pending)} redemption(s) still pending: {pending[:10]}")
+        # A redemption decided before its first attempt (e.g. cancelled while its enqueue was
+        # lost to the Redis restart) leaves a job row ``queued`` until the next sweep, at most
+        # a minute later; run that sweep step now rather than wait for the schedule.
+        from rewards.jobs import _settle_orphaned_job_rows
+
+        _settle_orphaned_job_rows()
         stale_jobs = db.session.scalars(
             select(RedemptionJob.redemption_id).join(Redemption, Redemption.id == RedemptionJob.redemption_id)
             .where(RedemptionJob.status == "queued", Redemption.state != "pending")).all()
