@@ -54,6 +54,16 @@ class AppError(Exception):
             self.code = code
 
 
+class BadRequest(AppError):
+    status = 400
+    code = "bad_request"
+
+
+class UnsupportedMediaType(AppError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ValidationError(AppError):
     status = 422
     code = "validation_error"

@@ -19,23 +19,13 @@ from collections.abc import Callable
 from flask import Flask, current_app, request
 from werkzeug.routing import IntegerConverter
 
-from errors import AppError, ValidationError
+from errors import BadRequest, UnsupportedMediaType, ValidationError
 
 from .fields import INT32_MAX
 
 MAX_JSON_DEPTH = 32
 JSON = "application/json"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class UnsupportedMediaType(AppError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class BadRequest(AppError):
-    status = 400
-    code = "bad_request"
 
 
 class IdConverter(IntegerConverter):
