@@ -41,32 +41,17 @@ from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from bench.common import bench_database, database_name, finish, series, timed  # noqa: E402
 
 PURCHASES_PER_MEMBER = 6
 OTHER_PER_MEMBER = 4
 WINDOW_DAYS = 365
 
 
-def _bench_database(url: str, members: int, reuse: bool):
-    from config import normalise_database_url
-
-    base = make_url(normalise_database_url(url))
-    name = f"{base.database}_bench_analytics_{members}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-        if not (reuse and exists):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.set(database=name).render_as_string(hide_password=False), admin, not (reuse and exists)
 
 
-def _series(dialect: str, n: int) -> str:
-    if dialect == "postgresql":
-        return f"generate_series(1, {n}) AS s(g)"
-    return f"(WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c WHERE g < {n}) SELECT g FROM c) AS s"
 
 
 def _generate(conn, dialect: str, members: int, now) -> None:
@@ -90,19 +75,19 @@ def _generate(conn, dialect: str, members: int, now) -> None:
                            referral_code, created_at, updated_at)
         SELECT g, 'm' || g || '@bench.example', 'x', 'Member ' || g, CASE WHEN g % 3 = 0 THEN 'hi' ELSE '' END,
                NULL, {true}, {tiers}, 'R' || g, {ago("(g % 730) + 1")}, {ts}
-        FROM {_series(dialect, members)}"""))
+        FROM {series(dialect, members)}"""))
     purchases = members * PURCHASES_PER_MEMBER
     conn.execute(text(f"""
         INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at)
         SELECT g, {pick}, 'purchase', 5 + CAST(floor({rnd} * 200) AS INTEGER), {ago(f"{rnd} * 365")},
                'b:p:' || g, 0, '{{}}', {ts}
-        FROM {_series(dialect, purchases)}"""))
+        FROM {series(dialect, purchases)}"""))
     other = members * OTHER_PER_MEMBER
     kinds = "CASE g % 4 WHEN 0 THEN 'post' WHEN 1 THEN 'reply' WHEN 2 THEN 'daily_visit' ELSE 'survey_completed' END"
     conn.execute(text(f"""
         INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at)
         SELECT {purchases} + g, {pick}, {kinds}, NULL, {ago(f"{rnd} * 365")}, 'b:o:' || g, 0, '{{}}', {ts}
-        FROM {_series(dialect, other)}"""))
+        FROM {series(dialect, other)}"""))
     conn.execute(text(f"""
         INSERT INTO interactions (id, member_id, kind, value, occurred_at, key, points, meta, created_at,
                                   source_type, source_id)
@@ -117,7 +102,7 @@ def _generate(conn, dialect: str, members: int, now) -> None:
         FROM interactions WHERE kind = 'purchase'"""))
     conn.execute(text(f"""
         INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, created_at)
-        SELECT g, 'b:a:' || g, 'award', g, 100, 'bench', {ago(f"{rnd} * 365")} FROM {_series(dialect, members)}"""))
+        SELECT g, 'b:a:' || g, 'award', g, 100, 'bench', {ago(f"{rnd} * 365")} FROM {series(dialect, members)}"""))
     conn.execute(text("""
         INSERT INTO journal_lines (entry_id, account, member_id, amount)
         SELECT id, 'issued', member_id, -amount FROM journal_entries WHERE kind = 'award'
@@ -146,11 +131,6 @@ BASELINE = """
 """
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
 
 def _seed_kpi_series(conn, dialect: str, today) -> int:
     """Two years of daily rows for every metric (and five tiers where it breaks down by tier)."""
@@ -166,7 +146,7 @@ def _seed_kpi_series(conn, dialect: str, today) -> int:
             rows += conn.execute(text(f"""
                 INSERT INTO kpi_daily (day, metric, dim, dim_value, value, numerator, denominator)
                 SELECT {day}, '{name}', '{dim}', '{value}', g % 97, g % 89, 1 + g % 7
-                FROM {_series(dialect, 730)}
+                FROM {series(dialect, 730)}
                 WHERE NOT EXISTS (SELECT 1 FROM kpi_daily k WHERE k.day = {day} AND k.metric = '{name}'
                                   AND k.dim = '{dim}' AND k.dim_value = '{value}')""")).rowcount
     return rows
@@ -184,7 +164,8 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
     tmp = tempfile.mkdtemp(prefix="kinship-bench-analytics-")
     generate = True
     if database_url:
-        url, admin, generate = _bench_database(database_url, members, reuse)
+        name = database_name(database_url, f"bench_analytics_{members}")
+        url, admin, generate = bench_database(database_url, name, reuse)
     else:
         url = f"sqlite:///{os.path.join(tmp, 'bench.db')}"
     app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
@@ -217,7 +198,7 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                 with db.engine.connect() as conn:
                     return conn.scalar(text(sql), {"cutoff": cutoff})
 
-            base_s = min(_timed(lambda: query(BASELINE))[0] for _ in range(3))
+            base_s = min(timed(lambda: query(BASELINE))[0] for _ in range(3))
 
             from analytics import experiments, kpis, scores
 
@@ -226,10 +207,10 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                 db.session.commit()
                 return stats
 
-            cold_s, cold = _timed(recompute)
+            cold_s, cold = timed(recompute)
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE member_scores" if dialect == "postgresql" else "ANALYZE"))
-            steady_s, steady = _timed(recompute)
+            steady_s, steady = timed(recompute)
 
             def build(day):
                 n = kpis.build_day(day)
@@ -237,8 +218,8 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                 return n
 
             today = now.date()
-            kpi_first_s, kpi_rows = _timed(lambda: build(today - timedelta(days=1)))
-            kpi_next_s, _ = _timed(lambda: build(today))
+            kpi_first_s, kpi_rows = timed(lambda: build(today - timedelta(days=1)))
+            kpi_next_s, _ = timed(lambda: build(today))
 
             from analytics.models import Experiment
 
@@ -252,8 +233,8 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                 db.session.commit()
                 return out[1]
 
-            assign_s, assigned = _timed(start)
-            results_s, results = _timed(lambda: experiments.results(exp.id, now=now))
+            assign_s, assigned = timed(start)
+            results_s, results = timed(lambda: experiments.results(exp.id, now=now))
             db.session.rollback()
 
             with db.engine.begin() as conn:
@@ -269,12 +250,7 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                 "srm": results["assignment"]["srm"], "series_rows": seeded, "latencies": latencies,
             }
     finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        if admin is not None and not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        finish(app, admin, url, keep)
 
 
 def _series_latencies(app, today, requests: int = 200) -> list[float]:

