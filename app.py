@@ -14,6 +14,7 @@ import os
 
 import click
 from flask import Flask, jsonify, send_from_directory
+from flask_babel import Babel
 from sqlalchemy import text
 
 from config import Config, ConfigError, ProductionConfig, check_secrets, config_from_env
@@ -301,6 +302,9 @@ def create_app(config: type[Config] | None = None) -> Flask:
     init_auth(app)
     init_request_checks(app)
     _register_domains(app, api)
+    # One Babel for the app, started once every domain has added its catalogue directory
+    # (console) or its own translation domain (messaging); the console picks request locales.
+    Babel(app, locale_selector=app.extensions.pop("kinship_locale_selector", None))
     finalize_openapi(app, api)
     _swagger_ui_static(app)
     _health_routes(app)

@@ -1,4 +1,4 @@
-"""Wires the console into the app: its blueprint, Flask-Babel, and the pages of every domain.
+"""Wires the console into the app: its blueprint, its catalogue and locale selector, and the pages of every domain.
 
 ``app._register_domains`` imports this module (``console`` is in ``jobs.DOMAINS``) and calls
 ``init_app``; the console has no ``/api/v1`` blueprints of its own.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 
 from flask import Flask, request, session
-from flask_babel import Babel
 
 blueprints: list = []
 
@@ -28,18 +27,12 @@ def select_locale() -> str:
 
 
 def init_app(app: Flask) -> None:
-    # Several domains may ship catalogues; each adds its directory before Babel starts.
+    # Several domains may ship catalogues: each adds its directory before the app starts Babel
+    # (once, after every domain's init), and the console chooses the request's language.
     dirs = app.config.get("BABEL_TRANSLATION_DIRECTORIES") or "translations"
     if TRANSLATIONS not in dirs.split(";"):
         app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{dirs};{TRANSLATIONS}"
-    if "babel" not in app.extensions:
-        Babel(app, locale_selector=select_locale)
-    else:  # another domain (messaging) started Babel first: add our catalogue and selector to it
-        babel = app.extensions["babel"]
-        if TRANSLATIONS not in babel.translation_directories:
-            babel.translation_directories.append(TRANSLATIONS)
-            babel.default_directories.append(TRANSLATIONS)
-        babel.locale_selector = select_locale
+    app.extensions["kinship_locale_selector"] = select_locale
 
     from . import admin, home, marketing, moderation, redemptions, surveys  # noqa: F401  (routes)
     from .web import bp

@@ -1,6 +1,6 @@
 """Messaging API: preferences, one-click unsubscribe, account emails, the inbox, delivery state.
 
-Also ``init_app``: the mail channel, Flask-Babel, the catalogue compile, the signal receivers,
+Also ``init_app``: the mail channel, the catalogue compile, the signal receivers,
 and three small HTML pages the email links open (``pages``): unsubscribe, verify the address,
 reset the password.  They post back to themselves and redirect (POST/redirect/GET).
 """
@@ -320,10 +320,6 @@ def init_app(app: Flask) -> None:
     for key, value in settings.defaults().items():
         app.config.setdefault(key, value)
     mail.init_mail(app)
-    if "babel" not in app.extensions:
-        from flask_babel import Babel
-
-        Babel(app)
     render.ensure_compiled()
     app.register_blueprint(pages)
     # These pages and the one-click endpoint carry their own credential (a signed or random
