@@ -32,7 +32,7 @@ from extensions import db, get_redis
 
 log = logging.getLogger(__name__)
 
-QUEUES = ("default", "redemptions", "tiers", "messaging", "webhooks", "analytics", "periodic")
+QUEUES = ("default", "redemptions", "tiers", "messaging", "webhooks", "analytics", "journeys", "periodic")
 DOMAINS = (
     "community",
     "points",
@@ -43,6 +43,7 @@ DOMAINS = (
     "messaging",
     "messaging.webhooks",
     "analytics",
+    "journeys",
     "console",
 )
 

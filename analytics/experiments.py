@@ -211,11 +211,14 @@ def _check_overlap(exp_id: int | None, data: dict) -> None:
                        fields={"experiment_id": [clash]})
 
 
-def create(actor_id: int, data: dict) -> Experiment:
+def create(actor_id: int, data: dict, *, exclusive: bool = True) -> Experiment:
+    """A draft experiment.  ``exclusive=False`` (a journey's own touch experiment, whose target
+    is the journey, not a population) skips the overlap check."""
     data = dict(data)
     data.setdefault("starts_at", utcnow())
     _check_target(data)
-    _check_overlap(None, data)
+    if exclusive:
+        _check_overlap(None, data)
     if db.session.scalar(select(Experiment.id).where(Experiment.name == data["name"])) is not None:
         raise Conflict("An experiment with this name exists.", fields={"name": [data["name"]]})
     exp = Experiment(
@@ -258,13 +261,15 @@ def update(actor_id: int, experiment_id: int, data: dict) -> Experiment:
     return exp
 
 
-def start(actor_id: int, experiment_id: int, now: datetime | None = None) -> tuple[Experiment, int]:
+def start(actor_id: int, experiment_id: int, now: datetime | None = None, *, exclusive: bool = True
+          ) -> tuple[Experiment, int]:
     exp = get(experiment_id)
     if exp.status != "draft":
         raise Conflict("Only a draft experiment can start.", code="experiment_started")
     now = now or utcnow()
-    _check_overlap(exp.id, {"kind": exp.kind, "campaign_id": exp.campaign_id, "reward_id": exp.reward_id,
-                            "segment_id": exp.segment_id, "starts_at": exp.starts_at, "ends_at": exp.ends_at})
+    if exclusive:
+        _check_overlap(exp.id, {"kind": exp.kind, "campaign_id": exp.campaign_id, "reward_id": exp.reward_id,
+                                "segment_id": exp.segment_id, "starts_at": exp.starts_at, "ends_at": exp.ends_at})
     exp.status = "running"
     exp.started_at = now
     db.session.flush()

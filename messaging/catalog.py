@@ -65,6 +65,9 @@ _PREFIXES: tuple[tuple[str, Kind], ...] = (
     ("surveys.", Kind("research", "survey_invitation")),
     ("research.", Kind("research", "survey_invitation")),
     ("marketing.", Kind("marketing", "marketing")),
+    # Journey sends: ``journeys.<category>.<template key>`` (the text travels in the payload).
+    *((f"journeys.{c}.", Kind(c, "journey")) for c in ("points_redemptions", "tiers", "community", "research",
+                                                       "marketing")),
 )
 _FALLBACK = Kind("community", "generic")
 

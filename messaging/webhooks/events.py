@@ -45,6 +45,21 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 _cache_lock = threading.Lock()
+# In-process subscribers (other domains reacting to the same events, e.g. journeys):
+# type -> [(wants(type) -> bool, receive(type, items))], called inside the publishing transaction.
+_local: dict[str, list[tuple]] = {}
+
+
+def subscribe_local(event_type: str, receive, wants=None) -> None:
+    """Have ``receive(event_type, items)`` called, in the caller's transaction, for every publish of
+    ``event_type`` (when ``wants(event_type)`` is true: a cheap check that spares hot paths)."""
+    entry = (wants or (lambda _t: True), receive)
+    if entry not in _local.setdefault(event_type, []):
+        _local[event_type].append(entry)
+
+
+def _local_wanted(event_type: str) -> list:
+    return [receive for wants, receive in _local.get(event_type, ()) if wants(event_type)]
 
 
 def new_event_id() -> str:
@@ -96,7 +111,7 @@ def subscribers(event_type: str) -> list[int]:
 def wanted(event_type: str) -> bool:
     """Whether any endpoint listens for ``event_type`` (for callers that would otherwise read
     extra data just to publish it)."""
-    return bool(subscribers(event_type))
+    return bool(subscribers(event_type)) or bool(_local_wanted(event_type))
 
 
 def publish(event_type: str, data: dict, *, endpoint_ids: Iterable[int] | None = None) -> str | None:
@@ -119,10 +134,15 @@ def publish_many(event_type: str, items: Iterable[dict], *, endpoint_ids: Iterab
     if event_type not in EVENT_TYPES and endpoint_ids is None:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     targets = list(endpoint_ids) if endpoint_ids is not None else subscribers(event_type)
-    if not targets:
+    local = _local_wanted(event_type) if endpoint_ids is None else []
+    if not targets and not local:
         return []
     items = list(items)
     if not items:
+        return []
+    for receive in local:
+        receive(event_type, items)
+    if not targets:
         return []
     now = utcnow()
     ids = [new_event_id() for _ in items]

@@ -1,0 +1,1 @@
+"""Lifecycle journeys: automated touches from triggers and schedules (see docs/journeys.md)."""

@@ -1,0 +1,293 @@
+"""A journey's definition as data, and its save-time validation.
+
+A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
+
+* ``trigger``: ``{"type": "event", "event": <EVENTS>}``,
+  ``{"type": "date", "field": "birthday"|"signup_anniversary"|"renewal_on", "offset_days": -365..365}``
+  (negative: that many days *before* the date), ``{"type": "inactivity", "days": 1..730}``, or
+  ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}``.
+* ``audience``: ``{"type": "everyone"}``, ``{"type": "segment", "segment_id"}``,
+  ``{"type": "tier", "tiers": [...]}``.
+* ``entry``: ``{"rule": "once"}`` (once ever), ``{"rule": "per_occurrence"}`` (once per event or
+  date), ``{"rule": "reentry_after", "days": 1..3650}``.
+* ``goal`` (optional): ``{"event": <EVENTS>, "within_days": 1..365}``: the member converts when
+  the goal event happens within that many days of entering.
+* ``steps``: a list; the first is where members start.  Each has a unique ``id`` and a ``type``:
+  ``wait`` (``delay_minutes`` 1..525600, and/or ``until_local_time`` "HH:MM" in the member's time
+  zone), ``condition`` (``condition``: ``in_segment`` + ``segment_id``, ``purchased_since_entry``,
+  ``answered_survey`` + ``survey_id``; branches ``then`` / ``else``), ``action`` (``action``:
+  ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``invite_survey`` + ``survey_id``,
+  ``invite_focus_group`` + ``session_id``, ``tag`` + ``tag``, ``task`` + ``title`` [+ ``note``]) or
+  ``exit``.  ``next`` names the following step (none: the journey ends there).
+
+``validate`` refuses unknown keys' values, references to unknown steps, templates, segments,
+surveys and sessions, cycles, unreachable steps and out-of-range numbers, naming the field
+(``steps.2.next``) in the 422 envelope.
+"""
+
+from __future__ import annotations
+
+import re
+
+from errors import NotFound, ValidationError
+
+EVENTS = (
+    "member.registered", "purchase.recorded", "tier.changed", "points.expiring", "redemption.fulfilled",
+    "survey.completed", "focus_group.attended", "referral.converted",
+)
+DATE_FIELDS = ("birthday", "signup_anniversary", "renewal_on")
+STEP_TYPES = ("wait", "condition", "action", "exit")
+CONDITIONS = ("in_segment", "purchased_since_entry", "answered_survey")
+ACTIONS = ("send", "award_points", "invite_survey", "invite_focus_group", "tag", "task")
+TIERS = ("aware", "engaged", "satisfied", "loyal", "advocate")
+MAX_STEPS = 50
+MAX_DELAY_MINUTES = 525_600  # a year
+MAX_POINTS = 10_000
+_STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:\-]{0,63}$")
+
+
+class _Errors:
+    def __init__(self):
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.fields.setdefault(path, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            fields = {f"definition.{k}": v for k, v in self.fields.items()}
+            first = next(iter(fields))
+            raise ValidationError(f"The journey definition is invalid ({first}).", fields=fields)
+
+
+def _int(errors: _Errors, obj: dict, key: str, path: str, lo: int, hi: int, *, required: bool = True) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            errors.add(f"{path}.{key}", "Required.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        errors.add(f"{path}.{key}", f"An integer from {lo} to {hi}.")
+        return None
+    return value
+
+
+def _choice(errors: _Errors, obj: dict, key: str, path: str, choices) -> str | None:
+    value = obj.get(key)
+    if value not in choices:
+        errors.add(f"{path}.{key}", f"One of {', '.join(map(str, choices))}.")
+        return None
+    return value
+
+
+def _exists(errors: _Errors, path: str, check, ident) -> None:
+    if isinstance(ident, bool) or not isinstance(ident, int) or ident < 1:
+        errors.add(path, "An id.")
+        return
+    try:
+        check(ident)
+    except NotFound:
+        errors.add(path, f"Unknown: {ident}.")
+
+
+def _segment(ident):
+    from analytics.segments import require_segment
+
+    require_segment(ident)
+
+
+def _survey(ident):
+    from surveys.services import get_survey
+
+    get_survey(ident)
+
+
+def _session(ident):
+    from surveys.focus_groups import get_session
+
+    get_session(ident)
+
+
+def _template(key):
+    from .services import get_template
+
+    get_template(key)
+
+
+def _trigger(errors: _Errors, trig) -> None:
+    if not isinstance(trig, dict):
+        errors.add("trigger", "An object.")
+        return
+    kind = _choice(errors, trig, "type", "trigger", ("event", "date", "inactivity", "calendar"))
+    if kind == "event":
+        _choice(errors, trig, "event", "trigger", EVENTS)
+    elif kind == "date":
+        _choice(errors, trig, "field", "trigger", DATE_FIELDS)
+        _int(errors, trig, "offset_days", "trigger", -365, 365, required=False)
+    elif kind == "inactivity":
+        _int(errors, trig, "days", "trigger", 1, 730)
+    elif kind == "calendar":
+        every = _choice(errors, trig, "every", "trigger", ("week", "month"))
+        if every == "week":
+            _int(errors, trig, "weekday", "trigger", 0, 6)
+        elif every == "month":
+            _int(errors, trig, "day", "trigger", 1, 28)
+
+
+def _audience(errors: _Errors, aud) -> None:
+    if not isinstance(aud, dict):
+        errors.add("audience", "An object.")
+        return
+    kind = _choice(errors, aud, "type", "audience", ("everyone", "segment", "tier"))
+    if kind == "segment":
+        _exists(errors, "audience.segment_id", _segment, aud.get("segment_id"))
+    elif kind == "tier":
+        tiers = aud.get("tiers")
+        if not isinstance(tiers, list) or not tiers or any(t not in TIERS for t in tiers):
+            errors.add("audience.tiers", f"A non-empty list of {', '.join(TIERS)}.")
+
+
+def _entry(errors: _Errors, entry) -> None:
+    if not isinstance(entry, dict):
+        errors.add("entry", "An object.")
+        return
+    rule = _choice(errors, entry, "rule", "entry", ("once", "per_occurrence", "reentry_after"))
+    if rule == "reentry_after":
+        _int(errors, entry, "days", "entry", 1, 3650)
+
+
+def _goal(errors: _Errors, goal) -> None:
+    if goal is None:
+        return
+    if not isinstance(goal, dict):
+        errors.add("goal", "An object or null.")
+        return
+    _choice(errors, goal, "event", "goal", EVENTS)
+    _int(errors, goal, "within_days", "goal", 1, 365)
+
+
+def _step(errors: _Errors, step: dict, path: str) -> None:
+    kind = step.get("type")
+    if kind == "wait":
+        delay = _int(errors, step, "delay_minutes", path, 1, MAX_DELAY_MINUTES, required=False)
+        at = step.get("until_local_time")
+        if at is not None and (not isinstance(at, str) or not _TIME.match(at)):
+            errors.add(f"{path}.until_local_time", "A time HH:MM (24 h).")
+        if delay is None and at is None and "delay_minutes" not in step:
+            errors.add(f"{path}.delay_minutes", "A wait needs delay_minutes or until_local_time.")
+    elif kind == "condition":
+        cond = _choice(errors, step, "condition", path, CONDITIONS)
+        if cond == "in_segment":
+            _exists(errors, f"{path}.segment_id", _segment, step.get("segment_id"))
+        elif cond == "answered_survey":
+            _exists(errors, f"{path}.survey_id", _survey, step.get("survey_id"))
+    elif kind == "action":
+        action = _choice(errors, step, "action", path, ACTIONS)
+        if action == "send":
+            key = step.get("template")
+            if not isinstance(key, str) or not key:
+                errors.add(f"{path}.template", "Required.")
+            else:
+                try:
+                    _template(key)
+                except NotFound:
+                    errors.add(f"{path}.template", f"Unknown template: {key}.")
+        elif action == "award_points":
+            _int(errors, step, "points", path, 1, MAX_POINTS)
+        elif action == "invite_survey":
+            _exists(errors, f"{path}.survey_id", _survey, step.get("survey_id"))
+        elif action == "invite_focus_group":
+            _exists(errors, f"{path}.session_id", _session, step.get("session_id"))
+        elif action == "tag":
+            tag = step.get("tag")
+            if not isinstance(tag, str) or not _TAG.match(tag):
+                errors.add(f"{path}.tag", "1-64 letters, digits, space, _ . : -")
+        elif action == "task":
+            title = step.get("title")
+            if not isinstance(title, str) or not 1 <= len(title.strip()) <= 200:
+                errors.add(f"{path}.title", "1-200 characters.")
+            if not isinstance(step.get("note", ""), str) or len(step.get("note", "")) > 2000:
+                errors.add(f"{path}.note", "At most 2000 characters.")
+
+
+def successors(step: dict) -> list[str]:
+    if step.get("type") == "condition":
+        return [s for s in (step.get("then"), step.get("else")) if s]
+    if step.get("type") == "exit":
+        return []
+    return [step["next"]] if step.get("next") else []
+
+
+def _graph(errors: _Errors, steps: list[dict]) -> None:
+    index = {s["id"]: i for i, s in enumerate(steps)}
+    for i, step in enumerate(steps):
+        keys = ("then", "else") if step.get("type") == "condition" else ("next",)
+        if step.get("type") == "exit" and step.get("next"):
+            errors.add(f"steps.{i}.next", "An exit step has no next step.")
+        for key in keys:
+            target = step.get(key)
+            if target is not None and target not in index:
+                errors.add(f"steps.{i}.{key}", f"Unknown step: {target}.")
+    if errors.fields:
+        return
+    # Cycles: depth-first search with colours, from every step.
+    colour = dict.fromkeys(index, 0)
+
+    def visit(sid: str) -> bool:
+        colour[sid] = 1
+        for nxt in successors(steps[index[sid]]):
+            if colour[nxt] == 1:
+                errors.add(f"steps.{index[sid]}", f"A cycle: {sid} leads back to {nxt}.")
+                return True
+            if colour[nxt] == 0 and visit(nxt):
+                return True
+        colour[sid] = 2
+        return False
+
+    for sid in index:
+        if colour[sid] == 0 and visit(sid):
+            return
+    reached, todo = set(), [steps[0]["id"]]
+    while todo:
+        sid = todo.pop()
+        if sid in reached:
+            continue
+        reached.add(sid)
+        todo.extend(successors(steps[index[sid]]))
+    for i, step in enumerate(steps):
+        if step["id"] not in reached:
+            errors.add(f"steps.{i}", f"Unreachable from the first step: {step['id']}.")
+
+
+def validate(defn: dict) -> dict:
+    """Check a whole definition; returns it (normalised) or raises a 422 naming every bad field."""
+    errors = _Errors()
+    _trigger(errors, defn.get("trigger"))
+    _audience(errors, defn.get("audience"))
+    _entry(errors, defn.get("entry"))
+    _goal(errors, defn.get("goal"))
+    steps = defn.get("steps")
+    if not isinstance(steps, list) or not 1 <= len(steps) <= MAX_STEPS:
+        errors.add("steps", f"A list of 1 to {MAX_STEPS} steps.")
+        errors.raise_if_any()
+    seen: set[str] = set()
+    for i, step in enumerate(steps):
+        path = f"steps.{i}"
+        if not isinstance(step, dict):
+            errors.add(path, "An object.")
+            continue
+        sid = step.get("id")
+        if not isinstance(sid, str) or not _STEP_ID.match(sid):
+            errors.add(f"{path}.id", "1-40 letters, digits, _ or -.")
+        elif sid in seen:
+            errors.add(f"{path}.id", f"Duplicate step id: {sid}.")
+        seen.add(sid) if isinstance(sid, str) else None
+        if _choice(errors, step, "type", path, STEP_TYPES):
+            _step(errors, step, path)
+    errors.raise_if_any()
+    _graph(errors, steps)
+    errors.raise_if_any()
+    return {"trigger": defn["trigger"], "audience": defn["audience"], "entry": defn["entry"],
+            "goal": defn.get("goal"), "steps": steps}
