@@ -29,7 +29,7 @@ import time
 from datetime import date, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, extract, literal, or_, select, update
+from sqlalchemy import and_, extract, func, literal, or_, select, update
 
 from community.models import User, utcnow
 from extensions import db
@@ -258,7 +258,12 @@ def enrol_scheduled(journey: Journey, version: JourneyVersion, today: date, now:
     stmt = engine.insert_ignore(table).from_select(
         ["journey_id", "version_id", "member_id", "occurrence", "state", "next_run_at", "entered_at"], source,
     ).on_conflict_do_nothing()
-    return db.session.execute(stmt).rowcount or 0
+    result = db.session.execute(stmt)
+    count = result.rowcount
+    if count is None or count < 0:  # a driver that does not report it for INSERT ... SELECT
+        count = db.session.scalar(select(func.count()).select_from(Enrolment).where(
+            Enrolment.journey_id == journey.id, Enrolment.entered_at == now))
+    return count
 
 
 def scan_schedules(today: date | None = None, now: datetime | None = None) -> dict:

@@ -1,0 +1,222 @@
+"""The engine: triggers enrol, steps run exactly once, pause stops sends, holdout receives nothing."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from community.models import Notification, utcnow
+from extensions import db
+from journeys import engine, services, triggers
+from journeys.models import Enrolment
+from points.models import JournalEntry
+from points.services import record_interaction
+from tests.conftest import in_threads
+
+from .conftest import enrolments, executions
+
+_keys = itertools.count()
+
+
+def purchase(member, value=10):
+    record_interaction(member.id, "purchase", key=f"test-purchase-{next(_keys)}", value=value)
+    db.session.commit()
+
+
+def advance_due(now=None):
+    """What the jobs would do: advance every active enrolment (advance itself only takes due ones)."""
+    ids = list(db.session.scalars(select(Enrolment.id).where(Enrolment.state == "active")))
+    db.session.commit()
+    return engine.advance(ids, now=now)
+
+
+SEND_WAIT_TASK = [
+    {"id": "thanks", "type": "action", "action": "send", "template": "thanks", "next": "wait"},
+    {"id": "wait", "type": "wait", "delay_minutes": 7 * 24 * 60, "next": "again"},
+    {"id": "again", "type": "condition", "condition": "purchased_since_entry", "then": "bye", "else": "call"},
+    {"id": "call", "type": "action", "action": "task", "title": "Call this customer", "next": "bye"},
+    {"id": "bye", "type": "exit"},
+]
+
+
+def test_a_purchase_enrols_sends_waits_and_branches(app, make_member, template, journey, run_jobs):
+    template("thanks")
+    j = journey(SEND_WAIT_TASK, goal={"event": "purchase.recorded", "within_days": 30})
+    member = make_member()
+    purchase(member)
+    (e,) = enrolments(j.id)
+    assert e.state == "active" and e.occurrence.startswith("purchase:")
+    run_jobs(["journeys"])  # the advance job enqueued after the commit, through Redis
+    (e,) = enrolments(j.id)
+    assert e.current_step == "wait" and e.wait_until is not None
+    assert [(x.step_id, x.outcome) for x in executions(j.id)] == [("thanks", "sent")]
+    note = db.session.scalar(select(Notification).where(Notification.member_id == member.id))
+    assert note.kind == "journeys.community.thanks" and note.payload["subject"]["zh-CN"] == "主题 thanks"
+    # Nothing is due before the week is over; afterwards the condition is false → a staff task.
+    assert advance_due()["advanced"] == 0
+    advance_due(now=utcnow() + timedelta(days=8))
+    outcomes = [(x.step_id, x.reason) for x in executions(j.id)]
+    assert ("again", "condition_false") in outcomes and ("call", "task_created") in outcomes
+    (e,) = enrolments(j.id)
+    assert e.state == "exited"
+    stats = __import__("journeys.stats", fromlist=["x"]).journey_stats(j)
+    assert stats["entered"] == 1 and {s["step_id"]: s["sent"] for s in stats["steps"]}["thanks"] == 1
+
+
+def test_pause_stops_sends_at_execution_time(app, make_member, template, journey):
+    template("thanks")
+    j = journey(SEND_WAIT_TASK)
+    member = make_member()
+    purchase(member)
+    ids = engine.due_ids(100)
+    db.session.commit()
+    services.set_status(None, j.id, "pause")  # paused after the job was handed out
+    db.session.commit()
+    assert engine.advance(ids)["advanced"] == 0
+    assert executions(j.id) == []
+    assert engine.due_ids(100) == []  # the sweeper leaves paused journeys alone
+    db.session.rollback()
+    services.set_status(None, j.id, "activate")
+    db.session.commit()
+    db.session.execute(Enrolment.__table__.update().values(enqueued_at=None))
+    db.session.commit()
+    advance_due()
+    assert [x.step_id for x in executions(j.id)] == ["thanks"]
+
+
+def test_holdout_enters_but_receives_nothing(app, make_member, template, journey):
+    template("thanks")
+    members = [make_member() for _ in range(40)]
+    j = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks"}], holdout_share=0.5)
+    assert j.experiment_id is not None
+    for m in members:
+        purchase(m)
+    advance_due()
+    rows = enrolments(j.id)
+    assert len(rows) == 40
+    held = {e.member_id for e in rows if e.arm == "holdout"}
+    assert 5 < len(held) < 35
+    sent_to = set(db.session.scalars(select(Notification.member_id).where(Notification.kind.like("journeys.%"))))
+    assert sent_to.isdisjoint(held) and len(sent_to) == 40 - len(held)
+    reasons = {x.reason for x in executions(j.id) if x.outcome == "skipped"}
+    assert reasons == {"holdout"}
+
+
+def test_unsubscribed_member_is_skipped_with_the_reason(app, make_member, template, journey):
+    from messaging.preferences import set_channel
+
+    template("thanks", category="marketing")
+    j = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks"}])
+    member = make_member()
+    set_channel(member.id, "marketing", "in_app", False)  # email is opt-in: now nothing reaches them
+    db.session.commit()
+    purchase(member)
+    advance_due()
+    assert [(x.outcome, x.reason) for x in executions(j.id)] == [("skipped", "unsubscribed")]
+
+
+def test_points_are_awarded_once_and_never_to_the_author(app, make_member, journey):
+    author, checker = make_member(roles=("marketer",)), make_member(roles=("marketer",))
+    steps = [{"id": "gift", "type": "action", "action": "award_points", "points": 50}]
+    # Four eyes: the author may not activate a journey that awards points.
+    import pytest
+
+    from errors import Forbidden
+
+    with pytest.raises(Forbidden):
+        journey(steps, author=author, activator=author)
+    db.session.rollback()
+    j = journey(steps, author=author, activator=checker)
+    member = make_member()
+    purchase(author)
+    purchase(member)
+    advance_due()
+    advance_due()
+    by_member = {x.member_id: (x.outcome, x.reason) for x in executions(j.id)}
+    assert by_member[author.id] == ("skipped", "own_journey")
+    assert by_member[member.id] == ("done", "awarded")
+    awards = db.session.scalar(select(func.count()).select_from(JournalEntry).where(
+        JournalEntry.member_id == member.id, JournalEntry.source_type == "journey"))
+    assert awards == 1
+
+
+def test_concurrent_advances_execute_each_step_once(app, make_member, template, journey):
+    template("thanks")
+    j = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks", "next": "tag"},
+                 {"id": "tag", "type": "action", "action": "tag", "tag": "journeyed"}])
+    members = [make_member() for _ in range(12)]
+    for m in members:
+        purchase(m)
+    ids = [e.id for e in enrolments(j.id)]
+
+    def run(_i):
+        with app.app_context():
+            return engine.advance(ids)
+
+    results = in_threads(4, run)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    rows = executions(j.id)
+    assert len(rows) == 24 and len({(x.member_id, x.step_id) for x in rows}) == 24
+    notes = db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.kind == "journeys.community.thanks"))
+    assert notes == 12
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(st.sampled_from(["advance", "advance_dup", "reset_lease", "later"]),
+                               st.integers(min_value=1, max_value=5)), min_size=1, max_size=8))
+def test_each_step_executes_exactly_once_under_repeated_jobs(app, make_member, template, journey, plan):
+    """Whatever mix of repeated, duplicated and lease-expired jobs runs, each step runs at most once,
+    and once the wait is over, every step exactly once."""
+    from journeys.models import JourneyTemplate
+
+    if db.session.scalar(select(JourneyTemplate.id).where(JourneyTemplate.key == "thanks")) is None:
+        template("thanks")
+    j = journey([{"id": "a", "type": "action", "action": "send", "template": "thanks", "next": "w"},
+                 {"id": "w", "type": "wait", "delay_minutes": 60, "next": "b"},
+                 {"id": "b", "type": "action", "action": "award_points", "points": 5}])
+    members = [make_member() for _ in range(3)]
+    for m in members:
+        purchase(m)
+    ids = [e.id for e in enrolments(j.id)]
+    now = utcnow()
+    for op, n in plan:
+        if op == "advance":
+            engine.advance(ids[:n], now=now)
+        elif op == "advance_dup":
+            engine.advance(ids + ids, now=now)
+        elif op == "reset_lease":
+            db.session.execute(Enrolment.__table__.update().where(Enrolment.id.in_(ids)).values(enqueued_at=None))
+            db.session.commit()
+        else:
+            now += timedelta(minutes=30 * n)
+        rows = executions(j.id)
+        assert len(rows) == len({(x.member_id, x.step_id) for x in rows})
+    engine.advance(ids, now=now + timedelta(hours=2))
+    engine.advance(ids, now=now + timedelta(days=1))
+    rows = executions(j.id)
+    assert sorted((x.member_id, x.step_id) for x in rows) == sorted((m.id, s) for m in members for s in "awb")
+    sends = db.session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.member_id.in_([m.id for m in members]), Notification.kind.like("journeys.%")))
+    assert sends == 3
+
+
+def test_birthday_and_renewal_schedules_enrol_today_only(app, make_member, template, journey):
+    today = utcnow().date()
+    template("hb")
+    birthday = journey([{"id": "hb", "type": "action", "action": "send", "template": "hb"}],
+                       trigger={"type": "date", "field": "birthday"}, entry={"rule": "per_occurrence"})
+    renewal = journey([{"id": "hb", "type": "action", "action": "send", "template": "hb"}],
+                      trigger={"type": "date", "field": "renewal_on", "offset_days": -90})
+    yes = make_member(birthday=today.replace(year=1990), renewal_on=today + timedelta(days=90))
+    no = make_member(birthday=(today + timedelta(days=1)).replace(year=1990), renewal_on=today + timedelta(days=91))
+    result = triggers.scan_schedules()
+    assert result == {str(birthday.id): 1, str(renewal.id): 1}
+    assert [e.member_id for e in enrolments(birthday.id)] == [yes.id]
+    assert [e.member_id for e in enrolments(renewal.id)] == [yes.id]
+    assert no.id not in {e.member_id for e in enrolments(birthday.id)}
+    assert triggers.scan_schedules() == {}  # once a day

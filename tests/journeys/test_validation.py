@@ -1,0 +1,58 @@
+"""Save-time validation: bad definitions are refused with the field named (422)."""
+
+from __future__ import annotations
+
+import pytest
+
+from errors import ValidationError
+from journeys import definition
+
+
+def _defn(steps, **extra):
+    return {"trigger": {"type": "event", "event": "member.registered"}, "audience": {"type": "everyone"},
+            "entry": {"rule": "once"}, "steps": steps, **extra}
+
+
+def _fields(defn) -> dict:
+    with pytest.raises(ValidationError) as info:
+        definition.validate(defn)
+    return info.value.fields
+
+
+def test_a_cycle_is_refused(app, template):
+    template("hi")
+    fields = _fields(_defn([
+        {"id": "a", "type": "action", "action": "send", "template": "hi", "next": "b"},
+        {"id": "b", "type": "wait", "delay_minutes": 60, "next": "a"},
+    ]))
+    assert any(k.startswith("definition.steps.") and "cycle" in v[0] for k, v in fields.items())
+
+
+def test_unreachable_unknown_and_out_of_range_are_named(app, template):
+    template("hi")
+    assert "definition.steps.1" in _fields(_defn([{"id": "a", "type": "exit"}, {"id": "b", "type": "exit"}]))
+    assert "definition.steps.0.template" in _fields(_defn([{"id": "a", "type": "action", "action": "send",
+                                                            "template": "nope"}]))
+    assert "definition.steps.0.next" in _fields(_defn([{"id": "a", "type": "wait", "delay_minutes": 5,
+                                                        "next": "zz"}]))
+    assert "definition.steps.0.delay_minutes" in _fields(_defn([{"id": "a", "type": "wait",
+                                                                 "delay_minutes": 10**7}]))
+    assert "definition.steps.0.segment_id" in _fields(_defn([{"id": "a", "type": "condition",
+                                                              "condition": "in_segment", "segment_id": 999999}]))
+    assert "definition.steps.0.survey_id" in _fields(_defn([{"id": "a", "type": "action", "action": "invite_survey",
+                                                             "survey_id": 999999}]))
+    assert "definition.steps.0.points" in _fields(_defn([{"id": "a", "type": "action", "action": "award_points",
+                                                          "points": 10**6}]))
+    assert "definition.trigger.offset_days" in _fields({**_defn([{"id": "a", "type": "exit"}]),
+                                                        "trigger": {"type": "date", "field": "birthday",
+                                                                    "offset_days": 999}})
+    assert "definition.steps.1.id" in _fields(_defn([{"id": "a", "type": "exit"}, {"id": "a", "type": "exit"}]))
+
+
+def test_api_answers_422_with_the_field(app, login, make_member, template):
+    template("hi")
+    client = login(make_member(roles=("marketer",)))
+    resp = client.post("/api/v1/journeys", json={"name": "bad", "definition": _defn([
+        {"id": "a", "type": "action", "action": "send", "template": "missing"}])})
+    assert resp.status_code == 422
+    assert "definition.steps.0.template" in resp.get_json()["error"]["fields"]
