@@ -164,6 +164,11 @@ class Config:
     WEBHOOKS_RETENTION_DAYS = env_int("WEBHOOKS_RETENTION_DAYS", 30)
     WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS = env_int("WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS", 2)
 
+    # Journeys: after how long an enrolment handed to a job that never finished is handed out
+    # again (a dead worker), and how long the "which journeys listen to what" cache lives.
+    JOURNEYS_LEASE_SECONDS = env_int("JOURNEYS_LEASE_SECONDS", 300)
+    JOURNEYS_CACHE_SECONDS = env_int("JOURNEYS_CACHE_SECONDS", 2)
+
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)
 

@@ -44,7 +44,7 @@ blueprints = [blp]
 
 
 def _detail(journey: Journey, migrated: int = 0) -> dict:
-    out = JourneyOut().dump(journey)
+    out = {name: getattr(journey, name) for name in JourneyOut().fields}
     out["version"] = services.current_version(journey)
     out["migrated"] = migrated
     return out
@@ -204,6 +204,4 @@ class TaskDone(MethodView):
 def init_app(app) -> None:
     from . import triggers
 
-    app.config.setdefault("JOURNEYS_LEASE_SECONDS", 300)
-    app.config.setdefault("JOURNEYS_CACHE_SECONDS", 2)
     triggers.connect()

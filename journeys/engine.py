@@ -25,6 +25,7 @@ journey's authors (no one awards points to themselves).
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,6 +41,7 @@ from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVer
 
 log = logging.getLogger(__name__)
 
+FAULT_ENV = "KINSHIP_JOURNEYS_FAULT"
 CHUNK = 100
 MAX_HOPS = 60  # more than MAX_STEPS: a version is acyclic, so this only guards against bugs
 RETRY_AFTER = timedelta(minutes=10)
@@ -170,7 +172,17 @@ def _advance_chunk(ids: list[int], now: datetime | None) -> int:
         _run(enrolment, journey, ctx.versions[enrolment.version_id], ctx, now)
         done += 1
     db.session.flush()
+    _injected_fault()
     return done
+
+
+def _injected_fault() -> None:
+    """``sleep_before_commit:<s>`` (tests only): stall after the steps' effects, before the commit."""
+    fault = os.environ.get(FAULT_ENV)
+    if fault and current_app.testing and fault.startswith("sleep_before_commit:"):
+        import time as _time
+
+        _time.sleep(float(fault.split(":", 1)[1]))
 
 
 def _finish(enrolment: Enrolment, state: str, now: datetime) -> None:

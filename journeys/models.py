@@ -63,6 +63,10 @@ class Journey(db.Model):
         CheckConstraint("holdout_share_bp BETWEEN 0 AND 5000", name="holdout_share"),
     )
 
+    @property
+    def holdout_share(self) -> float:
+        return self.holdout_share_bp / 10000
+
 
 class JourneyVersion(db.Model):
     __tablename__ = "journey_versions"

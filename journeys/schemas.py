@@ -83,7 +83,7 @@ class JourneyOut(Schema):
     name = cf.String()
     description = cf.String()
     status = cf.String(validate=ma.validate.OneOf(STATUSES))
-    holdout_share = ma.fields.Function(lambda j: j.holdout_share_bp / 10000, metadata={"type": "number"})
+    holdout_share = ma.fields.Float()
     experiment_id = cf.Integer(allow_none=True)
     current_version_id = cf.Integer(allow_none=True)
     created_by_id = cf.Integer(allow_none=True)

@@ -1,0 +1,113 @@
+"""A real ``flask worker -q journeys`` killed with SIGKILL in the middle of a batch (after the
+steps' effects were written, before the commit): another worker finishes the batch after the
+lease, and every step has run exactly once (one notification, one ledger award per member)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from community.models import Notification
+from extensions import db
+from jobs import get_queue
+from journeys.engine import FAULT_ENV
+from journeys.jobs import sweep_due
+from journeys.models import StepExecution
+from points.models import JournalEntry
+from points.services import record_interaction
+from tests.rewards.test_faults import _descendants
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+LEASE = 2
+
+
+class Worker:
+    def __init__(self, app, **env):
+        self.log = tempfile.NamedTemporaryFile(prefix="journeys-worker-", suffix=".log", delete=False)  # noqa: SIM115
+        full_env = {
+            **{k: v for k, v in os.environ.items() if k != FAULT_ENV},
+            "KINSHIP_ENV": "test",
+            "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix="journeys-worker-instance-"),
+            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": app.extensions["redis_url"],
+            "JOURNEYS_LEASE_SECONDS": str(LEASE),
+            "JOURNEYS_CACHE_SECONDS": "0",
+            **env,
+        }
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "journeys"],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+
+def _count(model, *where) -> int:
+    db.session.rollback()
+    return db.session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def wait_for(predicate, timeout: float, what: str, worker: Worker) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}\n--- worker log ---\n{worker.output()}")
+
+
+def test_worker_killed_mid_batch_runs_each_step_once(app, make_member, template, journey):
+    app.config["JOURNEYS_LEASE_SECONDS"] = LEASE
+    template("thanks")
+    author = make_member(roles=("marketer",))
+    j = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks", "next": "gift"},
+                 {"id": "gift", "type": "action", "action": "award_points", "points": 7}], author=author)
+    members = [make_member() for _ in range(20)]
+    for i, m in enumerate(members):
+        record_interaction(m.id, "purchase", key=f"fault-{j.id}-{i}", value=5)
+    db.session.commit()  # the advance jobs are enqueued now, for the worker to find
+    queue = get_queue("journeys", app)
+    queued = queue.count
+    assert queued >= 1
+
+    stalled = Worker(app, **{FAULT_ENV: "sleep_before_commit:60"})
+    try:
+        wait_for(lambda: queue.count < queued, 60, "the stalled worker to take a job", stalled)
+        time.sleep(3)  # inside the batch: effects flushed, not committed
+    finally:
+        stalled.kill()
+    assert _count(StepExecution, StepExecution.journey_id == j.id) == 0  # rolled back with the process
+
+    healthy = Worker(app)
+    try:
+        time.sleep(LEASE + 0.5)
+
+        def finished() -> bool:
+            sweep_due()  # as the scheduler would, every 30 s: hands out what the dead worker held
+            return _count(StepExecution, StepExecution.journey_id == j.id) == 40
+
+        wait_for(finished, 120, "every step to run", healthy)
+    finally:
+        healthy.kill()
+    ids = [m.id for m in members]
+    assert _count(Notification, Notification.member_id.in_(ids), Notification.kind.like("journeys.%")) == 20
+    assert _count(JournalEntry, JournalEntry.member_id.in_(ids), JournalEntry.source_type == "journey") == 20
+    rows = db.session.execute(select(StepExecution.member_id, StepExecution.step_id)
+                              .where(StepExecution.journey_id == j.id)).all()
+    assert len(set(rows)) == 40
