@@ -56,3 +56,20 @@ def test_api_answers_422_with_the_field(app, login, make_member, template):
         {"id": "a", "type": "action", "action": "send", "template": "missing"}])})
     assert resp.status_code == 422
     assert "definition.steps.0.template" in resp.get_json()["error"]["fields"]
+
+
+def test_demo_journeys_are_valid_and_load_once(app):
+    from sqlalchemy import func, select
+
+    from demo import load_demo
+    from extensions import db
+    from journeys.models import Journey, JourneyTemplate
+
+    load_demo()
+    load_demo()
+    names = set(db.session.scalars(select(Journey.name)))
+    assert {"Welcome", "After purchase", "Birthday", "Win-back", "Renewal countdown",
+            "Satisfaction survey"} <= names
+    assert db.session.scalar(select(func.count()).select_from(JourneyTemplate)) == 11
+    statuses = dict(db.session.execute(select(Journey.name, Journey.status)).all())
+    assert statuses["Welcome"] == "active" and statuses["Birthday"] == "draft"  # four eyes for points
