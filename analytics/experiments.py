@@ -117,6 +117,11 @@ def _running(now: datetime, *conditions) -> list[Experiment]:
 # --------------------------------------------------------------------------- published functions
 
 
+def holdout_running(now: datetime | None = None) -> bool:
+    """Is a programme-wide holdout running (callers handling many members ask once)?"""
+    return bool(_running(now or utcnow(), Experiment.kind == "holdout"))
+
+
 def in_holdout(member_id: int, now: datetime | None = None) -> bool:
     """Is the member in the global control group (no marketing touches, multipliers or rewards)?"""
     return any(_arm_of(exp, member_id) == "control" for exp in _running(now or utcnow(), Experiment.kind == "holdout"))

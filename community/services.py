@@ -376,16 +376,18 @@ def revoke_role(actor: User, user_id: int, role: str) -> User:
     return user
 
 
-def notify(member_id: int, kind: str, payload: dict | None = None, dedupe_key: str | None = None) -> None:
-    """Queue a member notification in the outbox; a repeated ``dedupe_key`` is a no-op."""
+def notify(member_id: int, kind: str, payload: dict | None = None, dedupe_key: str | None = None
+           ) -> Notification | None:
+    """Queue a member notification in the outbox; a repeated ``dedupe_key`` is a no-op (None)."""
     if dedupe_key is not None:
         exists = db.session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe_key))
         if exists is not None:
-            return
+            return None
     note = Notification(member_id=member_id, kind=kind, payload=payload or {}, dedupe_key=dedupe_key)
     db.session.add(note)
     db.session.flush()
     notification_created.send(note)
+    return note
 
 
 def list_notifications(member_id: int, *, limit: int = 50, before_id: int | None = None) -> list[Notification]:

@@ -114,6 +114,25 @@ class _Context:
         self.journeys = {j.id: j for j in db.session.scalars(select(Journey).where(Journey.id.in_(jids)))}
         self.versions = {v.id: v for v in db.session.scalars(select(JourneyVersion).where(JourneyVersion.id.in_(vids)))}
         self.templates: dict[str, JourneyTemplate | None] = {}
+        self.members = [r.member_id for r in rows]
+        self._reachable: dict[str, set[int]] = {}
+        self._holdout: bool | None = None
+
+    def reachable(self, member_id: int, category: str) -> bool:
+        """Could a message in ``category`` reach the member on any channel (email or in-app)?"""
+        if category not in self._reachable:
+            from messaging.preferences import reachable
+
+            self._reachable[category] = reachable(self.members, category)
+        return member_id in self._reachable[category]
+
+    def in_holdout(self, member_id: int) -> bool:
+        """In the programme-wide control group?  (Whether one runs is asked once per chunk.)"""
+        from analytics.experiments import holdout_running, in_holdout
+
+        if self._holdout is None:
+            self._holdout = holdout_running()
+        return self._holdout and in_holdout(member_id)
 
     def template(self, key: str) -> JourneyTemplate | None:
         if key not in self.templates:
@@ -320,31 +339,21 @@ def condition_holds(step: dict, enrolment: Enrolment) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
-def _reachable(member_id: int, category: str) -> bool:
-    """Could a message in ``category`` reach the member on any channel (email or in-app)?"""
-    from messaging.preferences import channel_enabled
-
-    return channel_enabled(member_id, category, "email") or channel_enabled(member_id, category, "in_app")
-
-
-def _notify(member_id: int, kind: str, payload: dict, exec_id: int) -> int | None:
-    from community.models import Notification
+def _notify(member_id: int, kind: str, payload: dict) -> int:
+    """One notification (messaging gives it its email delivery); the step's execution row, in
+    the same transaction, is what makes it once: no dedupe key is needed."""
     from community.services import notify
 
-    key = f"journey-step:{exec_id}"
-    notify(member_id, kind, payload, dedupe_key=key)
-    return db.session.scalar(select(Notification.id).where(Notification.dedupe_key == key))
+    return notify(member_id, kind, payload).id
 
 
 def perform(step: dict, enrolment: Enrolment, journey: Journey, version: JourneyVersion, exec_id: int,
             ctx: _Context) -> None:
     """Carry out an action step whose execution row ``exec_id`` this transaction just created."""
-    from analytics.experiments import in_holdout
-
     member_id = enrolment.member_id
     action = step["action"]
     base = {"journey_id": journey.id, "step_id": step["id"]}
-    if action in ("send", "award_points") and in_holdout(member_id):
+    if action in ("send", "award_points") and ctx.in_holdout(member_id):
         _record(exec_id, "skipped", "global_holdout")  # the programme-wide control group
         return
     if action == "send":
@@ -352,14 +361,14 @@ def perform(step: dict, enrolment: Enrolment, journey: Journey, version: Journey
         if tpl is None:
             _record(exec_id, "failed", "unknown_template")
             return
-        if not _reachable(member_id, tpl.category):
+        if not ctx.reachable(member_id, tpl.category):
             _record(exec_id, "skipped", "unsubscribed")
             return
         nid = _notify(member_id, f"journeys.{tpl.category}.{tpl.key}",
-                      {**base, "subject": tpl.subject, "text": tpl.body}, exec_id)
+                      {**base, "subject": tpl.subject, "text": tpl.body})
         _record(exec_id, "sent", None, notification_id=nid)
     elif action in ("invite_survey", "invite_focus_group"):
-        if not _reachable(member_id, "research"):
+        if not ctx.reachable(member_id, "research"):
             _record(exec_id, "skipped", "unsubscribed")
             return
         if action == "invite_survey":
@@ -374,7 +383,7 @@ def perform(step: dict, enrolment: Enrolment, journey: Journey, version: Journey
             session = get_session(step["session_id"])
             payload = {**base, "session_id": session.id, "title": session.title}
             kind = "research.journey_focus_group"
-        _record(exec_id, "sent", None, notification_id=_notify(member_id, kind, payload, exec_id))
+        _record(exec_id, "sent", None, notification_id=_notify(member_id, kind, payload))
     elif action == "award_points":
         # Separation of duties: whoever wrote the journey (any version) gets nothing from it.
         authors = {journey.created_by_id, version.created_by_id}

@@ -77,6 +77,19 @@ def channel_enabled(member_id: int, category: str, channel: str) -> bool:
     return DEFAULT_CHANNELS.get(category, {}).get(channel, True)
 
 
+def reachable(member_ids, category: str) -> set[int]:
+    """Which of ``member_ids`` have ``category`` on for email or in-app (one query for many)."""
+    member_ids = set(member_ids)
+    if category == "transactional":
+        return member_ids
+    defaults = DEFAULT_CHANNELS.get(category, {})
+    state = {m: dict(defaults) for m in member_ids}
+    for row in db.session.scalars(select(NotificationPreference).where(
+            NotificationPreference.member_id.in_(member_ids), NotificationPreference.category == category)):
+        state[row.member_id][row.channel] = row.enabled
+    return {m for m, chans in state.items() if chans.get("email", True) or chans.get("in_app", True)}
+
+
 def set_channel(member_id: int, category: str, channel: str, enabled: bool) -> None:
     _check_category(category)
     if channel not in CHANNELS:
