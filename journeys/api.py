@@ -202,6 +202,8 @@ class TaskDone(MethodView):
 
 
 def init_app(app) -> None:
-    from . import triggers
+    from . import console, triggers
 
     triggers.connect()
+    console.register_nav()
+    app.register_blueprint(console.templates)

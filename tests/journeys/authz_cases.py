@@ -80,3 +80,11 @@ CASES = [
     Case("GET", f"{P}/tasks", STAFF),
     Case("POST", f"{P}/tasks/<int:task_id>/done", STAFF, setup=_task),
 ]
+
+# Console pages: anonymous visitors are sent to sign in (302), members get 404, staff without the
+# permission 403; a POST without form fields ends in a flashed error and a 303 back.
+CASES += [
+    Case("GET", "/console/journeys", STAFF, anonymous_status=(302,)),
+    Case("GET", "/console/journeys/<int:journey_id>", STAFF, setup=_journey, anonymous_status=(302,)),
+    Case("POST", "/console/journeys/<int:journey_id>/status", MARKETING, setup=_journey, anonymous_status=(302,)),
+]
