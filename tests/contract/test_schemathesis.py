@@ -78,6 +78,10 @@ CROSS_FIELD_RULES = {
     "POST /api/v1/analytics/experiments": "an experiment ends after it starts; its target fits its kind",
     "PATCH /api/v1/analytics/experiments/{experiment_id}": "the same, against the stored experiment",
     "GET /api/v1/analytics/rfm/movements": "until is after since",
+    "POST /api/v1/journeys": "the definition's steps form a valid graph of known steps, templates, segments, surveys",
+    "PATCH /api/v1/journeys/{journey_id}": "the same",
+    "POST /api/v1/journeys/templates": "every template has an English text",
+    "PATCH /api/v1/journeys/templates/{key}": "the same",
 }
 
 
