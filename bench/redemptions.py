@@ -101,6 +101,7 @@ def setup(app):
     """50 members with plenty of points and an API token each, and a coupon reward with codes."""
     from community.services import create_token, register
     from extensions import db
+    from messaging import preferences
     from points import ledger
     from rewards import services
 
@@ -109,6 +110,7 @@ def setup(app):
     for i in range(CLIENTS):
         user = register(email=f"bench-{run}-{i}@example.com", password="", display_name=f"Bench {i}",
                         password_hash="!")
+        preferences.member_preferences(user.id).email_verified = True  # redeeming needs a confirmed address
         ledger.award(user.id, 10_000_000, key=f"bench:{run}:{i}", reason="benchmark")
         tokens.append(create_token(user, "bench")[1])
         members.append(user)
