@@ -4,17 +4,26 @@ Measured in one run, on the configured backends (``DATABASE_URL`` / ``REDIS_URL`
 temporary SQLite file and an embedded Redis):
 
 1. throughput with 1 and 2 ``flask worker`` processes: coupon redemptions fully processed per
-   second (code claimed, points settled, state ``fulfilled``), against empty RQ jobs per second;
-   and, for scale, the job body called in-process (no fork, no queue);
+   second (code claimed, points settled, state ``fulfilled``, transition, notification) after
+   ``BENCH_JOBS`` pending ones are enqueued at once, against empty RQ jobs (``os.getpid``) per
+   second with the same worker class and count.  Two ways of enqueueing the redemptions:
+   ``drain`` exactly as a request does (``schedule_processing``: a wake-up of the coalesced
+   ``drain_redemptions`` job, which settles them a batch per transaction; what the ratio target
+   is read on) and ``per-id`` (one ``process_redemption`` job each: the sweeper's and the
+   retries' path).  So the ratio compares *redemptions* per second with *empty jobs* per
+   second; with the drain, one RQ job carries many redemptions.  For scale, the per-id job
+   body called in-process (no queue);
 2. latency under 50 concurrent clients (2 workers): request sent -> ``fulfilled_at`` for coupon
    redemptions made through the HTTP API (in-process WSGI client, bearer tokens), against an
-   empty RQ job's enqueue -> ``ended_at``.  Each client waits for its previous request to finish.
+   empty RQ job's enqueue -> ``ended_at``; also request sent -> 202 received (the HTTP side
+   alone).  Each client waits for its previous redemption to be fulfilled; one poller thread
+   watches all of them (one query per 20 ms round).
 
 Both are measured for each worker class in ``BENCH_WORKER_CLASSES`` (default ``no-fork,fork``):
 ``flask worker --no-fork`` (rq's SimpleWorker: jobs run in the worker process, warm connections
-and caches) and the forking default (a work horse per job); every ratio compares the same class
-and number of workers.  Latency runs for the classes in ``BENCH_LATENCY_CLASSES`` (default
-``no-fork``).
+and caches) and the forking default (a work horse per job).  Latency runs for the classes in
+``BENCH_LATENCY_CLASSES`` (default ``no-fork``).  Run against a tree without the drain (before
+it existed), the script measures the per-id path only.
 
 Run: ``.venv/bin/python bench/redemptions.py``.  Against PostgreSQL use a scratch database: the
 script runs the migrations and leaves its rows behind.
@@ -73,14 +82,14 @@ class Workers:
             "REDIS_URL": app.extensions["redis_url"],
         }
         conn = get_redis(app)
-        before = len(Worker.all(connection=conn))
+        before = {w.name for w in Worker.all(connection=conn)}
         for _ in range(n):
             self.procs.append(subprocess.Popen(
                 [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", queue, f"--{worker_class}"],
                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
-        deadline = time.monotonic() + 60
-        while len(Worker.all(connection=conn)) < before + n:
+        deadline = time.monotonic() + 180  # a loaded machine takes a while to import the app
+        while len({w.name for w in Worker.all(connection=conn)} - before) < n:
             if time.monotonic() > deadline:
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
