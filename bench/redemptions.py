@@ -91,6 +91,7 @@ class Workers:
         deadline = time.monotonic() + 180  # a loaded machine takes a while to import the app
         while len({w.name for w in Worker.all(connection=conn)} - before) < n:
             if time.monotonic() > deadline:
+                self.stop()  # none left behind to take the next run's jobs
                 raise RuntimeError("workers did not start")
             time.sleep(0.1)
         time.sleep(0.5)  # past registration and into the dequeue loop
