@@ -17,7 +17,7 @@ import csv
 import io
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import lazyload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -472,70 +472,147 @@ def cancel(member: User, redemption_id: int) -> Redemption:
 # --------------------------------------------------------------------------- processing (the job)
 
 
-def _assign_code(redemption: Redemption) -> RewardCode | None:
-    """Give one unused code of the pool to ``redemption``, or None if the pool is empty."""
-    for _ in range(20):
-        candidate = db.session.scalar(
-            select(RewardCode.id)
-            .where(RewardCode.reward_id == redemption.reward_id, RewardCode.redemption_id.is_(None))
-            .order_by(RewardCode.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)  # PostgreSQL only; SQLite serialises writers anyway
-        )
-        if candidate is None:
-            return None
-        taken = db.session.execute(
-            update(RewardCode)
-            .where(RewardCode.id == candidate, RewardCode.redemption_id.is_(None))
-            .values(redemption_id=redemption.id, assigned_at=utcnow())
-        )
-        if taken.rowcount == 1:
-            code = db.session.get(RewardCode, candidate)
-            # The row now belongs to this redemption: say so without reloading the relationship.
-            set_committed_value(redemption, "code_row", code)
-            return code
-    raise RuntimeError(f"could not claim a code for redemption {redemption.id}")  # retried by the job
-
-
 def process(redemption_id: int) -> Redemption | None:
-    """Carry a ``pending`` redemption forward; anything else is left alone (idempotent).
+    """Carry one ``pending`` redemption forward (``process_many`` of one); anything else is
+    left alone (idempotent).  Returns the redemption, or None if there is no such one."""
+    process_many([redemption_id])
+    return db.session.get(Redemption, redemption_id)
+
+
+def process_many(redemption_ids: list[int]) -> dict[int, str]:
+    """Carry ``pending`` redemptions forward, set-based; returns each found one's state afterwards.
 
     Coupon: claim a code, settle the hold, ``fulfilled``.  Digital and donation: settle,
     ``fulfilled``.  Physical and experience: ``awaiting_fulfilment`` for staff (points stay held).
-    All in the caller's one transaction, so a crash anywhere leaves the redemption ``pending``
-    with no code claimed and no points settled.
+    Anything not ``pending`` is left alone, and every state change is a guarded
+    ``UPDATE ... WHERE state = 'pending'``, so a redemption cancelled meanwhile, or processed by
+    another worker, is not touched twice.  All in the caller's one transaction: a crash anywhere
+    leaves every redemption of the batch ``pending`` with no code claimed and no points settled.
+
+    The cost is a fixed number of statements for the batch (load, state change, codes per
+    reward, the ledger's batch settle, transitions, job rows) plus the member's notification
+    per redemption.  Locks are taken in one order: the redemption rows (the state change), then
+    the balance rows in member order (the settle), as a member's cancel does, so a batch cannot
+    deadlock with a cancel or with another batch.
     """
-    # The job and code relationships load only if used (the code is set when it is claimed).
-    redemption = db.session.get(
-        Redemption, redemption_id, options=[lazyload(Redemption.code_row), lazyload(Redemption.job)]
+    ids = sorted(set(redemption_ids))
+    if not ids:
+        return {}
+    # The job and code relationships load only if used (the codes are known when claimed).
+    found = list(db.session.scalars(
+        select(Redemption).where(Redemption.id.in_(ids))
+        .options(lazyload(Redemption.code_row), lazyload(Redemption.job))
+    ))
+    pending = [r for r in found if r.state == "pending"]
+    now = utcnow()
+    for_staff = _move_many([r for r in pending if r.reward.kind not in SELF_FULFILLING_KINDS],
+                           "awaiting_fulfilment", now)
+    fulfilled = _move_many([r for r in pending if r.reward.kind in SELF_FULFILLING_KINDS], "fulfilled", now,
+                           fulfilled_at=now)
+    codes = _assign_codes([r for r in fulfilled if r.reward.kind == "coupon"], now)
+    for redemption in [r for r in fulfilled if r.reward.kind == "coupon" and r.id not in codes]:
+        _reject_no_code(redemption)
+    settled = [r for r in fulfilled if r.reward.kind != "coupon" or r.id in codes]
+    ledger.settle_holds([(_settle_key(r.id), SOURCE_TYPE, r.id) for r in settled])
+    _record_many(for_staff + settled, "pending", codes)
+    return {r.id: r.state for r in found}
+
+
+def _move_many(redemptions: list[Redemption], to_state: str, now, **values) -> list[Redemption]:
+    """Guarded ``pending -> to_state`` for many in one statement; returns those moved (others
+    were cancelled or rejected meanwhile, and are expired so a later read sees their state)."""
+    if not redemptions:
+        return []
+    moved = set(db.session.scalars(
+        update(Redemption)
+        .where(Redemption.id.in_([r.id for r in redemptions]), Redemption.state == "pending")
+        .values(state=to_state, updated_at=now, **values)
+        .returning(Redemption.id)
+        .execution_options(synchronize_session=False)
+    ))
+    done = []
+    for redemption in redemptions:
+        if redemption.id in moved:
+            # The row now holds exactly these values: record them without reloading the object.
+            for name, value in {"state": to_state, "updated_at": now, **values}.items():
+                set_committed_value(redemption, name, value)
+            done.append(redemption)
+        else:
+            db.session.expire(redemption)
+    return done
+
+
+def _assign_codes(redemptions: list[Redemption], now) -> dict[int, str]:
+    """Give each coupon redemption one unused code of its reward's pool; returns id -> code for
+    those that got one (the others found the pool empty).
+
+    Per reward: one ``SELECT ... FOR UPDATE SKIP LOCKED`` of as many free codes as needed (on
+    PostgreSQL another worker's claimed codes are skipped, not waited for; SQLite serialises
+    writers anyway) and one guarded ``UPDATE ... WHERE redemption_id IS NULL`` for them all.
+    """
+    by_reward: dict[int, list[Redemption]] = {}
+    for redemption in redemptions:
+        by_reward.setdefault(redemption.reward_id, []).append(redemption)
+    given: dict[int, str] = {}
+    codes = RewardCode.__table__
+    for reward_id, group in by_reward.items():
+        free = db.session.execute(
+            select(codes.c.id, codes.c.code)
+            .where(codes.c.reward_id == reward_id, codes.c.redemption_id.is_(None))
+            .order_by(codes.c.id)
+            .limit(len(group))
+            .with_for_update(skip_locked=True)
+        ).all()
+        pairs = list(zip(group, free, strict=False))
+        if not pairs:
+            continue
+        taken = db.session.execute(
+            update(codes)
+            .where(codes.c.id == bindparam("code_id"), codes.c.redemption_id.is_(None))
+            .values(redemption_id=bindparam("for_redemption"), assigned_at=now),
+            [{"code_id": code.id, "for_redemption": r.id} for r, code in pairs],
+        ).rowcount
+        if taken != len(pairs):  # a code we locked went elsewhere: only hand-edited data gets here
+            raise RuntimeError(f"could not claim codes for reward {reward_id}")  # the batch is retried
+        given.update({r.id: code.code for r, code in pairs})
+    return given
+
+
+def _reject_no_code(redemption: Redemption) -> None:
+    """The stock said a code was left but the pool is empty (codes deleted by hand): refuse
+    rather than leave the member waiting; the stock was already wrong, so it is not restored."""
+    db.session.execute(
+        update(Redemption)
+        .where(Redemption.id == redemption.id)
+        .values(state="rejected", reject_reason="No codes left for this reward.", fulfilled_at=None)
+        .execution_options(synchronize_session=False)
     )
-    if redemption is None or redemption.state != "pending":
-        return redemption
-    kind = redemption.reward.kind
-    if kind not in SELF_FULFILLING_KINDS:
-        if _move(redemption, "awaiting_fulfilment"):
-            _record(redemption, "pending", None)
-        return redemption
-    if not _move(redemption, "fulfilled"):
-        return redemption  # cancelled or rejected meanwhile
-    if kind == "coupon" and _assign_code(redemption) is None:
-        # The stock said a code was left but the pool is empty (codes deleted by hand): refuse
-        # rather than leave the member waiting; the stock was already wrong, so it is not restored.
-        db.session.execute(
-            update(Redemption)
-            .where(Redemption.id == redemption.id)
-            .values(state="rejected", reject_reason="No codes left for this reward.")
-            .execution_options(synchronize_session=False)
-        )
-        db.session.refresh(redemption)
-        _release(redemption, "No codes left")
-        _record(redemption, "pending", None, "No codes left for this reward.")
-        return redemption
-    _settle(redemption)
-    redemption.fulfilled_at = utcnow()
-    _record(redemption, "pending", None)
-    db.session.flush()
-    return redemption
+    db.session.refresh(redemption)
+    _release(redemption, "No codes left")
+    _record(redemption, "pending", None, "No codes left for this reward.")
+
+
+def _record_many(redemptions: list[Redemption], from_state: str, codes: dict[int, str]) -> None:
+    """``_record`` for moves the job made (actor NULL): the transitions in one INSERT, the
+    webhook events in one batch, and the member's notification for each."""
+    if not redemptions:
+        return
+    db.session.execute(insert(RedemptionTransition), [
+        {"redemption_id": r.id, "from_state": from_state, "to_state": r.state, "actor_id": None, "reason": ""}
+        for r in redemptions
+    ])
+    payloads = []
+    for r in redemptions:
+        payload = {"redemption_id": r.id, "reward_id": r.reward_id, "reward_name": r.reward.name, "state": r.state}
+        if r.state == "fulfilled" and r.id in codes:
+            payload["code"] = codes[r.id]
+        notify(r.member_id, f"rewards.redemption_{r.state}", payload, dedupe_key=f"redemption:{r.id}:{r.state}")
+        payloads.append((r, payload))
+    webhooks.publish_many("redemption.state_changed", (
+        {**{k: v for k, v in payload.items() if k != "code"}, "member_id": r.member_id, "from_state": from_state,
+         "actor_id": None}
+        for r, payload in payloads
+    ))
 
 
 def start_attempt(redemption_id: int) -> int | None:
@@ -548,12 +625,45 @@ def start_attempt(redemption_id: int) -> int | None:
     )
 
 
+def claim_batch(limit: int) -> dict[int, int]:
+    """Take up to ``limit`` redemptions that are ``pending`` and not yet attempted (job row
+    ``queued``), oldest first: their job rows become ``running`` with one more attempt.
+    Returns redemption id -> attempt number.
+
+    The caller commits this before the work, as ``start_attempt``: a batch killed mid-way has
+    its attempts counted, and its rows (``running``) are no longer claimed by other batches but
+    left to the sweeper's one-by-one jobs.  On PostgreSQL ``FOR UPDATE SKIP LOCKED`` lets
+    concurrent workers claim disjoint batches without waiting for each other.
+    """
+    fresh = (
+        select(RedemptionJob.redemption_id)
+        .join(Redemption, Redemption.id == RedemptionJob.redemption_id)
+        .where(RedemptionJob.status == "queued", Redemption.state == "pending")
+        .order_by(RedemptionJob.redemption_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=RedemptionJob)
+    )
+    rows = db.session.execute(
+        update(RedemptionJob)
+        .where(RedemptionJob.redemption_id.in_(fresh))
+        .values(attempts=RedemptionJob.attempts + 1, status="running", started_at=utcnow())
+        .returning(RedemptionJob.redemption_id, RedemptionJob.attempts)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return dict(sorted((int(rid), int(attempts)) for rid, attempts in rows))
+
+
 def finish_attempt(redemption_id: int, error: str | None = None) -> None:
+    finish_attempts([redemption_id], error)
+
+
+def finish_attempts(redemption_ids: list[int], error: str | None = None) -> None:
     values: dict = {"status": "error", "last_error": error[:2000]} if error else {"status": "succeeded"}
     db.session.execute(
         update(RedemptionJob)
-        .where(RedemptionJob.redemption_id == redemption_id)
+        .where(RedemptionJob.redemption_id.in_(list(redemption_ids)))
         .values(finished_at=utcnow(), **values)
+        .execution_options(synchronize_session=False)
     )
 
 
