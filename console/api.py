@@ -43,3 +43,10 @@ def init_app(app: Flask) -> None:
 
     SUSPENDED_MAY.update({"console.login", "console.logout", "console.set_language"})
     home.init_landing(app)
+    # Domains without an init hook of their own whose pages the console wires in.
+    from jobs import DOMAINS
+
+    if "analytics" in DOMAINS:
+        from analytics import console as analytics_console
+
+        analytics_console.init_app(app)

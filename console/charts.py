@@ -92,5 +92,39 @@ def pie(title: str, x_title: str, parts: dict[str, int], value_title: str) -> Ch
     return chart
 
 
+@functools.lru_cache(maxsize=256)
+def _forest_svg(title: str, x_title: str, rows: tuple) -> bytes:
+    """An estimate per row as a dot on its 95 % interval (a horizontal bar), with the zero line."""
+    chart = pygal.XY(
+        title=title, style=STYLE, width=WIDTH, height=max(180, 70 + 45 * len(rows)), js=[],
+        show_legend=False, stroke=True, x_title=x_title, dots_size=5, print_values=False,
+        truncate_label=-1, allow_interruptions=True, range=(0.5, len(rows) + 0.5), include_x_axis=False,
+    )
+    ys = {label: len(rows) - i for i, (label, _e, _lo, _hi) in enumerate(rows)}
+    chart.y_labels = [{"label": label, "value": y} for label, y in ys.items()]
+    xs = [v for _label, e, lo, hi in rows for v in (e, lo, hi) if v is not None] or [0.0]
+    chart.add("0", [(0, 0.5), (0, len(rows) + 0.5)], show_dots=False, stroke_style={"dasharray": "4, 4"})
+    for label, _effect, lo, hi in rows:
+        if lo is not None and hi is not None:
+            chart.add(f"{label} CI", [(lo, ys[label]), (hi, ys[label])], show_dots=False,
+                      stroke_style={"width": 4})
+    chart.add("estimate", [(e, ys[label]) for label, e, _lo, _hi in rows if e is not None], stroke=False)
+    chart.xrange = (min(0.0, *xs), max(0.0, *xs))
+    return chart.render()
+
+
+def forest(title: str, x_title: str, rows: Sequence[tuple[str, float | None, float | None, float | None]],
+           label_title: str, headings: Sequence[str]) -> Chart:
+    """Estimates with their confidence intervals drawn: ``rows`` are (label, estimate, low, high)
+    on the ``x_title`` axis; the table beside it heads the labels ``label_title`` and the three
+    numbers ``headings``."""
+    frozen = tuple((str(label), *(None if v is None else float(v) for v in values)) for label, *values in rows)
+    svg = _forest_svg(str(title), str(x_title), frozen)
+    table = [(label, [None if v is None else round(v, 4) for v in values]) for label, *values in frozen]
+    return Chart(str(title), str(label_title), [str(h) for h in headings], table, svg,
+                 height=max(180, 70 + 45 * len(rows)))
+
+
 def clear_cache() -> None:
+    _forest_svg.cache_clear()
     _svg.cache_clear()

@@ -6,6 +6,8 @@ A domain that wants console pages (analytics, messaging, journeys …) registers
     from console import nav
     nav.register(nav.NavItem("analytics", "KPIs", "analytics_console.kpis", permission=KPI_READ))
     nav.register_waiting(lambda user: ...)  # optional: a home-page card
+    nav.register_member_section(lambda member, viewer: nav.MemberSection(...) or None)  # optional:
+    # a part of the admins' member page (its template is included with ``context``)
 
 Items are shown only to users holding their ``permission`` (None: any staff member).  Labels are
 translated lazily (``lazy_gettext``) so the registry can be filled at start-up.
@@ -52,8 +54,17 @@ SECTIONS = {
     "admin": (_l("Administration"), 90),
 }
 
+@dataclass(frozen=True)
+class MemberSection:
+    """A part of the member page from another domain: ``template`` is included with ``context``."""
+
+    template: str
+    context: dict
+
+
 _ITEMS: list[NavItem] = []
 _WAITING: list[Callable] = []
+_MEMBER_SECTIONS: list[Callable] = []
 
 
 def register(item: NavItem) -> None:
@@ -87,3 +98,13 @@ def waiting_for(user) -> list[Waiting]:
     for provider in _WAITING:
         cards.extend(provider(user))
     return cards
+
+
+def register_member_section(provider: Callable) -> None:
+    """``provider(member, viewer) -> MemberSection | None``; it checks the viewer's permissions."""
+    if provider not in _MEMBER_SECTIONS:
+        _MEMBER_SECTIONS.append(provider)
+
+
+def member_sections(member, viewer) -> list[MemberSection]:
+    return [s for s in (provider(member, viewer) for provider in _MEMBER_SECTIONS) if s is not None]

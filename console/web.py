@@ -166,9 +166,24 @@ def _security_headers(response):
 bp.add_app_template_global(csrf_token, "csrf_token")
 
 
+def console_blueprint(name: str, import_name: str, url_prefix: str, **kw) -> Blueprint:
+    """A domain's console blueprint (its name ends in ``_console``) with the console's error pages,
+    flash-and-redirect handling of service errors and security headers."""
+    blueprint = Blueprint(name, import_name, url_prefix=url_prefix, **kw)
+    blueprint.register_error_handler(AppError, _app_error)
+    blueprint.register_error_handler(403, _forbidden)
+    blueprint.register_error_handler(404, _not_found)
+    blueprint.after_request(_security_headers)
+    return blueprint
+
+
+def is_console_blueprint(name: str | None) -> bool:
+    return bool(name) and (name.startswith("console") or name.endswith("_console"))
+
+
 @bp.app_context_processor
 def _template_globals():
-    if not request.blueprint or not request.blueprint.startswith("console"):
+    if not is_console_blueprint(request.blueprint):
         return {}
     user = current_user if current_user.is_authenticated else None
     return {
