@@ -69,7 +69,7 @@ SPAN = {"day": 30, "week": 12, "month": 12, "quarter": 8, "half_year": 6}
 VOCABULARY = (
     N_("day"), N_("week"), N_("month"), N_("quarter"), N_("half_year"), N_("tier"), N_("segment"), N_("cohort"),
     N_("survey"), N_("running"), N_("stopped"), N_("holdout"), N_("campaign"), N_("reward"), N_("touch"),
-    N_("test"), N_("control"), N_("all"), N_("any"),
+    N_("test"), N_("control"), N_("all"), N_("any"), N_("sum"), N_("ratio"), N_("last"), N_("mean"),
 )
 
 
@@ -283,8 +283,9 @@ def review_create():
 def review(review_id):
     snapshot = services.get_review(review_id)
     metrics = snapshot.data.get("metrics", {})
-    rows = [{"name": name, "label": metric_label(name), **m} for name, m in sorted(metrics.items(),
-                                                                                  key=lambda kv: metric_label(kv[0]))]
+    keys = ("value", "previous", "change", "change_pct", "by_tier")
+    rows = [{"name": name, "label": metric_label(name), **{k: m.get(k) for k in keys}}
+            for name, m in sorted(metrics.items(), key=lambda kv: metric_label(kv[0]))]
     tiers = sorted({t for m in metrics.values() for t in (m.get("by_tier") or {})},
                    key=lambda t: TIERS.index(t) if t in TIERS else len(TIERS))
     return render_template("analytics/console/review.html", review=snapshot, rows=rows, tiers=tiers)

@@ -33,6 +33,10 @@ def init_app(app: Flask) -> None:
     if TRANSLATIONS not in dirs.split(";"):
         app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{dirs};{TRANSLATIONS}"
     app.extensions["kinship_locale_selector"] = select_locale
+    # The API's error envelope reads service messages in the request's language too.
+    from .messages import translate
+
+    app.extensions["kinship_translate_message"] = translate
 
     from . import admin, home, marketing, moderation, redemptions, surveys  # noqa: F401  (routes)
     from .web import bp

@@ -28,6 +28,7 @@ from community.permissions import has_permission
 from errors import AppError
 from extensions import db
 
+from . import messages as messages_
 from . import nav
 
 bp = Blueprint(
@@ -120,8 +121,8 @@ def page_args(per_page: int = 25) -> tuple[int, int]:
 
 
 def _describe(error: AppError) -> str:
-    parts = [error.message]
-    for field, messages in (error.fields or {}).items():
+    parts = [messages_.translate(error.message)]
+    for field, messages in messages_.translate_fields(error.fields or {}).items():
         if isinstance(messages, dict):
             messages = [f"{k}: {v}" for k, v in messages.items()]
         elif not isinstance(messages, list | tuple):
@@ -138,7 +139,8 @@ def _app_error(error: AppError):
     if request.method == "POST" and error.status in (400, 409, 422, 429):
         flash(_describe(error), "error")
         return back()
-    return render_template("console/error.html", status=error.status, message=error.message), error.status
+    message = messages_.translate(error.message)
+    return render_template("console/error.html", status=error.status, message=message), error.status
 
 
 @bp.errorhandler(403)
@@ -164,6 +166,8 @@ def _security_headers(response):
 
 # A global (not only a context variable): macros imported without context render forms too.
 bp.add_app_template_global(csrf_token, "csrf_token")
+bp.add_app_template_global(messages_.tier_summary, "tier_summary")
+bp.add_app_template_global(messages_.word, "word")
 
 
 def console_blueprint(name: str, import_name: str, url_prefix: str, **kw) -> Blueprint:
