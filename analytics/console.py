@@ -237,8 +237,8 @@ def kpi(metric):
     if breakdown:
         csv_args["breakdown"] = breakdown
     return render_template("analytics/console/kpi.html", metric=metric, label=metric_label(metric),
-                           definition=definition, chart=chart, tables=tables, period=period, start=start, end=end,
-                           breakdown=breakdown, periods=kpis.PERIODS, csv_args=csv_args)
+                           definition=definition, series_chart=chart, tables=tables, period=period, start=start,
+                           end=end, breakdown=breakdown, periods=kpis.PERIODS, csv_args=csv_args)
 
 
 def _dim_names(breakdown: str | None, values: list[str]) -> dict[str, str]:

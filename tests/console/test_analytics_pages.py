@@ -135,6 +135,7 @@ def test_kpi_dashboard_and_series_match_the_api_with_change_breakdown_and_csv(se
     points = api["series"][0]["points"]
     last = points[-1]
     assert f"<td>{last['period_start']}</td>" in page
+    assert page.count('<figure class="chart">') == 1 and "data:image/svg+xml;base64," in page
     change = f"{last['change_pct']:+.1f} %"
     assert change in page  # period-over-period change as the service computes it
     assert '<option value="week" selected>' in page
