@@ -93,6 +93,32 @@ def menu(user) -> list[tuple[object, list[NavItem]]]:
     return [(SECTIONS.get(s, (s.title(), 80))[0], groups[s]) for s in order]
 
 
+@dataclass(frozen=True)
+class MenuLink:
+    label: str
+    endpoint: str
+    url: str
+
+
+_MENUS: dict[tuple, list] = {}
+
+
+def cached_menu(user, locale: str, script_root: str = "") -> list[tuple[str, list[MenuLink]]]:
+    """``menu(user)`` with translated labels and built URLs, kept per role set and language: the
+    permissions are the roles' (``community.permissions``), and the registry is filled at start-up."""
+    key = (frozenset(user.roles), locale, script_root, len(_ITEMS))
+    found = _MENUS.get(key)
+    if found is None:
+        from flask import url_for
+
+        found = [(str(title), [MenuLink(str(i.label), i.endpoint, url_for(i.endpoint)) for i in items])
+                 for title, items in menu(user)]
+        if len(_MENUS) > 256:
+            _MENUS.clear()
+        _MENUS[key] = found
+    return found
+
+
 def waiting_for(user) -> list[Waiting]:
     cards: list[Waiting] = []
     for provider in _WAITING:
