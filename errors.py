@@ -12,7 +12,7 @@ from typing import Any
 
 import marshmallow as ma
 import redis
-from flask import Flask, jsonify
+from flask import Flask, current_app, has_request_context, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
@@ -138,8 +138,15 @@ def _flatten_webargs(messages: Any) -> dict[str, Any]:
     return flat
 
 
+def localise(message: str) -> str:
+    """``message`` in the request's language when the app has a translator (the console's
+    catalogue of every domain's literal error messages: ``console.messages.translate``)."""
+    translate = current_app.extensions.get("kinship_translate_message") if has_request_context() else None
+    return translate(message) if translate else message
+
+
 def handle_app_error(error: AppError):
-    return envelope(error.status, error.code, error.message, error.fields, error.headers)
+    return envelope(error.status, error.code, localise(error.message), error.fields, error.headers)
 
 
 def handle_http_exception(error: HTTPException):

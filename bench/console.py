@@ -7,7 +7,8 @@ WARNING: with DATABASE_URL set, the database's public schema is dropped and rebu
 
 The data set is ``bench/surveys.py``'s (BENCH_RESPONSES members, default 100,000, each with a
 completed response), plus BENCH_REDEMPTIONS redemptions waiting for staff (default 20,000),
-BENCH_FLAGS open flags (default 5,000) and as many audit entries.  Each pair is timed through
+BENCH_FLAGS open flags (default 5,000) and as many audit entries, an analytics segment of every
+member (materialised), a started experiment over all of them and a year of daily KPI rows.  Each pair is timed through
 the real routes with one admin session (Flask's test client, best of BENCH_REPEAT, default 5):
 the console page must take at most 3x the API call it wraps (target in docs/benchmarks.md).
 """
@@ -75,7 +76,34 @@ def populate_more(app, sb) -> dict:
                   "reason": "bench", "details": {"i": i}, "created_at": now} for i in range(FLAGS)]
         sb.bulk_insert(AuditLog, audit)
         db.session.commit()
-        return {"member_id": first_member}
+        return {"member_id": first_member, **populate_analytics(staff.id, sb)}
+
+
+def populate_analytics(staff_id: int, sb) -> dict:
+    """A segment over every member of the data set, a started experiment on all of them and a
+    year of daily KPI rows (total and by tier) for the analytics pages."""
+    from datetime import timedelta
+
+    from analytics import experiments, segments
+    from analytics.models import KpiDaily
+    from community.models import TIERS, utcnow
+    from extensions import db
+
+    now = utcnow()
+    segment = segments.create(staff_id, {"name": "Bench aware", "definition": {
+        "conditions": [{"field": "tier", "op": "in", "value": ["aware"]}]}})
+    segments.materialise(segment.id)
+    exp = experiments.create(staff_id, {"name": "Bench touch", "kind": "touch", "test_share": 0.5,
+                                        "starts_at": now - timedelta(days=30), "pre_days": 30, "salt": "bench"})
+    experiments.start(staff_id, exp.id)
+    rows = []
+    for i in range(365):
+        day = (now - timedelta(days=i + 1)).date()
+        rows.append({"day": day, "metric": "purchases", "dim": "", "dim_value": "", "value": 100 + i % 17})
+        rows += [{"day": day, "metric": "purchases", "dim": "tier", "dim_value": t, "value": 10 + i % 7} for t in TIERS]
+    sb.bulk_insert(KpiDaily, rows)
+    db.session.commit()
+    return {"segment_id": segment.id, "experiment_id": exp.id}
 
 
 def best(client, urls, before=None) -> float:
@@ -112,6 +140,10 @@ def main() -> None:
     login = client.post("/api/v1/auth/login", json={"email": "bench-marketer@example.com", "password": sb.PASSWORD})
     assert login.status_code == 200, login.get_json()
     m = extra["member_id"]
+    from datetime import date, timedelta
+
+    end = date.today() - timedelta(days=1)
+    kpi_range = f"start={(end - timedelta(days=83)).isoformat()}&end={end.isoformat()}"
     pairs = [
         ("survey results", f"/api/v1/admin/surveys/{survey_id}/results", f"/console/surveys/{survey_id}/results"),
         ("redemption queue", "/api/v1/admin/redemptions?state=awaiting_fulfilment&per_page=25",
@@ -125,6 +157,13 @@ def main() -> None:
                          f"/api/v1/moderation/members/{m}/sanctions", f"/api/v1/admin/redemptions?member_id={m}"],
          f"/console/members/{m}"),
         ("tier distribution", "/api/v1/tiers/stats/distribution", "/console/tiers"),
+        ("segment page", [f"/api/v1/analytics/segments/{extra['segment_id']}",
+                          f"/api/v1/analytics/segments/{extra['segment_id']}/members?per_page=50"],
+         f"/console/analytics/segments/{extra['segment_id']}"),
+        ("KPI by tier, weeks", f"/api/v1/analytics/kpis/purchases?period=week&breakdown=tier&{kpi_range}",
+         f"/console/analytics/kpis/purchases?period=week&breakdown=tier&{kpi_range}"),
+        ("experiment results", f"/api/v1/analytics/experiments/{extra['experiment_id']}/results",
+         f"/console/analytics/experiments/{extra['experiment_id']}"),
     ]
     failed = []
     print(f"{'page':20} {'API ms':>9} {'console ms':>11} {'ratio':>6} {'first draw ms':>14} {'ratio':>6}")

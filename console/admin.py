@@ -73,6 +73,7 @@ def member(member_id):
         "console/member.html", user=user, balance=balance, available=available, history=history, tier=tier,
         sanctions=sanctions, redemptions=redemptions, grantable=GRANTABLE_ROLES,
         can_adjust=has_permission(current_user, ADJUST), request_id=secrets.token_hex(16),
+        sections=nav.member_sections(user, current_user),
     )
 
 

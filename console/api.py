@@ -33,6 +33,10 @@ def init_app(app: Flask) -> None:
     if TRANSLATIONS not in dirs.split(";"):
         app.config["BABEL_TRANSLATION_DIRECTORIES"] = f"{dirs};{TRANSLATIONS}"
     app.extensions["kinship_locale_selector"] = select_locale
+    # The API's error envelope reads service messages in the request's language too.
+    from .messages import translate
+
+    app.extensions["kinship_translate_message"] = translate
 
     from . import admin, home, marketing, moderation, redemptions, surveys  # noqa: F401  (routes)
     from .web import bp
@@ -43,3 +47,10 @@ def init_app(app: Flask) -> None:
 
     SUSPENDED_MAY.update({"console.login", "console.logout", "console.set_language"})
     home.init_landing(app)
+    # Domains without an init hook of their own whose pages the console wires in.
+    from jobs import DOMAINS
+
+    if "analytics" in DOMAINS:
+        from analytics import console as analytics_console
+
+        analytics_console.init_app(app)

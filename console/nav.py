@@ -6,6 +6,8 @@ A domain that wants console pages (analytics, messaging, journeys …) registers
     from console import nav
     nav.register(nav.NavItem("analytics", "KPIs", "analytics_console.kpis", permission=KPI_READ))
     nav.register_waiting(lambda user: ...)  # optional: a home-page card
+    nav.register_member_section(lambda member, viewer: nav.MemberSection(...) or None)  # optional:
+    # a part of the admins' member page (its template is included with ``context``)
 
 Items are shown only to users holding their ``permission`` (None: any staff member).  Labels are
 translated lazily (``lazy_gettext``) so the registry can be filled at start-up.
@@ -52,8 +54,17 @@ SECTIONS = {
     "admin": (_l("Administration"), 90),
 }
 
+@dataclass(frozen=True)
+class MemberSection:
+    """A part of the member page from another domain: ``template`` is included with ``context``."""
+
+    template: str
+    context: dict
+
+
 _ITEMS: list[NavItem] = []
 _WAITING: list[Callable] = []
+_MEMBER_SECTIONS: list[Callable] = []
 
 
 def register(item: NavItem) -> None:
@@ -82,8 +93,44 @@ def menu(user) -> list[tuple[object, list[NavItem]]]:
     return [(SECTIONS.get(s, (s.title(), 80))[0], groups[s]) for s in order]
 
 
+@dataclass(frozen=True)
+class MenuLink:
+    label: str
+    endpoint: str
+    url: str
+
+
+_MENUS: dict[tuple, list] = {}
+
+
+def cached_menu(user, locale: str, script_root: str = "") -> list[tuple[str, list[MenuLink]]]:
+    """``menu(user)`` with translated labels and built URLs, kept per role set and language: the
+    permissions are the roles' (``community.permissions``), and the registry is filled at start-up."""
+    key = (frozenset(user.roles), locale, script_root, len(_ITEMS))
+    found = _MENUS.get(key)
+    if found is None:
+        from flask import url_for
+
+        found = [(str(title), [MenuLink(str(i.label), i.endpoint, url_for(i.endpoint)) for i in items])
+                 for title, items in menu(user)]
+        if len(_MENUS) > 256:
+            _MENUS.clear()
+        _MENUS[key] = found
+    return found
+
+
 def waiting_for(user) -> list[Waiting]:
     cards: list[Waiting] = []
     for provider in _WAITING:
         cards.extend(provider(user))
     return cards
+
+
+def register_member_section(provider: Callable) -> None:
+    """``provider(member, viewer) -> MemberSection | None``; it checks the viewer's permissions."""
+    if provider not in _MEMBER_SECTIONS:
+        _MEMBER_SECTIONS.append(provider)
+
+
+def member_sections(member, viewer) -> list[MemberSection]:
+    return [s for s in (provider(member, viewer) for provider in _MEMBER_SECTIONS) if s is not None]

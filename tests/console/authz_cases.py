@@ -8,6 +8,7 @@ permission with 403.  Allowed actors get the page (200), a CSV, or a 303 back af
 
 from __future__ import annotations
 
+from tests.analytics.authz_cases import _experiment, _review, _segment, _tagged
 from tests.authz import EVERYONE, Case
 from tests.forums.authz_cases import _flag, _thread
 from tests.points.authz_cases import _held_referral
@@ -107,6 +108,23 @@ CASES = [
     _c("POST", "/console/referrals/<int:referral_id>/<any(approve, reject):decision>", MARKETERS,
        setup=lambda ctx: {**_held_referral(ctx), "decision": "reject"}),
     _c("GET", "/console/tiers", MARKETERS),
+    # marketers: analytics (analytics.view reads, analytics.manage changes: marketers and admins)
+    _c("GET", "/console/analytics/segments", MARKETERS),
+    _c("POST", "/console/analytics/segments", MARKETERS),
+    _c("GET", "/console/analytics/segments/<int:segment_id>", MARKETERS, setup=_segment),
+    _c("POST", "/console/analytics/segments/<int:segment_id>/materialise", MARKETERS, setup=_segment),
+    _c("POST", "/console/analytics/tags", MARKETERS),
+    _c("POST", "/console/analytics/members/<int:member_id>/tags/<tag>/remove", MARKETERS, setup=_tagged),
+    _c("GET", "/console/analytics/kpis", MARKETERS),
+    _c("GET", "/console/analytics/kpis/<metric>", MARKETERS, setup=lambda ctx: {"metric": "purchases"}),
+    _c("GET", "/console/analytics/reviews", MARKETERS),
+    _c("POST", "/console/analytics/reviews", MARKETERS),
+    _c("GET", "/console/analytics/reviews/<int:review_id>", MARKETERS, setup=_review),
+    _c("GET", "/console/analytics/experiments", MARKETERS),
+    _c("GET", "/console/analytics/experiments/<int:experiment_id>", MARKETERS,
+       setup=lambda ctx: _experiment(ctx, True)),
+    _c("POST", "/console/analytics/experiments/<int:experiment_id>/<any(start, stop):action>", MARKETERS,
+       setup=lambda ctx: {**_experiment(ctx, True), "action": "stop"}),
     # admins
     _c("GET", "/console/members", ADMIN),
     _c("GET", "/console/members/<int:member_id>", ADMIN, setup=_member),

@@ -29,8 +29,11 @@ def _seed(make_member):
 def test_every_console_page_passes_axe(console, make_member):
     from axe_playwright_python.sync_playwright import Axe
 
+    from tests.console.test_analytics_pages import seed_analytics
+
     seeded = _seed(make_member)
     admin = make_member(roles=("admin",))
+    analytics = seed_analytics(admin.id)
     pages = [
         "/console/", "/console/moderation/flags", f"/console/moderation/threads/{seeded['post'].thread_id}",
         f"/console/moderation/members/{seeded['post'].author_id}/sanctions", "/console/moderation/audit",
@@ -41,6 +44,11 @@ def test_every_console_page_passes_axe(console, make_member):
         f"/console/focus-groups/{seeded['session'].id}", "/console/rules", "/console/campaigns", "/console/rewards",
         f"/console/rewards/{seeded['redemption'].reward_id}", "/console/referrals", "/console/tiers",
         "/console/members", f"/console/members/{admin.id}", "/console/audit", "/console/jobs",
+        "/console/analytics/segments", f"/console/analytics/segments/{analytics['segment']}",
+        "/console/analytics/kpis", "/console/analytics/kpis/purchases?period=week&breakdown=tier",
+        "/console/analytics/reviews", f"/console/analytics/reviews/{analytics['review']}",
+        "/console/analytics/experiments", f"/console/analytics/experiments/{analytics['experiment']}",
+        f"/console/analytics/experiments/{analytics['draft']}", f"/console/members/{analytics['tagged']}",
     ]
     axe = Axe()
     console.goto("/console/login")

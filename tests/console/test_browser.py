@@ -236,3 +236,43 @@ def test_admin_grants_a_role_and_adjusts_points(console, make_member):
     csv = page.request.get(console.base + "/console/audit.csv")
     assert csv.ok and "points" in csv.text()
     assert db.session.scalar(select(AuditLog.id).where(AuditLog.action.contains("role")))
+
+
+def test_marketer_reads_kpis_and_an_experiment_and_tags_a_member(console, make_member):
+    from analytics.segments import member_tags
+    from tests.console.test_analytics_pages import seed_analytics
+
+    marketer = make_member(roles=("marketer",), display_name="Marketer")
+    seeded = seed_analytics(marketer.id)
+    console.login(marketer)
+    page = console.page
+    page.click("nav.side >> text=KPI dashboard")
+    page.wait_for_selector("#kpi-table")
+    assert page.locator("figure.chart img").count() == 4
+    console.shot("kpi-dashboard")
+    page.select_option("#f-period", "week")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_selector("#f-period >> option[value=week][selected]", state="attached")
+    page.click("#kpi-table >> text=Purchases")
+    page.wait_for_selector("figure.chart img")
+    page.select_option("#f-breakdown", "tier")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_selector("caption:text('loyal')")
+    assert "Download CSV" in page.inner_text("main")
+    console.shot("kpi-purchases-by-tier")
+    console.goto(f"/console/analytics/experiments/{seeded['experiment']}")
+    assert page.locator("section.metric figure.chart img").count() == 7
+    assert "As planned" in page.inner_text("#srm")
+    # Each drawn chart has loaded (a real SVG image, not a broken one).
+    width = page.eval_on_selector("#metric-net_amount figure.chart img", "img => img.naturalWidth")
+    assert width > 0
+    console.shot("experiment-results")
+    console.goto("/console/analytics/segments")
+    page.fill("#f-member_id", str(seeded["members"][3]))
+    page.fill("#f-tag", "early-adopter")
+    page.dblclick("form[action$='/analytics/tags'] button[type=submit]")  # one tag, however often clicked
+    page.wait_for_selector(".flash-success")
+    assert "early-adopter" in console.flash()
+    console.shot("segments-after-tag")
+    _fresh()
+    assert member_tags(seeded["members"][3]) == ["early-adopter"]

@@ -182,3 +182,62 @@ def test_english_stays_english(app, demo):
     members = client.get("/console/members").get_data(as_text=True)
     assert "<h1>Members</h1>" in members and '<th scope="col">Joined</th>' in members
     assert not CJK.search(members.replace("简体中文", ""))
+
+
+def test_analytics_pages_in_zh_cn(app, demo):
+    from community.models import User
+    from tests.console.test_analytics_pages import seed_analytics
+
+    admin_id = db.session.scalar(select(User.id).where(User.email == "admin@example.com"))
+    seeded = seed_analytics(admin_id)
+    english = _english_msgids()
+    urls = ["/console/analytics/segments", f"/console/analytics/segments/{seeded['segment']}",
+            "/console/analytics/kpis", "/console/analytics/kpis/purchases?period=week&breakdown=tier",
+            "/console/analytics/reviews", f"/console/analytics/reviews/{seeded['review']}",
+            "/console/analytics/experiments", f"/console/analytics/experiments/{seeded['experiment']}",
+            f"/console/analytics/experiments/{seeded['draft']}"]
+    for email in ("marketing@example.com", "admin@example.com"):
+        client = _zh_client(app, email)
+        for url in urls:
+            resp = client.get(url)
+            assert resp.status_code == 200, (url, resp.status_code)
+            html = resp.get_data(as_text=True)
+            assert _untranslated(html, english) == [], (email, url)
+    member = client.get(f"/console/members/{seeded['tagged']}").get_data(as_text=True)
+    assert "<h2>分群</h2>" in member and _untranslated(member, english) == []
+    assert "<h1>指标看板</h1>" in client.get("/console/analytics/kpis").get_data(as_text=True)
+
+
+def test_service_errors_and_the_tier_sentence_read_in_zh_cn(app, demo):
+    """Messages the domains raise in English are shown translated: a literal one (extracted by the
+    error class), one a service builds with an f-string (matched by its pattern, its words
+    translated), marshmallow's field messages; the tier-progress sentence; the API envelope by
+    Accept-Language."""
+    from community.models import User
+
+    client = _zh_client(app, "marketing@example.com")
+    survey = demo["survey"]
+    resp = client.post(f"/console/surveys/{survey}/publish", data={"csrf_token": client.token},
+                       follow_redirects=True)
+    flash = resp.get_data(as_text=True).split('class="flashes"')[1].split("</div>")[0]
+    assert "只有草稿可以发布；此问卷的状态为" in flash and "Only a draft" not in flash, flash
+    assert "draft" not in flash.split("状态为")[1]  # the survey's status word is translated too
+    resp = client.post("/console/campaigns", data={"csrf_token": client.token}, follow_redirects=True)
+    flash = resp.get_data(as_text=True).split('class="flashes"')[1].split("</div>")[0]
+    assert "表单有错误" in flash or CJK.search(flash), flash
+    assert "Missing data for required field." not in flash and "Not a valid" not in flash, flash
+    resp = client.get("/console/analytics/segments/999999")
+    assert resp.status_code == 404 and "没有此分群。" in resp.get_data(as_text=True)
+
+    admin = _zh_client(app, "admin@example.com")
+    member_id = db.session.scalar(select(User.id).where(User.email == "mod@example.com"))
+    page = admin.get(f"/console/members/{member_id}").get_data(as_text=True)
+    sentence = page.split("<h2>等级进度</h2>")[1].split("</p>")[0] if "<h2>等级进度</h2>" in page else page
+    assert "to reach" not in sentence and "more" not in sentence and ("即可升至" in sentence or "即将升至" in sentence)
+
+    api = app.test_client()
+    api.post("/api/v1/auth/login", json={"email": "admin@example.com", "password": "demo-password-1"})
+    body = api.get("/api/v1/analytics/segments/999999", headers={"Accept-Language": "zh-CN"}).get_json()
+    assert body["error"]["message"] == "没有此分群。" and body["error"]["code"] == "not_found"
+    body = api.get("/api/v1/analytics/segments/999999").get_json()
+    assert body["error"]["message"] == "No such segment."  # English stays the default
