@@ -139,13 +139,36 @@ def campaign_reaches(member_id: int, campaign_id: int, segment_id: int | None = 
     return True
 
 
-def reward_withheld(member_id: int, reward_id: int, now: datetime | None = None) -> bool:
-    """Is a (marketing) reward withheld from the member: holdout, or control of its experiment?"""
+def reward_withheld(member_id: int, reward_id: int, now: datetime | None = None, *, marketing: bool = True) -> bool:
+    """Is the reward withheld from the member: the holdout (for a ``marketing`` reward; the standing
+    catalogue is transactional service and never withheld), or the control arm of its experiment?"""
     now = now or utcnow()
-    if in_holdout(member_id, now):
+    if marketing and in_holdout(member_id, now):
         return True
     return any(_arm_of(exp, member_id) == "control"
                for exp in _running(now, Experiment.kind == "reward", Experiment.reward_id == reward_id))
+
+
+def withheld_reward_ids(member_id: int, now: datetime | None = None) -> list[int]:
+    """Rewards whose running experiment has the member in its control arm (the catalogue hides them)."""
+    return [exp.reward_id for exp in _running(now or utcnow(), Experiment.kind == "reward")
+            if _arm_of(exp, member_id) == "control"]
+
+
+def holdout_members(member_ids) -> set[int]:
+    """Which of ``member_ids`` are in the global control group now: one query for a batch (messaging
+    asks it per delivery batch).  A member not assigned yet gets the arm the job will store."""
+    ids = set(member_ids)
+    exps = _running(utcnow(), Experiment.kind == "holdout")
+    if not ids or not exps:
+        return set()
+    out: set[int] = set()
+    for exp in exps:
+        stored = dict(db.session.execute(select(ExperimentAssignment.member_id, ExperimentAssignment.arm).where(
+            ExperimentAssignment.experiment_id == exp.id, ExperimentAssignment.member_id.in_(ids))).all())
+        out.update(m for m in ids if stored.get(m, "test" if bucket(m, exp.salt) < exp.test_share_bp
+                                                else "control") == "control")
+    return out
 
 
 def arm_of(experiment_id: int, member_id: int) -> str | None:

@@ -174,6 +174,11 @@ def is_member_in(segment_id: int, member_id: int) -> bool:
     ) is not None
 
 
+def segments_of(member_id: int):
+    """A SELECT of the ids of the segments the member is in (compose it, e.g. a catalogue filter)."""
+    return select(SegmentMember.segment_id).where(SegmentMember.member_id == member_id)
+
+
 def members_of(segment_id: int):
     """A SELECT of the segment's member ids (compose it into other queries, or execute it)."""
     return select(SegmentMember.member_id).where(SegmentMember.segment_id == segment_id)
