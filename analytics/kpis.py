@@ -108,10 +108,20 @@ class _Rows:
         self.put(metric, scale * num / den if den else None, dim, dim_value, num, den)
 
 
+# Breakdowns use membership as of the end of the day (``:end``), not today's:
+# * tier: the ``from_tier`` of the member's first tier change at or after ``:end`` (the tier they
+#   held until then), else their current tier (no change since: they held it already);
+# * segment: the stay in ``analytics_segment_history`` covering ``:end`` (members of a segment's
+#   first materialisation count from before it: the earliest membership known).
+_TIER_AS_OF = ("LEFT JOIN (SELECT member_id, from_tier FROM (SELECT member_id, from_tier, ROW_NUMBER() OVER "
+               "(PARTITION BY member_id ORDER BY created_at, id) AS rn FROM tier_changes WHERE created_at >= :end) tx "
+               "WHERE rn = 1) tn ON tn.member_id = u.id")
+TIER_EXPR = "COALESCE(tn.from_tier, u.tier)"
 _DIMS = {
     "": ("''", ""),
-    "tier": ("u.tier", ""),
-    "segment": ("sm.segment_id", "JOIN analytics_segment_members sm ON sm.member_id = u.id"),
+    "tier": (TIER_EXPR, _TIER_AS_OF),
+    "segment": ("sh.segment_id", "JOIN analytics_segment_history sh ON sh.member_id = u.id "
+                "AND (sh.joined_at IS NULL OR sh.joined_at < :end) AND (sh.left_at IS NULL OR sh.left_at >= :end)"),
 }
 
 
@@ -162,8 +172,9 @@ def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
                   start=start, end=end).scalar()
     out.put("new_members", new)
     complete = sql.run(
-        "SELECT u.tier, COUNT(*) AS n, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) AS c "
-        "FROM users u WHERE u.is_active_account = :t AND u.created_at < :end GROUP BY u.tier", t=True, end=end).all()
+        f"SELECT {TIER_EXPR}, COUNT(*) AS n, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) "
+        f"AS c FROM users u {_TIER_AS_OF} WHERE u.is_active_account = :t AND u.created_at < :end GROUP BY 1",
+        t=True, end=end).all()
     for tier, n, c in complete:
         out.ratio("profile_completeness", c, n, "tier", tier)
     out.ratio("profile_completeness", sum(c for _, _, c in complete), sum(n for _, n, _ in complete))
