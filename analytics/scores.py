@@ -65,6 +65,12 @@ def _weights(weights: dict, names) -> dict[str, float]:
 
 
 def score_sql(cfg: dict) -> str:
+    """The recompute's SELECT into the scratch table (the SQLite path)."""
+    return f"INSERT INTO analytics_score_scratch ({', '.join(SCORE_COLUMNS)})\n{score_select(cfg)}"
+
+
+def score_select(cfg: dict) -> str:
+    """One statement computing every member's row of ``member_scores`` (``SCORE_COLUMNS``)."""
     rfm, health = cfg["rfm"], cfg["health"]
     vw = _weights(cfg["value"]["weights"], ("historical", "potential", "strategic"))
     hw = _weights(health["weights"], HEALTH_COMPONENTS)
@@ -73,9 +79,7 @@ def score_sql(cfg: dict) -> str:
     penalty = float(health["flag_penalty"])
     days_purchase = sql.days_since("last_purchase")
     days_activity = sql.days_since("last_activity")
-    cols = ", ".join(SCORE_COLUMNS)
     return f"""
-INSERT INTO analytics_score_scratch ({cols})
 WITH act AS (
   SELECT member_id,
     MAX(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN occurred_at END) AS last_purchase,
@@ -170,13 +174,14 @@ comp AS (
   FROM ranked
 )
 SELECT member_id, recency_days, frequency, monetary, r_score, f_score, m_score, rfm_class,
-  points_earned, referrals, historical, potential, strategic,
-  {vw["historical"]} * historical + {vw["potential"]} * potential + {vw["strategic"]} * strategic,
+  points_earned, referrals AS referrals_converted, historical, potential, strategic,
+  {vw["historical"]} * historical + {vw["potential"]} * potential + {vw["strategic"]} * strategic AS value_score,
   {hw["recency"]} * c_recency + {hw["frequency_trend"]} * c_trend + {hw["community"]} * c_community
-    + {hw["survey"]} * c_survey + {hw["nps"]} * c_nps + {hw["flags"]} * c_flags,
-  {hw["recency"]} * c_recency, {hw["frequency_trend"]} * c_trend, {hw["community"]} * c_community,
-  {hw["survey"]} * c_survey, {hw["nps"]} * c_nps, {hw["flags"]} * c_flags,
-  last_activity, latest_nps, open_flags, :now
+    + {hw["survey"]} * c_survey + {hw["nps"]} * c_nps + {hw["flags"]} * c_flags AS health,
+  {hw["recency"]} * c_recency AS health_recency, {hw["frequency_trend"]} * c_trend AS health_frequency_trend,
+  {hw["community"]} * c_community AS health_community, {hw["survey"]} * c_survey AS health_survey,
+  {hw["nps"]} * c_nps AS health_nps, {hw["flags"]} * c_flags AS health_flags,
+  last_activity AS last_activity_at, latest_nps, open_flags, :now AS computed_at
 FROM comp
 """
 
@@ -187,6 +192,40 @@ def _replace_sql() -> str:
     # "WHERE true": SQLite needs it to tell ON CONFLICT from a join constraint after a SELECT.
     return (f"INSERT INTO member_scores ({cols}) SELECT {cols} FROM analytics_score_scratch WHERE true "
             f"ON CONFLICT (member_id) DO UPDATE SET {updates}")
+
+
+def _tune() -> None:
+    """Planner settings for the recompute's transaction (as ``tiers.jobs._tune`` learned):
+
+    * work_mem: the grouped pass over the interactions and the window sorts of a million members
+      (and the materialised result) stay in memory;
+    * jit off: compiling the wide CASE expressions costs seconds and saves less;
+    * plan_cache_mode force_custom_plan: a statement psycopg prepared after five runs keeps a plan
+      chosen for its bounds (the window start, now), not a generic one.
+    """
+    sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    sql.run("SET LOCAL jit = off")
+    sql.run("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def _recompute_pg_sql(cfg: dict) -> str:
+    """PostgreSQL: compute, append the class movements and upsert every member in ONE statement
+    (data-modifying CTEs all see the snapshot before it, so ``moved`` compares with the previous
+    scores), writing each member's row once instead of into a scratch table and again from it."""
+    cols = ", ".join(SCORE_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS if c != "member_id")
+    return f"""
+WITH new ({cols}) AS MATERIALIZED ({score_select(cfg)}),
+gone AS (DELETE FROM member_scores m WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = m.member_id)),
+moved AS (
+  INSERT INTO rfm_class_changes (member_id, from_class, to_class, run_id, changed_at)
+  SELECT n.member_id, m.rfm_class, n.rfm_class, :run_id, :now FROM new n
+  LEFT JOIN member_scores m ON m.member_id = n.member_id
+  WHERE m.member_id IS NULL OR m.rfm_class <> n.rfm_class
+  RETURNING 1),
+up AS (INSERT INTO member_scores ({cols}) SELECT {cols} FROM new
+       ON CONFLICT (member_id) DO UPDATE SET {updates})
+SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM moved)"""
 
 
 def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
@@ -203,10 +242,12 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
         "now": now, "ws": ws, "t0": t0, "t1": t1, "cs": cs, "ss": ss, "scan_start": min(ws, t0, cs, ss),
         "community_full": float(health["community_full"]), "survey_full": float(health["survey_full"]),
     }
-    statement = score_sql(cfg)
     sql.advisory_lock("scores")
-    if sql.dialect() == "postgresql":  # the window sorts of a million members stay in memory
-        sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    if sql.dialect() == "postgresql":
+        _tune()
+        members, moved = sql.run(_recompute_pg_sql(cfg), run_id=run_id, **params).one()
+        return {"members": members, "class_changes": moved, "settings_version": settings_mod.version()}
+    statement = score_sql(cfg)
     sql.run("DELETE FROM analytics_score_scratch")
     members = sql.run(statement, **params).rowcount
     moved = sql.run(

@@ -21,12 +21,12 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table('rewards') as batch:
-        batch.add_column(sa.Column('segment_id', sa.Integer(), nullable=True))
-        batch.add_column(sa.Column('marketing', sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column('rewards', sa.Column('segment_id', sa.Integer(), nullable=True))
+    op.add_column('rewards', sa.Column('marketing', sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade():
-    with op.batch_alter_table('rewards') as batch:
-        batch.drop_column('marketing')
-        batch.drop_column('segment_id')
+    # Plain ALTER TABLE … DROP COLUMN (SQLite ≥ 3.35 too): a batch rebuild of ``rewards`` would drop
+    # a table that redemptions and codes reference.
+    op.execute('ALTER TABLE rewards DROP COLUMN marketing')
+    op.execute('ALTER TABLE rewards DROP COLUMN segment_id')
