@@ -111,13 +111,17 @@ class ScoreScratch(_ScoreColumns, db.Model):
 
 
 class RfmClassChange(db.Model):
+    """One movement between RFM classes.  No foreign keys (like ``member_scores``): a first
+    recompute appends a million rows in one statement, and per-row constraint triggers would
+    dominate it; the rows are history (of a deleted member or run they stay as they were)."""
+
     __tablename__ = "rfm_class_changes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(Integer)
     from_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
     to_class: Mapped[str] = mapped_column(String(16))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("analytics_runs.id", ondelete="SET NULL"), nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (

@@ -82,17 +82,15 @@ def score_select(cfg: dict) -> str:
     return f"""
 WITH act AS (
   SELECT member_id,
-    MAX(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN occurred_at END) AS last_purchase,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN 1 ELSE 0 END) AS frequency,
-    SUM(CASE WHEN occurred_at < :ws THEN 0 WHEN kind = 'purchase' THEN COALESCE(value, 0)
-             WHEN kind = 'refund' THEN -COALESCE(value, 0) ELSE 0 END) AS monetary,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t1 THEN 1 ELSE 0 END) AS recent,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t0 AND occurred_at < :t1 THEN 1 ELSE 0 END) AS prior,
-    SUM(CASE WHEN kind IN ('post', 'reply', 'reaction_received') AND occurred_at >= :cs THEN 1 ELSE 0 END)
-      AS community,
-    SUM(CASE WHEN kind IN ('survey_completed', 'focus_group_attended') AND occurred_at >= :ss THEN 1 ELSE 0 END)
-      AS surveys,
-    SUM(CASE WHEN kind NOT IN ('purchase', 'refund') AND occurred_at >= :ws THEN 1 ELSE 0 END) AS engagement,
+    MAX(occurred_at) FILTER (WHERE kind = 'purchase' AND occurred_at >= :ws) AS last_purchase,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :ws) AS frequency,
+    SUM(CASE kind WHEN 'purchase' THEN value WHEN 'refund' THEN -value END) FILTER (WHERE occurred_at >= :ws)
+      AS monetary,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :t1) AS recent,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :t0 AND occurred_at < :t1) AS prior,
+    COUNT(*) FILTER (WHERE kind IN ('post', 'reply', 'reaction_received') AND occurred_at >= :cs) AS community,
+    COUNT(*) FILTER (WHERE kind IN ('survey_completed', 'focus_group_attended') AND occurred_at >= :ss) AS surveys,
+    COUNT(*) FILTER (WHERE kind NOT IN ('purchase', 'refund') AND occurred_at >= :ws) AS engagement,
     MAX(occurred_at) AS last_activity
   FROM interactions
   WHERE occurred_at >= :scan_start AND occurred_at <= :now
@@ -128,32 +126,30 @@ base AS (
   LEFT JOIN trj ON trj.member_id = u.id
   LEFT JOIN analytics_member_flags mf ON mf.member_id = u.id
 ),
-keys AS (SELECT member_id, last_purchase, frequency, monetary, CASE WHEN frequency > 0 THEN 1 ELSE 0 END AS active
-         FROM base),
-win AS (
-  SELECT member_id,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY last_purchase, member_id) ELSE 1 END
-      AS r_score,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY frequency, member_id) ELSE 1 END
-      AS f_score,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY monetary, member_id) ELSE 1 END
-      AS m_score,
-    PERCENT_RANK() OVER (ORDER BY monetary) AS pr_spend
-  FROM keys),
 total AS (SELECT CASE WHEN COUNT(*) > 1 THEN COUNT(*) - 1 ELSE 1 END AS d FROM base),
--- Percentile ranks of few-valued columns from their value counts (no sort of every member).
+-- Percentile ranks from value counts: rows below a value = running count of the smaller values
+-- (a hash aggregate and a sort of the distinct values, not a sort of every member).
+sp AS (SELECT monetary AS v, SUM(COUNT(*)) OVER (ORDER BY monetary) - COUNT(*) AS below FROM base GROUP BY monetary),
 pp AS (SELECT points_earned AS v, SUM(COUNT(*)) OVER (ORDER BY points_earned) - COUNT(*) AS below
        FROM base GROUP BY points_earned),
 pr AS (SELECT referrals AS v, SUM(COUNT(*)) OVER (ORDER BY referrals) - COUNT(*) AS below FROM base GROUP BY referrals),
 pe AS (SELECT engagement AS v, SUM(COUNT(*)) OVER (ORDER BY engagement) - COUNT(*) AS below
        FROM base GROUP BY engagement),
+-- The quintiles in the same pass (no join back by member id): NTILE over the purchasers.
 ranked AS (
-  SELECT base.*, win.r_score, win.f_score, win.m_score, win.pr_spend,
+  SELECT base.*,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY last_purchase, member_id)
+         ELSE 1 END AS r_score,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY frequency, member_id)
+         ELSE 1 END AS f_score,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY monetary, member_id)
+         ELSE 1 END AS m_score,
+    CAST(sp.below AS DOUBLE PRECISION) / total.d AS pr_spend,
     1.0 * pp.below / total.d AS pr_points, 1.0 * pr.below / total.d AS pr_referrals,
     1.0 * pe.below / total.d AS pr_engagement,
     {days_purchase} AS recency_days,
     {days_activity} AS activity_days
-  FROM base JOIN win ON win.member_id = base.member_id CROSS JOIN total
+  FROM base CROSS JOIN total JOIN sp ON sp.v = base.monetary
   JOIN pp ON pp.v = base.points_earned JOIN pr ON pr.v = base.referrals JOIN pe ON pe.v = base.engagement
 ),
 comp AS (
@@ -194,20 +190,6 @@ def _replace_sql() -> str:
             f"ON CONFLICT (member_id) DO UPDATE SET {updates}")
 
 
-def _tune() -> None:
-    """Planner settings for the recompute's transaction (as ``tiers.jobs._tune`` learned):
-
-    * work_mem: the grouped pass over the interactions and the window sorts of a million members
-      (and the materialised result) stay in memory;
-    * jit off: compiling the wide CASE expressions costs seconds and saves less;
-    * plan_cache_mode force_custom_plan: a statement psycopg prepared after five runs keeps a plan
-      chosen for its bounds (the window start, now), not a generic one.
-    """
-    sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
-    sql.run("SET LOCAL jit = off")
-    sql.run("SET LOCAL plan_cache_mode = force_custom_plan")
-
-
 def _recompute_pg_sql(cfg: dict) -> str:
     """PostgreSQL: compute, append the class movements and upsert every member in ONE statement
     (data-modifying CTEs all see the snapshot before it, so ``moved`` compares with the previous
@@ -244,7 +226,7 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
     }
     sql.advisory_lock("scores")
     if sql.dialect() == "postgresql":
-        _tune()
+        sql.tune(WORK_MEM)
         members, moved = sql.run(_recompute_pg_sql(cfg), run_id=run_id, **params).one()
         return {"members": members, "class_changes": moved, "settings_version": settings_mod.version()}
     statement = score_sql(cfg)
