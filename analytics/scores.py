@@ -17,9 +17,11 @@ posts, tier moves) feed window functions:
   passive 60, detractor 0, none 50) and open flags on their posts (100 minus a penalty each).
   Each component's contribution is stored.
 
-Rows are computed into ``analytics_score_scratch``, class movements are appended to
-``rfm_class_changes``, and ``member_scores`` is replaced from the scratch rows, all in the job's
-one transaction.
+On PostgreSQL one statement computes every row, appends the class movements to
+``rfm_class_changes`` and upserts ``member_scores`` (data-modifying CTEs over one materialised
+result: each member's row is written once).  SQLite, which has no data-modifying CTEs, computes
+into ``analytics_score_scratch`` and copies from there.  Either way it is the job's one
+transaction, and the rows are identical.
 """
 
 from __future__ import annotations
