@@ -108,10 +108,20 @@ class _Rows:
         self.put(metric, scale * num / den if den else None, dim, dim_value, num, den)
 
 
+# Breakdowns use membership as of the end of the day (``:end``), not today's:
+# * tier: the ``from_tier`` of the member's first tier change at or after ``:end`` (the tier they
+#   held until then), else their current tier (no change since: they held it already);
+# * segment: the stay in ``analytics_segment_history`` covering ``:end`` (members of a segment's
+#   first materialisation count from before it: the earliest membership known).
+_TIER_AS_OF = ("LEFT JOIN (SELECT member_id, from_tier FROM (SELECT member_id, from_tier, ROW_NUMBER() OVER "
+               "(PARTITION BY member_id ORDER BY created_at, id) AS rn FROM tier_changes WHERE created_at >= :end) tx "
+               "WHERE rn = 1) tn ON tn.member_id = u.id")
+TIER_EXPR = "COALESCE(tn.from_tier, u.tier)"
 _DIMS = {
     "": ("''", ""),
-    "tier": ("u.tier", ""),
-    "segment": ("sm.segment_id", "JOIN analytics_segment_members sm ON sm.member_id = u.id"),
+    "tier": (TIER_EXPR, _TIER_AS_OF),
+    "segment": ("sh.segment_id", "JOIN analytics_segment_history sh ON sh.member_id = u.id "
+                "AND (sh.joined_at IS NULL OR sh.joined_at < :end) AND (sh.left_at IS NULL OR sh.left_at >= :end)"),
 }
 
 
@@ -155,15 +165,18 @@ def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
                 for metric in ("active_members", "purchases", "purchasers", "net_revenue", "refunds"):
                     out.put(metric, 0, dim, dv)
                 out.ratio("net_revenue_per_member", 0, n, dim, dv)
-    active30 = sql.run("SELECT COUNT(DISTINCT member_id) FROM interactions "
-                       "WHERE occurred_at >= :s AND occurred_at < :end", s=end - timedelta(days=30), end=end).scalar()
+    # GROUP BY, not COUNT(DISTINCT): a hash aggregate of the 30 days' rows instead of a sort of them.
+    active30 = sql.run("SELECT COUNT(*) FROM (SELECT member_id FROM interactions "
+                       "WHERE occurred_at >= :s AND occurred_at < :end GROUP BY member_id) x",
+                       s=end - timedelta(days=30), end=end).scalar()
     out.put("active_members_30d", active30)
     new = sql.run("SELECT COUNT(*) FROM users WHERE created_at >= :start AND created_at < :end",
                   start=start, end=end).scalar()
     out.put("new_members", new)
     complete = sql.run(
-        "SELECT u.tier, COUNT(*) AS n, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) AS c "
-        "FROM users u WHERE u.is_active_account = :t AND u.created_at < :end GROUP BY u.tier", t=True, end=end).all()
+        f"SELECT {TIER_EXPR}, COUNT(*) AS n, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) "
+        f"AS c FROM users u {_TIER_AS_OF} WHERE u.is_active_account = :t AND u.created_at < :end GROUP BY 1",
+        t=True, end=end).all()
     for tier, n, c in complete:
         out.ratio("profile_completeness", c, n, "tier", tier)
     out.ratio("profile_completeness", sum(c for _, _, c in complete), sum(n for _, n, _ in complete))
@@ -253,27 +266,30 @@ def _cohorts(out: _Rows, start: datetime, end: datetime, previous: dict[str, tup
     cohort = sql.year_month("u.created_at")
     sizes = dict(sql.run(f"SELECT {cohort}, COUNT(*) FROM users u WHERE u.created_at < :end GROUP BY 1",
                          end=end).all())
+    # Members first (hash aggregate), then their cohorts: the join reads one row per member.
     active = dict(sql.run(f"""
-        SELECT {cohort}, COUNT(DISTINCT i.member_id) FROM interactions i JOIN users u ON u.id = i.member_id
-        WHERE i.kind = 'purchase' AND i.occurred_at >= :s AND i.occurred_at < :end GROUP BY 1""",
+        SELECT {cohort}, COUNT(*) FROM (SELECT member_id FROM interactions
+          WHERE kind = 'purchase' AND occurred_at >= :s AND occurred_at < :end GROUP BY member_id) i
+        JOIN users u ON u.id = i.member_id GROUP BY 1""",
         s=end - timedelta(days=30), end=end).all())
     revenue = dict(sql.run(f"""
         SELECT {cohort}, SUM(CASE WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0) ELSE -COALESCE(i.value, 0) END)
         FROM interactions i JOIN users u ON u.id = i.member_id
         WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at >= :start AND i.occurred_at < :end
         GROUP BY 1""", start=start, end=end).all())
+    history: dict = {}
+    if any(key not in previous for key in sizes):  # a cohort's first build: its revenue so far, once,
+        history = dict(sql.run(f"""
+            SELECT {cohort}, SUM(i.net) FROM (
+              SELECT member_id, SUM(CASE WHEN kind = 'purchase' THEN COALESCE(value, 0) ELSE -COALESCE(value, 0) END)
+                AS net
+              FROM interactions WHERE kind IN ('purchase', 'refund') AND occurred_at < :start GROUP BY member_id) i
+            JOIN users u ON u.id = i.member_id GROUP BY 1""",
+            start=start).all())  # for every such cohort in one pass (not one scan per cohort)
     for key, size in sizes.items():
         out.ratio("cohort_retention_30d", active.get(key, 0), size, "cohort", key)
         prior = previous.get(key)
-        if prior is None:  # first build of this cohort: its revenue so far, once
-            total = sql.run(f"""
-                SELECT COALESCE(SUM(CASE WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0)
-                                         ELSE -COALESCE(i.value, 0) END), 0)
-                FROM interactions i JOIN users u ON u.id = i.member_id
-                WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at < :start AND {cohort} = :c""",
-                start=start, c=key).scalar()
-        else:
-            total = prior[1]
+        total = history.get(key, 0) if prior is None else prior[1]
         total = float(total or 0) + float(revenue.get(key, 0) or 0)
         out.put("cohort_ltv", total / size if size else None, "cohort", key, total, size)
 
@@ -285,6 +301,7 @@ def build_day(day: date) -> int:
     prev = {(r.metric, r.dim_value): r for r in db.session.scalars(
         select(KpiDaily).where(KpiDaily.day == prev_day, KpiDaily.metric.in_(("liability", "cohort_ltv"))))}
     liability = prev.get(("liability", ""))
+    sql.tune()
     out = _Rows()
     _member_activity(out, start, end)
     _points(out, start, end, liability.value if liability is not None else None)

@@ -7,7 +7,8 @@
   ``ScoreScratch`` is the recompute's scratch copy (rebuilt by every run).
 * ``RfmClassChange``: every movement between RFM classes (the history of the classes).
 * ``MemberFlag`` (the staff-set strategic flag) and ``MemberTag`` (hand-set tags).
-* ``Segment`` (a saved definition: data, not code) and ``SegmentMember`` (its materialisation).
+* ``Segment`` (a saved definition: data, not code), ``SegmentMember`` (its materialisation) and
+  ``SegmentHistory`` (who was in it when).
 * ``KpiDaily``: one row per day, metric and breakdown; ``KpiDay`` says which days are built.
 * ``ReviewSnapshot``: a stored month / quarter / half-year review (never recomputed).
 * ``Experiment`` and ``ExperimentAssignment``: control vs test, persistent per member.
@@ -110,13 +111,17 @@ class ScoreScratch(_ScoreColumns, db.Model):
 
 
 class RfmClassChange(db.Model):
+    """One movement between RFM classes.  No foreign keys (like ``member_scores``): a first
+    recompute appends a million rows in one statement, and per-row constraint triggers would
+    dominate it; the rows are history (of a deleted member or run they stay as they were)."""
+
     __tablename__ = "rfm_class_changes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(Integer)
     from_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
     to_class: Mapped[str] = mapped_column(String(16))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("analytics_runs.id", ondelete="SET NULL"), nullable=True)
+    run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (
@@ -171,6 +176,28 @@ class SegmentMember(db.Model):
     member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
 
     __table_args__ = (Index("ix_analytics_segment_members_member", "member_id"),)
+
+
+class SegmentHistory(db.Model):
+    """Segment membership over time: one row per stay of a member in a segment, ``[joined_at,
+    left_at)``.  ``joined_at`` NULL: a member since before history was kept (the segment's first
+    materialisation, or the rows present when this table was added); ``left_at`` NULL: still in.
+    KPI breakdowns by segment read membership as of the day from here.  No foreign keys, like the
+    assignments: materialising a million members writes no per-row constraint checks, and rows of a
+    deleted account or archived segment keep describing the past."""
+
+    __tablename__ = "analytics_segment_history"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(Integer)
+    member_id: Mapped[int] = mapped_column(Integer)
+    joined_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    left_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (
+        Index("ix_analytics_segment_history_segment", "segment_id", "left_at", "member_id"),
+        Index("ix_analytics_segment_history_member", "member_id"),
+    )
 
 
 class KpiDaily(db.Model):

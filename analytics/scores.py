@@ -17,9 +17,11 @@ posts, tier moves) feed window functions:
   passive 60, detractor 0, none 50) and open flags on their posts (100 minus a penalty each).
   Each component's contribution is stored.
 
-Rows are computed into ``analytics_score_scratch``, class movements are appended to
-``rfm_class_changes``, and ``member_scores`` is replaced from the scratch rows, all in the job's
-one transaction.
+On PostgreSQL one statement computes every row, appends the class movements to
+``rfm_class_changes`` and upserts ``member_scores`` (data-modifying CTEs over one materialised
+result: each member's row is written once).  SQLite, which has no data-modifying CTEs, computes
+into ``analytics_score_scratch`` and copies from there.  Either way it is the job's one
+transaction, and the rows are identical.
 """
 
 from __future__ import annotations
@@ -65,6 +67,12 @@ def _weights(weights: dict, names) -> dict[str, float]:
 
 
 def score_sql(cfg: dict) -> str:
+    """The recompute's SELECT into the scratch table (the SQLite path)."""
+    return f"INSERT INTO analytics_score_scratch ({', '.join(SCORE_COLUMNS)})\n{score_select(cfg)}"
+
+
+def score_select(cfg: dict) -> str:
+    """One statement computing every member's row of ``member_scores`` (``SCORE_COLUMNS``)."""
     rfm, health = cfg["rfm"], cfg["health"]
     vw = _weights(cfg["value"]["weights"], ("historical", "potential", "strategic"))
     hw = _weights(health["weights"], HEALTH_COMPONENTS)
@@ -73,22 +81,18 @@ def score_sql(cfg: dict) -> str:
     penalty = float(health["flag_penalty"])
     days_purchase = sql.days_since("last_purchase")
     days_activity = sql.days_since("last_activity")
-    cols = ", ".join(SCORE_COLUMNS)
     return f"""
-INSERT INTO analytics_score_scratch ({cols})
 WITH act AS (
   SELECT member_id,
-    MAX(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN occurred_at END) AS last_purchase,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :ws THEN 1 ELSE 0 END) AS frequency,
-    SUM(CASE WHEN occurred_at < :ws THEN 0 WHEN kind = 'purchase' THEN COALESCE(value, 0)
-             WHEN kind = 'refund' THEN -COALESCE(value, 0) ELSE 0 END) AS monetary,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t1 THEN 1 ELSE 0 END) AS recent,
-    SUM(CASE WHEN kind = 'purchase' AND occurred_at >= :t0 AND occurred_at < :t1 THEN 1 ELSE 0 END) AS prior,
-    SUM(CASE WHEN kind IN ('post', 'reply', 'reaction_received') AND occurred_at >= :cs THEN 1 ELSE 0 END)
-      AS community,
-    SUM(CASE WHEN kind IN ('survey_completed', 'focus_group_attended') AND occurred_at >= :ss THEN 1 ELSE 0 END)
-      AS surveys,
-    SUM(CASE WHEN kind NOT IN ('purchase', 'refund') AND occurred_at >= :ws THEN 1 ELSE 0 END) AS engagement,
+    MAX(occurred_at) FILTER (WHERE kind = 'purchase' AND occurred_at >= :ws) AS last_purchase,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :ws) AS frequency,
+    SUM(CASE kind WHEN 'purchase' THEN value WHEN 'refund' THEN -value END) FILTER (WHERE occurred_at >= :ws)
+      AS monetary,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :t1) AS recent,
+    COUNT(*) FILTER (WHERE kind = 'purchase' AND occurred_at >= :t0 AND occurred_at < :t1) AS prior,
+    COUNT(*) FILTER (WHERE kind IN ('post', 'reply', 'reaction_received') AND occurred_at >= :cs) AS community,
+    COUNT(*) FILTER (WHERE kind IN ('survey_completed', 'focus_group_attended') AND occurred_at >= :ss) AS surveys,
+    COUNT(*) FILTER (WHERE kind NOT IN ('purchase', 'refund') AND occurred_at >= :ws) AS engagement,
     MAX(occurred_at) AS last_activity
   FROM interactions
   WHERE occurred_at >= :scan_start AND occurred_at <= :now
@@ -124,32 +128,30 @@ base AS (
   LEFT JOIN trj ON trj.member_id = u.id
   LEFT JOIN analytics_member_flags mf ON mf.member_id = u.id
 ),
-keys AS (SELECT member_id, last_purchase, frequency, monetary, CASE WHEN frequency > 0 THEN 1 ELSE 0 END AS active
-         FROM base),
-win AS (
-  SELECT member_id,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY last_purchase, member_id) ELSE 1 END
-      AS r_score,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY frequency, member_id) ELSE 1 END
-      AS f_score,
-    CASE WHEN active = 1 THEN NTILE(5) OVER (PARTITION BY active ORDER BY monetary, member_id) ELSE 1 END
-      AS m_score,
-    PERCENT_RANK() OVER (ORDER BY monetary) AS pr_spend
-  FROM keys),
 total AS (SELECT CASE WHEN COUNT(*) > 1 THEN COUNT(*) - 1 ELSE 1 END AS d FROM base),
--- Percentile ranks of few-valued columns from their value counts (no sort of every member).
+-- Percentile ranks from value counts: rows below a value = running count of the smaller values
+-- (a hash aggregate and a sort of the distinct values, not a sort of every member).
+sp AS (SELECT monetary AS v, SUM(COUNT(*)) OVER (ORDER BY monetary) - COUNT(*) AS below FROM base GROUP BY monetary),
 pp AS (SELECT points_earned AS v, SUM(COUNT(*)) OVER (ORDER BY points_earned) - COUNT(*) AS below
        FROM base GROUP BY points_earned),
 pr AS (SELECT referrals AS v, SUM(COUNT(*)) OVER (ORDER BY referrals) - COUNT(*) AS below FROM base GROUP BY referrals),
 pe AS (SELECT engagement AS v, SUM(COUNT(*)) OVER (ORDER BY engagement) - COUNT(*) AS below
        FROM base GROUP BY engagement),
+-- The quintiles in the same pass (no join back by member id): NTILE over the purchasers.
 ranked AS (
-  SELECT base.*, win.r_score, win.f_score, win.m_score, win.pr_spend,
+  SELECT base.*,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY last_purchase, member_id)
+         ELSE 1 END AS r_score,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY frequency, member_id)
+         ELSE 1 END AS f_score,
+    CASE WHEN frequency > 0 THEN NTILE(5) OVER (PARTITION BY frequency > 0 ORDER BY monetary, member_id)
+         ELSE 1 END AS m_score,
+    CAST(sp.below AS DOUBLE PRECISION) / total.d AS pr_spend,
     1.0 * pp.below / total.d AS pr_points, 1.0 * pr.below / total.d AS pr_referrals,
     1.0 * pe.below / total.d AS pr_engagement,
     {days_purchase} AS recency_days,
     {days_activity} AS activity_days
-  FROM base JOIN win ON win.member_id = base.member_id CROSS JOIN total
+  FROM base CROSS JOIN total JOIN sp ON sp.v = base.monetary
   JOIN pp ON pp.v = base.points_earned JOIN pr ON pr.v = base.referrals JOIN pe ON pe.v = base.engagement
 ),
 comp AS (
@@ -170,13 +172,14 @@ comp AS (
   FROM ranked
 )
 SELECT member_id, recency_days, frequency, monetary, r_score, f_score, m_score, rfm_class,
-  points_earned, referrals, historical, potential, strategic,
-  {vw["historical"]} * historical + {vw["potential"]} * potential + {vw["strategic"]} * strategic,
+  points_earned, referrals AS referrals_converted, historical, potential, strategic,
+  {vw["historical"]} * historical + {vw["potential"]} * potential + {vw["strategic"]} * strategic AS value_score,
   {hw["recency"]} * c_recency + {hw["frequency_trend"]} * c_trend + {hw["community"]} * c_community
-    + {hw["survey"]} * c_survey + {hw["nps"]} * c_nps + {hw["flags"]} * c_flags,
-  {hw["recency"]} * c_recency, {hw["frequency_trend"]} * c_trend, {hw["community"]} * c_community,
-  {hw["survey"]} * c_survey, {hw["nps"]} * c_nps, {hw["flags"]} * c_flags,
-  last_activity, latest_nps, open_flags, :now
+    + {hw["survey"]} * c_survey + {hw["nps"]} * c_nps + {hw["flags"]} * c_flags AS health,
+  {hw["recency"]} * c_recency AS health_recency, {hw["frequency_trend"]} * c_trend AS health_frequency_trend,
+  {hw["community"]} * c_community AS health_community, {hw["survey"]} * c_survey AS health_survey,
+  {hw["nps"]} * c_nps AS health_nps, {hw["flags"]} * c_flags AS health_flags,
+  last_activity AS last_activity_at, latest_nps, open_flags, :now AS computed_at
 FROM comp
 """
 
@@ -187,6 +190,26 @@ def _replace_sql() -> str:
     # "WHERE true": SQLite needs it to tell ON CONFLICT from a join constraint after a SELECT.
     return (f"INSERT INTO member_scores ({cols}) SELECT {cols} FROM analytics_score_scratch WHERE true "
             f"ON CONFLICT (member_id) DO UPDATE SET {updates}")
+
+
+def _recompute_pg_sql(cfg: dict) -> str:
+    """PostgreSQL: compute, append the class movements and upsert every member in ONE statement
+    (data-modifying CTEs all see the snapshot before it, so ``moved`` compares with the previous
+    scores), writing each member's row once instead of into a scratch table and again from it."""
+    cols = ", ".join(SCORE_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in SCORE_COLUMNS if c != "member_id")
+    return f"""
+WITH new ({cols}) AS MATERIALIZED ({score_select(cfg)}),
+gone AS (DELETE FROM member_scores m WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = m.member_id)),
+moved AS (
+  INSERT INTO rfm_class_changes (member_id, from_class, to_class, run_id, changed_at)
+  SELECT n.member_id, m.rfm_class, n.rfm_class, :run_id, :now FROM new n
+  LEFT JOIN member_scores m ON m.member_id = n.member_id
+  WHERE m.member_id IS NULL OR m.rfm_class <> n.rfm_class
+  RETURNING 1),
+up AS (INSERT INTO member_scores ({cols}) SELECT {cols} FROM new
+       ON CONFLICT (member_id) DO UPDATE SET {updates})
+SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM moved)"""
 
 
 def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
@@ -203,10 +226,12 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
         "now": now, "ws": ws, "t0": t0, "t1": t1, "cs": cs, "ss": ss, "scan_start": min(ws, t0, cs, ss),
         "community_full": float(health["community_full"]), "survey_full": float(health["survey_full"]),
     }
-    statement = score_sql(cfg)
     sql.advisory_lock("scores")
-    if sql.dialect() == "postgresql":  # the window sorts of a million members stay in memory
-        sql.run(f"SET LOCAL work_mem = '{WORK_MEM}'")
+    if sql.dialect() == "postgresql":
+        sql.tune(WORK_MEM)
+        members, moved = sql.run(_recompute_pg_sql(cfg), run_id=run_id, **params).one()
+        return {"members": members, "class_changes": moved, "settings_version": settings_mod.version()}
+    statement = score_sql(cfg)
     sql.run("DELETE FROM analytics_score_scratch")
     members = sql.run(statement, **params).rowcount
     moved = sql.run(

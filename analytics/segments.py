@@ -22,6 +22,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 from surveys.models import FocusGroupSignup
 
+from . import sql
 from .models import RFM_CLASSES, MemberFlag, MemberScore, MemberTag, Segment, SegmentMember
 
 MAX_CONDITIONS = 50
@@ -174,6 +175,11 @@ def is_member_in(segment_id: int, member_id: int) -> bool:
     ) is not None
 
 
+def segments_of(member_id: int):
+    """A SELECT of the ids of the segments the member is in (compose it, e.g. a catalogue filter)."""
+    return select(SegmentMember.segment_id).where(SegmentMember.member_id == member_id)
+
+
 def members_of(segment_id: int):
     """A SELECT of the segment's member ids (compose it into other queries, or execute it)."""
     return select(SegmentMember.member_id).where(SegmentMember.segment_id == segment_id)
@@ -220,6 +226,7 @@ def archive(actor_id: int, segment_id: int) -> None:
         raise Conflict("An experiment still uses this segment.", fields={"experiment_id": [used]})
     segment.archived = True
     db.session.execute(delete(SegmentMember).where(SegmentMember.segment_id == segment_id))
+    _record_history(segment_id, utcnow(), False)  # every stay ends now
     audit(actor_id, "analytics.segment.archive", "segment", segment.id)
 
 
@@ -231,16 +238,33 @@ def preview_count(definition: dict) -> int:
 def materialise(segment_id: int, now: datetime | None = None) -> int:
     """Replace the segment's members with what its definition selects now (one INSERT … SELECT)."""
     segment = require_segment(segment_id)
+    # Read, not the loaded object's attribute: the UPDATE below bypasses the session's copy.
+    first = db.session.scalar(select(Segment.materialised_at).where(Segment.id == segment_id)) is None
+    now = now or utcnow()
     query = compile_definition(segment.definition, now)
     db.session.execute(delete(SegmentMember).where(SegmentMember.segment_id == segment_id))
     db.session.execute(
         insert(SegmentMember).from_select(["segment_id", "member_id"],
                                           query.with_only_columns(literal(segment_id), User.id))
     )
+    _record_history(segment_id, now, first)
     count = db.session.scalar(select(func.count()).where(SegmentMember.segment_id == segment_id))
     db.session.execute(update(Segment).where(Segment.id == segment_id)
-                       .values(member_count=count, materialised_at=now or utcnow()))
+                       .values(member_count=count, materialised_at=now))
     return count
+
+
+def _record_history(segment_id: int, now: datetime, first: bool) -> None:
+    """Close the stays of members no longer in the segment, open one for each newcomer (two
+    set-based statements).  The first materialisation's members count from before history."""
+    sql.run("UPDATE analytics_segment_history SET left_at = :now WHERE segment_id = :s AND left_at IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM analytics_segment_members sm WHERE sm.segment_id = :s "
+            "AND sm.member_id = analytics_segment_history.member_id)", s=segment_id, now=now)
+    joined = "NULL" if first else ":now"
+    sql.run("INSERT INTO analytics_segment_history (segment_id, member_id, joined_at) "
+            f"SELECT :s, sm.member_id, {joined} FROM analytics_segment_members sm WHERE sm.segment_id = :s "
+            "AND NOT EXISTS (SELECT 1 FROM analytics_segment_history h WHERE h.segment_id = :s "
+            "AND h.member_id = sm.member_id AND h.left_at IS NULL)", s=segment_id, now=now)
 
 
 def materialise_all(now: datetime | None = None) -> dict:

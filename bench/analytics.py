@@ -1,7 +1,7 @@
 """Benchmark: analytics at scale, each measurement beside a plain aggregate in the same run.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/kinship_i15 .venv/bin/python bench/analytics.py \
-        [--members 1000000] [--keep] [--reuse]
+        [--members 1000000] [--keep] [--reuse] [--generate-only]
     .venv/bin/python bench/analytics.py --members 50000          # SQLite (temporary file)
 
 With ``DATABASE_URL`` the benchmark creates its own database next to it
@@ -152,7 +152,8 @@ def _seed_kpi_series(conn, dialect: str, today) -> int:
     return rows
 
 
-def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: bool = False) -> dict:
+def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: bool = False,
+          generate_only: bool = False) -> dict | None:
     from flask_migrate import upgrade
 
     from app import create_app
@@ -189,6 +190,9 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
             with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 conn.execute(text("VACUUM ANALYZE" if dialect == "postgresql" else "ANALYZE"))
             generate_s = time.perf_counter() - t0
+            if generate_only:
+                print(f"generated {members:,} members in {generate_s:.1f} s")
+                return None
             with db.engine.connect() as conn:
                 rows = {t: conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in
                         ("users", "interactions", "purchase_line_items", "journal_lines")}
@@ -292,9 +296,13 @@ def main() -> None:
     parser.add_argument("--members", type=int, nargs="+", default=[1_000_000] if database_url else [50_000])
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", action="store_true")
+    parser.add_argument("--generate-only", action="store_true", help="generate (and keep) the data, measure nothing")
     args = parser.parse_args()
     for members in args.members:
-        r = bench(members, database_url, keep=args.keep, reuse=args.reuse)
+        r = bench(members, database_url, keep=args.keep or args.generate_only, reuse=args.reuse,
+                  generate_only=args.generate_only)
+        if r is None:
+            continue
         lat = sorted(r["latencies"])
         p50, p95 = statistics.median(lat), lat[int(len(lat) * 0.95) - 1]
         print(f"\n== {r['backend']}, {r['members']:,} members; rows {r['rows']}; generated in {r['generate_s']:.1f} s")

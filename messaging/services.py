@@ -201,6 +201,7 @@ class _Batch:
     notifications: dict
     prefs: dict
     overrides: dict
+    holdout: frozenset = frozenset()  # members of the batch's marketing rows in the programme holdout
 
     @classmethod
     def load(cls, rows: list[EmailDelivery]) -> _Batch:
@@ -214,6 +215,11 @@ class _Batch:
         overrides = {(o.member_id, o.category): o.enabled for o in db.session.scalars(
             select(NotificationPreference).where(NotificationPreference.member_id.in_(member_ids),
                                                  NotificationPreference.channel == "email"))}
+        marketing = {r.member_id for r in rows if (r.category or kind_info(r.kind).category) == "marketing"}
+        if marketing:  # one query per batch (analytics' global control group gets no marketing)
+            from analytics.experiments import holdout_members
+
+            return cls(users, notes, prefs, overrides, frozenset(holdout_members(marketing)))
         return cls(users, notes, prefs, overrides)
 
     def email_enabled(self, member_id: int, category: str) -> bool:
@@ -231,6 +237,9 @@ def _decide(delivery: EmailDelivery, batch: _Batch, now: datetime) -> Claimed | 
     notification = batch.notifications.get(delivery.notification_id) if delivery.notification_id else None
     if member is None or not member.is_active_account or (delivery.notification_id and notification is None):
         _suppress(delivery, "account_inactive")
+        return None
+    if category == "marketing" and member.id in batch.holdout:
+        _suppress(delivery, "holdout")
         return None
     if not batch.email_enabled(member.id, category):
         _suppress(delivery, "preference")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from community.models import utcnow
@@ -60,6 +60,11 @@ class Reward(db.Model):
     ends_at: Mapped[datetime | None] = mapped_column(nullable=True)
     image_url: Mapped[str | None] = mapped_column(String(500), nullable=True)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Audience: only members of this analytics segment (``analytics.segments``); None: everyone.
+    segment_id: Mapped[int | None] = mapped_column(nullable=True)
+    # A marketing reward (a promotion, not the standing catalogue) is withheld from the
+    # programme-wide holdout; redeeming ordinary catalogue rewards is transactional service.
+    marketing: Mapped[bool] = mapped_column(server_default=false())
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -28,6 +28,9 @@ class RewardPatchIn(PatchSchema):
     ends_at = f.DateTime(allow_none=True)
     image_url = f.Url(allow_none=True)
     is_active = ma.fields.Boolean()
+    segment_id = f.Id(allow_none=True, metadata={"description": "Only this analytics segment's members see and "
+                                                                "redeem it; null = everyone."})
+    marketing = ma.fields.Boolean(metadata={"description": "A promotion: withheld from the programme-wide holdout."})
 
 
 class RewardIn(RewardPatchIn):
@@ -54,6 +57,8 @@ class RewardOut(Schema):
 
 class StaffRewardOut(RewardOut):
     is_active = ma.fields.Boolean()
+    segment_id = f.Integer(allow_none=True)
+    marketing = ma.fields.Boolean()
     created_by_id = f.Integer(allow_none=True)
     created_at = f.DateTime()
     updated_at = f.DateTime()

@@ -67,7 +67,8 @@ MAX_SWEEP_ATTEMPTS = 20
 
 
 def catalogue_query(member: User, now=None):
-    """Rewards a member may see: active, inside their window, and not above the member's tier."""
+    """Rewards a member may see: active, inside their window, not above the member's tier, for
+    their segment if it names one, and not withheld by an experiment (``_audience_filters``)."""
     now = now or utcnow()
     allowed_tiers = TIERS[: tier_rank(member.tier) + 1]
     return (
@@ -77,9 +78,35 @@ def catalogue_query(member: User, now=None):
             or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
             or_(Reward.ends_at.is_(None), Reward.ends_at > now),
             Reward.min_tier.in_(allowed_tiers),
+            *_audience_filters(member.id, now),
         )
         .order_by(Reward.cost, Reward.id)
     )
+
+
+def _audience_filters(member_id: int, now) -> list:
+    """Analytics decides who a reward reaches: its segment's members only, no marketing reward for
+    the programme-wide holdout, nothing for the control arm of the reward's own experiment."""
+    from analytics.experiments import in_holdout, withheld_reward_ids
+    from analytics.segments import segments_of
+
+    filters = [or_(Reward.segment_id.is_(None), Reward.segment_id.in_(segments_of(member_id)))]
+    if in_holdout(member_id, now):
+        filters.append(Reward.marketing.is_(False))
+    withheld = withheld_reward_ids(member_id, now)
+    if withheld:
+        filters.append(Reward.id.not_in(withheld))
+    return filters
+
+
+def _reaches(member_id: int, reward: Reward) -> bool:
+    """The single-reward form of ``_audience_filters`` (a request names one reward)."""
+    from analytics.experiments import reward_withheld
+    from analytics.segments import is_member_in
+
+    if reward.segment_id is not None and not is_member_in(reward.segment_id, member_id):
+        return False
+    return not reward_withheld(member_id, reward.id, marketing=reward.marketing)
 
 
 def _is_open(reward: Reward, now) -> bool:
@@ -91,11 +118,11 @@ def _is_open(reward: Reward, now) -> bool:
 
 
 def get_visible_reward(member: User, reward_id: int) -> Reward:
-    """A reward from the member's catalogue; 404 for inactive or out-of-window ones."""
+    """A reward from the member's catalogue; 404 for inactive, out-of-window or out-of-audience ones."""
     reward = db.session.get(Reward, reward_id)
     if reward is None or not _is_open(reward, utcnow()):
         raise NotFound("No such reward.")
-    if tier_rank(member.tier) < tier_rank(reward.min_tier):
+    if tier_rank(member.tier) < tier_rank(reward.min_tier) or not _reaches(member.id, reward):
         raise NotFound("No such reward.")
     return reward
 
@@ -122,6 +149,13 @@ def _check_window(starts_at, ends_at) -> None:
         raise ValidationError("The window ends before it starts.", fields={"ends_at": ["Must be after starts_at."]})
 
 
+def _check_segment(segment_id: int | None) -> None:
+    if segment_id is not None:
+        from analytics.segments import require_segment
+
+        require_segment(segment_id)  # 404 for an unknown or archived segment
+
+
 def create_reward(actor: User, data: dict) -> Reward:
     """Add a catalogue entry.  A coupon reward's stock follows its code pool, so it starts at 0."""
     if data["kind"] == "coupon":
@@ -132,6 +166,7 @@ def create_reward(actor: User, data: dict) -> Reward:
             )
         data = {**data, "stock": 0}
     _check_window(data.get("starts_at"), data.get("ends_at"))
+    _check_segment(data.get("segment_id"))
     reward = Reward(created_by_id=actor.id, **data)
     db.session.add(reward)
     db.session.flush()
@@ -148,6 +183,7 @@ def update_reward(actor: User, reward_id: int, changes: dict) -> Reward:
             "The stock of a coupon reward is the number of uploaded codes.", fields={"stock": ["Upload codes instead."]}
         )
     _check_window(changes.get("starts_at", reward.starts_at), changes.get("ends_at", reward.ends_at))
+    _check_segment(changes.get("segment_id"))
     for key, value in changes.items():
         setattr(reward, key, value)
     db.session.flush()
@@ -390,7 +426,9 @@ def request_redemption(member: User, reward_id: int, idempotency_key: str | None
         raise Forbidden("Suspended members cannot redeem rewards.", code="member_suspended")
     ensure_email_verified(member.id)
     reward = db.session.get(Reward, reward_id, with_for_update={"read": True, "key_share": True})
-    if reward is None or not _is_open(reward, utcnow()):
+    # Out of the reward's audience (segment, holdout, experiment control) it is not in the member's
+    # catalogue either: the same 404, which does not tell a control member about the experiment.
+    if reward is None or not _is_open(reward, utcnow()) or not _reaches(member.id, reward):
         raise NotFound("No such reward.", fields={"reward_id": ["No such reward."]})
     if tier_rank(member.tier) < tier_rank(reward.min_tier):
         raise Forbidden(

@@ -148,3 +148,45 @@ def test_reviews_are_stored_once_and_not_rewritten(app, marketer):
     csv = client.get(f"/api/v1/analytics/reviews/{review['id']}/export.csv").get_data(as_text=True)
     row = next(r for r in csv_module.reader(csv.splitlines()) if "purchases" in r)
     assert row[:3] == ["month", "2026-02-01", "purchases"] and [float(v) for v in row[3:6]] == [28, 31, -3], row
+
+
+def test_breakdowns_use_membership_as_of_the_day(app, marketer):
+    """A past day rebuilt today is broken down by the tier and segments members had then."""
+    from tiers.models import TierChange
+
+    user, _ = marketer
+    today = utcnow().date()
+    d1, d3 = today - timedelta(days=5), today - timedelta(days=2)  # before and after the moves
+    moved_at = datetime.combine(today - timedelta(days=4), datetime.min.time()) + timedelta(hours=10)
+    a, b = members(2, tier="loyal", created_at=utcnow() - timedelta(days=100))
+    # a was aware until moved_at (promoted); b was loyal throughout.
+    db.session.add(TierChange(member_id=a, from_tier="aware", to_tier="loyal", kind="promotion", reason="test",
+                              created_at=moved_at))
+    segments.tag_members(user.id, "vip", [a])
+    db.session.commit()
+    seg = segments.create(user.id, {"name": "vips", "definition": {
+        "conditions": [{"field": "tag", "op": "has_any", "value": ["vip"]}]}})
+    segments.materialise(seg.id, now=moved_at - timedelta(days=3))  # first: a, from before history
+    segments.untag_member(user.id, a, "vip")
+    segments.tag_members(user.id, "vip", [b])
+    segments.materialise(seg.id, now=moved_at)  # a leaves, b joins
+    db.session.commit()
+    noon = timedelta(hours=12)
+    interactions([(a, "purchase", 7, datetime.combine(d1, datetime.min.time()) + noon),
+                  (b, "purchase", 5, datetime.combine(d1, datetime.min.time()) + noon),
+                  (a, "purchase", 11, datetime.combine(d3, datetime.min.time()) + noon),
+                  (b, "purchase", 13, datetime.combine(d3, datetime.min.time()) + noon)])
+    for day in (d1, d3):
+        kpis.build_day(day)
+    db.session.commit()
+    seg_id = str(seg.id)
+    assert _value(d1, "net_revenue", "tier", "aware") == 7 and _value(d1, "net_revenue", "tier", "loyal") == 5
+    assert _value(d1, "members", "tier", "aware") == 1
+    assert _value(d3, "net_revenue", "tier", "loyal") == 24 and _value(d3, "members", "tier", "aware") is None
+    assert _value(d1, "net_revenue", "segment", seg_id) == 7 and _value(d1, "members", "segment", seg_id) == 1
+    assert _value(d3, "net_revenue", "segment", seg_id) == 13 and _value(d3, "members", "segment", seg_id) == 1
+    # Archiving ends every stay; the days already built keep what they said.
+    segments.archive(user.id, seg.id)
+    kpis.build_day(today)
+    db.session.commit()
+    assert _value(today, "members", "segment", seg_id) is None and _value(d1, "members", "segment", seg_id) == 1
