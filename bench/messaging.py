@@ -241,4 +241,5 @@ if __name__ == "__main__":
     if PROFILE is not None:
         import pstats
 
+        PROFILE.dump_stats("/tmp/bench-messaging.prof")
         pstats.Stats(PROFILE).sort_stats("cumulative").print_stats(45)

@@ -177,22 +177,6 @@ def _suppress(delivery: EmailDelivery, reason: str) -> None:
     delivery.payload = {}
 
 
-class _Prepared:
-    """A built message whose MIME form is made once (validated at the claim, sent as is)."""
-
-    def __init__(self, message):
-        self._message = message
-        self._mime = message.message()  # header injection or a bad address fails here
-        self.encoding = message.encoding
-        self.from_email = message.from_email
-
-    def recipients(self):
-        return self._message.recipients()
-
-    def message(self):
-        return self._mime
-
-
 @dataclass
 class _Batch:
     """What the claim of a batch reads in a few queries instead of a few per delivery."""
@@ -299,22 +283,23 @@ def _claim_batch(ids: list[int]) -> list[Claimed]:
     return claimed
 
 
-def _build(item: Claimed) -> _Prepared:
-    """Render and build the message (RenderError / ValueError: it can never be sent)."""
+def _build(item: Claimed) -> mail.PreparedMessage:
+    """Render and serialise the message (RenderError / ValueError: it can never be sent)."""
     rendered = render(
         item.kind,
         {"payload": item.payload, "member_name": item.member_name, "action_url": item.payload.get("url"),
          **item.links},
         locale=item.locale, time_zone=item.time_zone,
     )
-    headers = {"Content-Language": item.locale, "Auto-Submitted": "auto-generated", "X-Kinship-Kind": item.kind}
+    fixed = (("Content-Language", item.locale), ("Auto-Submitted", "auto-generated"), ("X-Kinship-Kind", item.kind))
+    headers = {}
     if item.links["one_click_url"]:
         # RFC 8058: an HTTPS URI the mail client POSTs "List-Unsubscribe=One-Click" to.
+        fixed += (("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),)
         headers["List-Unsubscribe"] = f"<{item.links['one_click_url']}>"
-        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     try:
-        return _Prepared(mail.build(to=item.to, subject=rendered.subject, text=rendered.text, html=rendered.html,
-                                    message_id=item.message_id, headers=headers))
+        return mail.build(to=item.to, subject=rendered.subject, text=rendered.text, html=rendered.html,
+                          message_id=item.message_id, headers=headers, fixed=fixed)
     except Exception as exc:  # a malformed address or header
         raise ValueError(f"bad message: {exc}") from exc
 
