@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal, or_, select, update
 
 from community.models import Notification, User, utcnow
 from extensions import db
@@ -84,6 +84,35 @@ def queue_account_email(member_id: int, kind: str, to_address: str, payload: dic
     db.session.flush()
     schedule(delivery.id)
     return delivery
+
+
+def queue_for_notifications(notification_ids: list[int]) -> int:
+    """Deliveries for notifications a bulk writer inserted itself (the tier run's ``INSERT ...
+    SELECT``), their jobs enqueued after the commit in batches of ``MESSAGING_BATCH_SIZE``.
+
+    One ``INSERT ... SELECT ... RETURNING`` per thousand ids (nothing loaded but the new ids),
+    so the email goes out at the commit like ``notify``'s, not at the sweeper's next backfill.
+    Notifications that have a delivery already are skipped.  Returns how many were created.
+    """
+    from .jobs import schedule_many
+
+    n = Notification.__table__
+    d = EmailDelivery.__table__
+    now = utcnow()
+    created: list[int] = []
+    for start in range(0, len(notification_ids), 1000):
+        chunk = notification_ids[start:start + 1000]
+        rows = (
+            select(n.c.member_id, n.c.id, n.c.kind, n.c.created_at, literal(now))
+            .where(n.c.id.in_(chunk))
+            .where(~select(d.c.id).where(d.c.notification_id == n.c.id).exists())
+        )
+        created += db.session.scalars(
+            d.insert().from_select(["member_id", "notification_id", "kind", "not_before", "enqueued_at"], rows)
+            .returning(d.c.id)
+        ).all()
+    schedule_many(created)
+    return len(created)
 
 
 def backfill_deliveries(max_age_hours: int) -> int:
