@@ -228,10 +228,9 @@ def test_a_tier_runs_promotion_emails_go_out_at_its_commit_in_batched_jobs(mail_
                                                                           deliveries):
     """The tier run writes notifications in bulk (no ``notify``); their emails need no sweeper."""
     from jobs import get_queue
+    from tests.tiers.helpers import award
     from tiers import jobs as tier_jobs
     from tiers import services as tier_services
-
-    from tests.tiers.helpers import award
 
     mail_app.config["MESSAGING_BATCH_SIZE"] = 5
     admin = make_member(roles=("admin",))
