@@ -2,7 +2,8 @@
 
 * ``deliver_email(id)``: enqueued after the commit that created the delivery (one per
   notification or account email).
-* ``deliver_emails(ids)``: a batch over one SMTP connection, enqueued by the sweeper.
+* ``deliver_emails(ids)``: a batch over a few SMTP connections, enqueued by the sweeper and,
+  after the commit, for notifications written in bulk (``services.queue_for_notifications``).
 * ``sweep_deliveries`` (every 30 s): gives notifications written without a delivery one (bulk
   writers such as the tier run), then enqueues, in batches, every delivery that is due: new
   ones whose enqueue was lost (Redis down), retries whose backoff has passed, deferred ones
@@ -40,6 +41,14 @@ def schedule(delivery_id: int) -> None:
     """Enqueue the delivery once the surrounding transaction commits."""
     services.mark_enqueued(delivery_id)
     enqueue_after_commit(deliver_email, delivery_id, unique_key=f"email:{delivery_id}")
+
+
+def schedule_many(delivery_ids: list[int]) -> None:
+    """Enqueue ``deliver_emails`` for these deliveries, in batches, once the transaction commits
+    (the caller wrote them with ``enqueued_at`` set, so the sweeper leaves them to these jobs)."""
+    size = current_app.config["MESSAGING_BATCH_SIZE"]
+    for start in range(0, len(delivery_ids), size):
+        enqueue_after_commit(deliver_emails, delivery_ids[start:start + size])
 
 
 @job("periodic", timeout=300, retries=0)

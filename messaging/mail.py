@@ -1,5 +1,14 @@
 """The email channel: Flask-Mailman over SMTP, or ``.eml`` files with nothing configured.
 
+``build(...)`` serialises one message (``multipart/alternative``: text then HTML, both UTF-8
+quoted-printable, RFC 2047 headers) straight to the bytes SMTP carries, as a
+``PreparedMessage``.  It does not go through ``email.message`` (whose generator, header folding
+and address parsing cost more than rendering the templates): the parts that never change per
+(sender, kind, locale) are made once and cached, only the recipient's parts are written per
+message, and the result is checked like the library would (no CR/LF in any header, addresses
+the library's ``sanitize_address`` accepts).  Flask-Mailman still owns the SMTP connection
+(server, TLS/SSL, login, timeout from the configuration).
+
 ``send(message, connection)`` sends one message on an open connection and raises
 ``TemporaryFailure`` (retry later: 4xx replies, refused or dropped connections, timeouts) or
 ``PermanentFailure`` (5xx replies: the address or the message is refused for good).
@@ -7,15 +16,20 @@
 
 from __future__ import annotations
 
+import binascii
+import functools
 import logging
 import os
 import re
+import secrets
 import smtplib
+from email.utils import formatdate, parseaddr
 from pathlib import Path
 
 from flask import Flask, current_app
-from flask_mailman import EmailMultiAlternatives, Mail
+from flask_mailman import Mail
 from flask_mailman.backends.base import BaseEmailBackend
+from flask_mailman.message import sanitize_address
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +55,14 @@ class EmlEmailBackend(BaseEmailBackend):
         folder.mkdir(parents=True, exist_ok=True)
         sent = 0
         for message in email_messages:
-            mime = message.message()
-            name = _SAFE_NAME.sub("_", (mime["Message-ID"] or f"msg-{os.getpid()}-{id(message)}").strip("<>"))
+            if isinstance(message, PreparedMessage):
+                message_id, data = message.message_id, message.data
+            else:
+                mime = message.message()
+                message_id, data = mime["Message-ID"], mime.as_bytes()
+            name = _SAFE_NAME.sub("_", (message_id or f"msg-{os.getpid()}-{id(message)}").strip("<>"))
             tmp = folder / f".{name}.tmp"
-            tmp.write_bytes(mime.as_bytes())
+            tmp.write_bytes(data)
             os.replace(tmp, folder / f"{name}.eml")
             sent += 1
         return sent
@@ -72,13 +90,111 @@ def connection():
     return mail.get_connection(fail_silently=False)
 
 
-def build(*, to: str, subject: str, text: str, html: str, message_id: str, headers: dict[str, str]):
-    msg = EmailMultiAlternatives(
-        subject=subject, body=text, from_email=current_app.config["MAIL_DEFAULT_SENDER"], to=[to],
-        headers={"Message-ID": message_id, **headers},
+class PreparedMessage:
+    """One email as the bytes SMTP sends (CRLF line ends), with its envelope."""
+
+    __slots__ = ("envelope_from", "to", "message_id", "data")
+
+    def __init__(self, envelope_from: str, to: str, message_id: str, data: bytes):
+        self.envelope_from, self.to, self.message_id, self.data = envelope_from, to, message_id, data
+
+    def recipients(self) -> list[str]:
+        return [self.to]
+
+
+# A plain ASCII address needs nothing done to it; anything else goes through the library.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\Z")
+# "=_" never occurs in quoted-printable text, so the boundary cannot occur in a part.
+_BOUNDARY = f"=_kinship_{secrets.token_hex(12)}"
+_WORD_BYTES = 45  # raw bytes per RFC 2047 encoded word: 60 base64 characters, 75 with the markers
+
+
+def _address(value: str) -> str:
+    if _PLAIN_ADDRESS.match(value):
+        return value
+    return sanitize_address(value, "utf-8")  # IDN domains, display names; raises on CR/LF
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 ``B`` encoded words of at most 75 characters, folded, split between characters."""
+    words, chunk, size = [], [], 0
+    for char in value:
+        n = len(char.encode())
+        if size + n > _WORD_BYTES:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(char)
+        size += n
+    words.append("".join(chunk))
+    return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(w.encode(), newline=False).decode()}?=" for w in words)
+
+
+def _fold(value: str, used: int) -> str:
+    """Fold an ASCII value at spaces to keep lines near 78 characters (a word is never split)."""
+    if used + len(value) <= 78 or " " not in value:
+        return value
+    lines, line = [], ""
+    for word in value.split(" "):
+        if line and used + len(line) + 1 + len(word) > 78:
+            lines.append(line)
+            line, used = word, 1
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\r\n ".join(lines)
+
+
+def _header(name: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"header {name} contains a line break")
+    if value.isascii():
+        return f"{name}: {_fold(value, len(name) + 2)}\r\n"
+    return f"{name}: {_encoded_words(value)}\r\n"
+
+
+def _quoted_printable(text: str) -> bytes:
+    raw = text.replace("\r\n", "\n").encode()
+    return binascii.b2a_qp(raw, quotetabs=False, istext=True, header=False).replace(b"\n", b"\r\n")
+
+
+@functools.lru_cache(maxsize=16)
+def _sender(configured: str) -> tuple[str, str]:
+    """(From header line, envelope address) for the configured sender, worked out once."""
+    header = sanitize_address(configured, "utf-8")
+    return _header("From", header), parseaddr(header)[1]
+
+
+@functools.lru_cache(maxsize=512)
+def _fixed_headers(extra: tuple[tuple[str, str], ...]) -> str:
+    """The headers that are the same for every message of one kind and locale."""
+    return (
+        "MIME-Version: 1.0\r\n"
+        f'Content-Type: multipart/alternative; boundary="{_BOUNDARY}"\r\n'
+        + "".join(_header(name, value) for name, value in extra)
     )
-    msg.attach_alternative(html, "text/html")
-    return msg
+
+
+_TEXT_PART = (f'\r\n--{_BOUNDARY}\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+              "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode()
+_HTML_PART = (f'\r\n--{_BOUNDARY}\r\nContent-Type: text/html; charset="utf-8"\r\n'
+              "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode()
+_END = f"\r\n--{_BOUNDARY}--\r\n".encode()
+
+
+def build(*, to: str, subject: str, text: str, html: str, message_id: str, headers: dict[str, str],
+          fixed: tuple[tuple[str, str], ...] = ()) -> PreparedMessage:
+    """Serialise one message.  ``fixed``: headers shared by many messages (cached as one block);
+    ``headers``: this recipient's own.  Raises ``ValueError`` for a bad address or header."""
+    from_line, envelope_from = _sender(current_app.config["MAIL_DEFAULT_SENDER"])
+    to = _address(to)
+    head = (
+        from_line + _header("To", to) + _header("Subject", subject) + f"Date: {formatdate(usegmt=True)}\r\n"
+        + _header("Message-ID", message_id) + _fixed_headers(fixed)
+        + "".join(_header(name, value) for name, value in headers.items())
+    )
+    data = b"".join((head.encode("ascii"), _TEXT_PART, _quoted_printable(text), _HTML_PART,
+                     _quoted_printable(html), _END))
+    return PreparedMessage(envelope_from, to, message_id, data)
 
 
 def _is_temporary(code: int | None) -> bool:
@@ -89,7 +205,12 @@ def send(message, conn) -> None:
     """Send ``message`` on ``conn`` (opened on first use); classify any failure."""
     try:
         conn.open()  # a no-op once open: every message of a batch shares the connection
-        conn.send_messages([message])
+        smtp = getattr(conn, "connection", None)
+        if isinstance(smtp, smtplib.SMTP):  # the SMTP backend: hand it the bytes as they are
+            smtp.sendmail(message.envelope_from, message.recipients(), message.data,
+                          mail_options=conn.mailman.mail_options)
+        else:
+            conn.send_messages([message])
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         close_quietly(conn)

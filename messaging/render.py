@@ -1,7 +1,8 @@
 """Email rendering: one Jinja template per notification kind, HTML and text, in the member's locale.
 
 The email templates have their own Jinja environment (autoescaped HTML, plain text left as is),
-with ``{% trans %}`` bound to a Flask-Babel ``Domain`` over ``messaging/translations``, and
+with ``{% trans %}`` bound to the Babel catalogue of ``messaging/translations`` (one environment
+per locale, made once, so no string is looked up through a request locale), and
 filters that format dates and numbers for the member's locale and time zone with Babel.
 
 Catalogues: the ``.po`` files are the source (committed); ``ensure_compiled`` writes the ``.mo``
@@ -19,11 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from babel import Locale
 from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
-from flask_babel import Domain, force_locale
+from babel.support import NullTranslations, Translations
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
@@ -42,7 +44,6 @@ MAX_RENDERED_BYTES = 256 * 1024
 
 _compile_lock = threading.Lock()
 _compiled = False
-domain = Domain(translation_directories=[str(TRANSLATIONS)], domain="messages")
 
 
 class RenderError(ValueError):
@@ -89,7 +90,7 @@ def _parse_time(value) -> datetime | None:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def _make_env() -> Environment:
+def _make_env(translations: NullTranslations) -> Environment:
     env = Environment(
         loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES))]),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
@@ -97,22 +98,43 @@ def _make_env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        # Templates ship with the code: no stat() of every file on every render.
+        auto_reload=False,
     )
     env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_callables(  # type: ignore[attr-defined]
-        lambda s, **kw: domain.gettext(s, **kw), lambda s, p, n, **kw: domain.ngettext(s, p, n, **kw), newstyle=True
-    )
+    env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     return env
 
 
-_env: Environment | None = None
+@dataclass(frozen=True)
+class _Localised:
+    """Everything one locale renders with, made once per process: its Jinja environment with the
+    catalogue bound (no per-string locale lookup through Flask-Babel) and its Babel ``Locale``."""
+
+    env: Environment
+    translations: NullTranslations
+    locale: Locale
+
+
+_localised: dict[str, _Localised] = {}
+_localised_lock = threading.Lock()
+
+
+def localised(locale: str) -> _Localised:
+    """The environment of ``locale`` (``en`` or ``zh-CN``)."""
+    found = _localised.get(locale)
+    if found is None:
+        ensure_compiled()
+        babel_name = BABEL_LOCALES[locale]
+        with _localised_lock:
+            translations = Translations.load(str(TRANSLATIONS), [babel_name], domain="messages")
+            found = _localised.setdefault(locale, _Localised(_make_env(translations), translations,
+                                                             Locale.parse(babel_name)))
+    return found
 
 
 def environment() -> Environment:
-    global _env
-    if _env is None:
-        _env = _make_env()
-    return _env
+    return localised("en").env
 
 
 @dataclass(frozen=True)
@@ -132,36 +154,43 @@ def normalise_locale(locale: str | None, default: str = "en") -> str:
 
 def render(kind: str, context: dict, *, locale: str, time_zone: str | None) -> Rendered:
     """Render ``kind``'s subject, text and HTML parts in ``locale`` (``en`` or ``zh-CN``)."""
-    ensure_compiled()
     info = kind_info(kind)
-    env = environment()
+    locale = normalise_locale(locale)
+    here = localised(locale)
     zone = _zone(time_zone)
-    babel_locale = BABEL_LOCALES[normalise_locale(locale)]
+    babel_locale = here.locale
+
+    formatted: dict = {}  # a value appears in the subject, the title and both parts: format it once
 
     def when(value, fmt: str = "medium") -> str:
-        dt = _parse_time(value)
-        return "" if dt is None else format_datetime(dt, format=fmt, tzinfo=zone, locale=babel_locale)
+        key = ("when", str(value), fmt)
+        if key not in formatted:
+            dt = _parse_time(value)
+            formatted[key] = "" if dt is None else format_datetime(dt, format=fmt, tzinfo=zone, locale=babel_locale)
+        return formatted[key]
 
     def number(value) -> str:
-        try:
-            return format_decimal(value, locale=babel_locale)
-        except (TypeError, ValueError, ArithmeticError):
-            return str(value)
+        key = ("number", repr(value))
+        if key not in formatted:
+            try:
+                formatted[key] = format_decimal(value, locale=babel_locale)
+            except (TypeError, ValueError, ArithmeticError):
+                formatted[key] = str(value)
+        return formatted[key]
 
     def label(word) -> str:
-        return domain.gettext(str(word)) if word in LABELS else str(word or "")
+        return here.translations.gettext(str(word)) if word in LABELS else str(word or "")
 
-    ctx = {**context, "kind": kind, "category": info.category, "locale": normalise_locale(locale),
+    ctx = {**context, "kind": kind, "category": info.category, "locale": locale,
            "when": when, "number": number, "label": label}
     try:
-        with force_locale(babel_locale):
-            html_t = env.get_template(f"messaging/email/{info.template}.html")
-            text_t = env.get_template(f"messaging/email/{info.template}.txt")
-            # Rendered with the HTML part's escaping; the header wants the plain text back.
-            # The block's output is already escaped by autoescape; unescape() only reverses it.
-            subject = Markup("".join(html_t.blocks["subject"](html_t.new_context(ctx)))).unescape()  # noqa: S704
-            html = html_t.render(ctx)
-            text = text_t.render(ctx)
+        html_t = here.env.get_template(f"messaging/email/{info.template}.html")
+        text_t = here.env.get_template(f"messaging/email/{info.template}.txt")
+        # Rendered with the HTML part's escaping; the header wants the plain text back.
+        # The block's output is already escaped by autoescape; unescape() only reverses it.
+        subject = Markup("".join(html_t.blocks["subject"](html_t.new_context(ctx)))).unescape()  # noqa: S704
+        html = html_t.render(ctx)
+        text = text_t.render(ctx)
     except Exception as exc:  # a template that cannot render this data will never render it
         raise RenderError(f"cannot render {kind}: {exc.__class__.__name__}: {exc}") from exc
     subject = " ".join(subject.split())[:200]

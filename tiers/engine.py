@@ -9,7 +9,8 @@ thousands, all members or only those ``changed_members`` lists), on SQLite and P
 2. ``apply_range`` writes each member's state (only where something changed): the metrics, the
    tier the rules give (``qualified_tier``) and the decided ``target_tier`` (promotion at once;
    demotion after the grace period below the bar to stay; a pin wins); then a ``tier_changes``
-   row with its reason and an outbox notification for every member whose tier changes, and
+   row with its reason and an outbox notification (with its email delivery, enqueued after the
+   commit) for every member whose tier changes, and
    finally ``users.tier``.
 
 Row locks keep the per-member job, the periodic run and admin pins from overwriting each other on
@@ -46,6 +47,7 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 from community.models import TIERS, Notification, User
 from extensions import db
+from messaging import services as messaging
 from messaging.webhooks import events as webhooks
 from points.models import Interaction, JournalEntry
 
@@ -486,7 +488,7 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
         notifications = Notification.__table__
         new_changes = and_(changes.c.id > before, changes.c.member_id.between(lo, hi))
         make = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
+        created = session.scalars(
             make(notifications).from_select(
                 ["member_id", "kind", "payload", "dedupe_key", "created_at"],
                 select(
@@ -499,8 +501,10 @@ def apply_range(source, lo: int, hi: int, now: datetime, rules: Rules, *, run_id
                     literal("tier_change:") + cast(changes.c.id, String),
                     literal(now),
                 ).where(new_changes),
-            ).on_conflict_do_nothing(index_elements=[notifications.c.dedupe_key])
-        )
+            ).on_conflict_do_nothing(index_elements=[notifications.c.dedupe_key]).returning(notifications.c.id)
+        ).all()
+        # Their emails: delivery rows in this transaction, batched jobs enqueued after its commit.
+        messaging.queue_for_notifications(list(created))
         session.execute(update(users).where(moved).values(tier=states.c.target_tier))
     # ORM objects loaded earlier in this session must not keep the old tier.
     session.expire_all()

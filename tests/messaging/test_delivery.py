@@ -222,3 +222,36 @@ def test_unsendable_messages_fail_cleanly(mail_app, smtp, make_member, notify, r
     assert [r.state for r in rows] == ["failed", "failed"]
     assert "larger than" in rows[0].last_error and "bad message" in rows[1].last_error
     assert smtp.received == []
+
+
+def test_a_tier_runs_promotion_emails_go_out_at_its_commit_in_batched_jobs(mail_app, smtp, make_member, run_jobs,
+                                                                          deliveries):
+    """The tier run writes notifications in bulk (no ``notify``); their emails need no sweeper."""
+    from jobs import get_queue
+    from tests.tiers.helpers import award
+    from tiers import jobs as tier_jobs
+    from tiers import services as tier_services
+
+    mail_app.config["MESSAGING_BATCH_SIZE"] = 5
+    admin = make_member(roles=("admin",))
+    tier_services.ensure_default_rules()
+    tier_services.save_rules(admin.id, {
+        "requirements": {"engaged": {"points_earned": 100}, "satisfied": {"points_earned": 10**6},
+                         "loyal": {"points_earned": 10**6}, "advocate": {"points_earned": 10**7}},
+        "window_days": 365, "grace_days": 30, "keep_percent": 90, "note": "test",
+        "expected_version": tier_services.current_rules().version})
+    db.session.commit()
+    members = [make_member() for _ in range(12)]
+    for m in members:
+        award(m, 150)
+    get_queue("messaging").empty()
+    tier_jobs.run_full_recompute(batch_size=1000)
+    rows = deliveries()
+    assert len(rows) == 12 and all(r.enqueued_at is not None for r in rows)  # written with the notifications
+    assert get_queue("messaging").count == 3  # 12 deliveries in jobs of 5, not 12 jobs
+    run_jobs(["messaging"])  # no sweep_deliveries: nothing waits for the sweeper
+    got = {r.rcpt_tos[0]: r for r in smtp.received}
+    assert sorted(got) == sorted(m.email for m in members)
+    assert all(r.message["X-Kinship-Kind"] == "tiers.tier_changed" for r in got.values())
+    assert {r.state for r in deliveries()} == {"sent"}
+    assert sweep_deliveries() == 0
