@@ -9,10 +9,14 @@ Needs ``wrk`` (``apt-get install wrk``): a C load generator, so the client's own
 next to the servers'.  The data is ``bench/forums.py``'s board (``BENCH_THREADS`` threads of 50
 posts, 2,000 = 100,000 posts by default) plus a member with a points history.
 
-Two gunicorn servers run side by side with the same settings: ``app:app`` (Kinship, production
-configuration) and ``bench/trivial_app.py`` (one route returning constant JSON, the baseline).
-Each setting of ``SERVER_SETTINGS`` is measured in turn; within it the paths are interleaved
-for ``BENCH_ROUNDS`` rounds of ``BENCH_SECONDS`` each and every path keeps its best round:
+Two gunicorn servers run side by side, both started with the repository's ``gunicorn.conf.py``
+(the documented configuration: gthread, one process per core x 4 threads, keep-alive, preload,
+one access-log line per request, here written to a file) and the same environment:
+``app:app`` (Kinship, production configuration) and ``bench/trivial_app.py`` (one Flask route
+returning constant JSON: the baseline).  ``BENCH_SETTINGS=conf,sync`` also measures sync
+workers (``GUNICORN_WORKER_CLASS=sync``, one process per core).  Within a setting the paths are
+interleaved for ``BENCH_ROUNDS`` (3) rounds of ``BENCH_SECONDS`` (4) each, after one warm-up
+run each, with 2 connections per worker thread, and every path keeps its best round:
 
 * ``GET /api/v1/threads/<id>?per_page=50``: a random thread page, all 50 posts;
 * ``GET /api/v1/me/points``: the member's balance;
@@ -149,7 +153,9 @@ def wrk(server: Gunicorn, path: str, ids: list[int], headers: dict, connections:
     script.write_text(LUA % {"ids": ", ".join(map(str, ids or [0])), "headers": lua_headers, "path": path})
     cpu_before = server.cpu_seconds()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{SECONDS}s", "-s", str(script), server.url],
+        # A 10 s timeout (wrk's default is 2 s): on a loaded machine a request may wait that long
+        # for a core, which is slow, not an error; any non-2xx answer or socket error still is.
+        ["wrk", "-t1", f"-c{connections}", f"-d{SECONDS}s", "--timeout", "10s", "-s", str(script), server.url],
         capture_output=True, text=True, check=True,
     ).stdout
     cpu = server.cpu_seconds() - cpu_before
