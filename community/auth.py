@@ -11,7 +11,9 @@
 
 Authentication is one indexed lookup: a token request is a single query (token by its unique
 hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
-session id and the member by primary key, again with the roles in the same query.  Nothing is
+session id and the member by primary key, again with the roles in the same query.  The query is
+a Core statement whose row becomes the same persistent ``User`` the ORM would have loaded
+(``_user_from_rows``): ORM entity loading with the roles joined cost several times the query.  Nothing is
 cached between requests, so a revoked token, a deactivated member or a dropped session is
 refused by the very next request in every process, and a suspension is seen by it.  A token's
 ``last_used_at`` is written at most once a minute per token (the lookup returns it, so deciding
