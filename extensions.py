@@ -104,8 +104,40 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - exercised by every SQLite test
-        mode = sqlite_begin_mode.get()
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if mode == "IMMEDIATE" else "BEGIN")
+        if sqlite_begin_mode.get() == "IMMEDIATE":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            # A deferred BEGIN takes no lock and cannot fail or wait: straight to the driver,
+            # without an execution context (a read-only request's hottest fixed cost).
+            conn.connection.dbapi_connection.execute("BEGIN")
+
+    # pool_pre_ping on a file database: nothing can drop the connection, so no SELECT 1.
+    engine.dialect.do_ping = lambda _dbapi_connection: True
+
+
+def _cheap_pre_ping(engine: Engine) -> None:
+    """``pool_pre_ping`` without a round trip while the connection is quiet (PostgreSQL).
+
+    A pooled connection that sits idle receives nothing, unless the server has closed it (a
+    restart, ``pg_terminate_backend``, an idle timeout: it sends an error and closes) or sent
+    a notice.  So a socket with nothing to read is taken as alive, as the ``SELECT 1`` would
+    have found it, and anything to read (or no socket) falls back to the dialect's own ping,
+    which raises on a dead connection, so the pool replaces it exactly as before.  A peer that
+    vanished without closing is not detected here, nor was it by ``SELECT 1`` (it blocks).
+    """
+    import select
+
+    full_ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection) -> bool:
+        try:
+            fd = dbapi_connection.pgconn.socket
+            quiet = not dbapi_connection.closed and not select.select([fd], [], [], 0)[0]
+        except Exception:  # noqa: BLE001 - any doubt: ask the server
+            quiet = False
+        return True if quiet else full_ping(dbapi_connection)
+
+    engine.dialect.do_ping = do_ping
 
 
 _engine_lock = threading.Lock()
@@ -128,12 +160,13 @@ os.register_at_fork(after_in_child=_forget_pooled_connections_after_fork)
 def configure_engine(app: Flask) -> None:
     engine = db.engine
     _engines.add(engine)
-    if engine.dialect.name != "sqlite":
-        return
     with _engine_lock:
         if getattr(engine, "_kinship_configured", False):
             return
-        _configure_sqlite(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        if engine.dialect.name == "sqlite":
+            _configure_sqlite(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+        elif engine.dialect.driver == "psycopg":
+            _cheap_pre_ping(engine)
         engine._kinship_configured = True  # type: ignore[attr-defined]
 
 

@@ -145,7 +145,7 @@ def populate(app) -> tuple[int, list[int]]:
         db.session.commit()
         if db.engine.dialect.name == "postgresql":
             # Explicit ids were inserted: move the sequences past them.
-            for table in ("forum_threads", "forum_posts"):
+            for table in ("users", "forum_threads", "forum_posts"):
                 db.session.execute(db.text(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
             db.session.commit()

@@ -11,7 +11,9 @@
 
 Authentication is one indexed lookup: a token request is a single query (token by its unique
 hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
-session id and the member by primary key, again with the roles in the same query.  Nothing is
+session id and the member by primary key, again with the roles in the same query.  The query is
+a Core statement whose row becomes the same persistent ``User`` the ORM would have loaded
+(``_user_from_rows``): ORM entity loading with the roles joined cost several times the query.  Nothing is
 cached between requests, so a revoked token, a deactivated member or a dropped session is
 refused by the very next request in every process, and a suspension is seen by it.  A token's
 ``last_used_at`` is written at most once a minute per token (the lookup returns it, so deciding
@@ -29,13 +31,15 @@ from datetime import timedelta
 from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
 from sqlalchemy import bindparam, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from errors import Forbidden, Unauthorized
 from extensions import db, get_redis, login_manager, sqlite_begin_mode
 
-from .models import ApiToken, User, utcnow
+from .models import ApiToken, User, UserRole, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +48,67 @@ CSRF_HEADER = "X-CSRF-Token"
 # How stale a token's ``last_used_at`` may get before a request refreshes it.
 TOKEN_TOUCH_INTERVAL = timedelta(minutes=1)
 
-# Built once per process: the member and their roles in one statement (the roles relationship
-# would otherwise cost a second, "selectin", query).
-_USER_BY_ID = select(User).options(joinedload(User.role_rows)).where(User.id == bindparam("user_id"))
+# Built once per process: the member's columns and their roles in one Core statement (one row
+# per role, or one with NULL role columns), turned into the persistent ``User`` the ORM would
+# have loaded (see ``_user_from_rows``): loading the entity through the ORM, with its roles
+# joined, cost several times the query itself.
+_USER_COLUMNS = tuple((prop.key, prop.columns[0]) for prop in sa_inspect(User).column_attrs)
+_ROLE_COLUMNS = tuple((prop.key, prop.columns[0]) for prop in sa_inspect(UserRole).column_attrs)
+_USER_AND_ROLES = (
+    select(*(col for _, col in _USER_COLUMNS), *(col.label(f"role_{key}") for key, col in _ROLE_COLUMNS))
+    .select_from(User)
+    .outerjoin(UserRole, UserRole.user_id == User.id)
+)
+_USER_BY_ID = _USER_AND_ROLES.where(User.id == bindparam("user_id"))
 _USER_BY_TOKEN = (
-    select(User, ApiToken.id, ApiToken.last_used_at)
+    _USER_AND_ROLES.add_columns(ApiToken.id.label("token_id"), ApiToken.last_used_at.label("token_last_used_at"))
     .join(ApiToken, ApiToken.user_id == User.id)
-    .options(joinedload(User.role_rows))
     .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
 )
+_N_USER, _N_ROLE = len(_USER_COLUMNS), len(_ROLE_COLUMNS)
+_USER_KEYS, _ROLE_KEYS = tuple(k for k, _ in _USER_COLUMNS), tuple(k for k, _ in _ROLE_COLUMNS)
+_USER_MAPPER, _ROLE_MAPPER = sa_inspect(User), sa_inspect(UserRole)
+
+
+def _fetch_user(statement, params: dict) -> tuple[User, tuple] | None:
+    """The member of ``statement``'s rows as a persistent ``User`` of this request's session,
+    with ``role_rows`` loaded, and the first row's columns after the role columns; None if no row.
+
+    The same object the ORM would load (committed attribute values, identity key, in the
+    identity map): if the session already holds that member, that instance is used, as a
+    query would."""
+    rows = db.session.connection().execute(statement, params).all()
+    if not rows:
+        return None
+    first = rows[0]
+    extra = tuple(first[_N_USER + _N_ROLE:])
+    key = _USER_MAPPER.identity_key_from_primary_key((first[0],))
+    existing = db.session.identity_map.get(key)
+    if existing is not None:
+        return existing, extra
+    return _user_from_rows(rows), extra
+
+
+def _user_from_rows(rows) -> User:
+    # Column values go straight into the instance's dict: make_transient_to_detached then
+    # commits them all (no history), as a load would.  The collection needs the ORM's setter.
+    user = _USER_MAPPER.class_manager.new_instance()
+    user.__dict__.update(zip(_USER_KEYS, rows[0][:_N_USER], strict=True))
+    roles = []
+    for row in rows:
+        values = row[_N_USER:_N_USER + _N_ROLE]
+        if values[0] is None:  # the outer join found no role
+            continue
+        role = _ROLE_MAPPER.class_manager.new_instance()
+        role.__dict__.update(zip(_ROLE_KEYS, values, strict=True))
+        make_transient_to_detached(role)
+        roles.append(role)
+    set_committed_value(user, "role_rows", roles)
+    make_transient_to_detached(user)
+    db.session.add(user)  # cascades to the role rows: persistent, clean, nothing to flush
+    return user
+
+
 # Endpoints whose request carries its own credential (a token in the URL or body) and acts on
 # no ambient authority, e.g. RFC 8058 one-click unsubscribe; domains add theirs at init.
 CSRF_EXEMPT: set[str] = set()
@@ -137,9 +193,10 @@ def _load_session_user(user_id: str) -> User | None:
     live = get_redis().get(_sess_key(sid))
     if live is None or live.decode() != str(user_id):
         return None
-    user = db.session.execute(_USER_BY_ID, {"user_id": int(user_id)}).unique().scalar_one_or_none()
-    if user is None or not user.is_active:
+    found = _fetch_user(_USER_BY_ID, {"user_id": int(user_id)})
+    if found is None or not found[0].is_active:
         return None
+    user = found[0]
     g.auth_method = "session"
     return user
 
@@ -149,10 +206,10 @@ def _load_token_user(req) -> User | None:
     secret = _bearer_secret(req)
     if secret is None:
         return None
-    row = db.session.execute(_USER_BY_TOKEN, {"token_hash": hash_token(secret)}).unique().first()
-    if row is None or not row[0].is_active:
+    found = _fetch_user(_USER_BY_TOKEN, {"token_hash": hash_token(secret)})
+    if found is None or not found[0].is_active:
         raise Unauthorized("The API token is invalid or revoked.", code="invalid_token")
-    user, token_id, last_used_at = row
+    user, (token_id, last_used_at) = found
     g.auth_method = "token"
     if last_used_at is None or last_used_at < utcnow() - TOKEN_TOUCH_INTERVAL:
         g.touch_api_token_id = token_id
@@ -221,6 +278,10 @@ def _touch_token(token_id: int) -> None:
 def init_auth(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = None  # sessions are revocable server-side instead
+    if not app.config.get("SESSION_PROTECTION"):
+        # flask-login hashes the client's address and user agent on every request only to
+        # compare them under session protection, which is off: skip the hash.
+        login_manager._session_protection_failed = lambda: False
 
     @app.before_request
     def _authenticate_and_check_csrf():

@@ -25,6 +25,7 @@ from community.permissions import login_required, require
 from community.services import get_user
 from contract import Schema
 from contract import fields as f
+from contract.fields import rfc3339
 from contract.openapi import error_responses, token_only
 from errors import Forbidden
 from extensions import db
@@ -88,7 +89,19 @@ class MyPoints(MethodView):
     @me_blp.response(200, PointsBalanceOut)
     def get(self):
         """My balance: available, held (pending redemptions), lifetime earned, and what expires soon."""
-        return _balance_view(current_user.id)
+        # Serialised by hand (what PointsBalanceOut documents, kept in step by a test): the
+        # marshmallow dump cost as much as the query.
+        return jsonify(balance_out(_balance_view(current_user.id)))
+
+
+def balance_out(view: dict) -> dict:
+    """``PointsBalanceOut`` of ``reports.balance_view``."""
+    return {
+        "available": view["available"], "owed": view["owed"], "held": view["held"],
+        "lifetime_earned": view["lifetime_earned"], "expiring_soon_total": view["expiring_soon_total"],
+        "expiring_soon": [{"points": lot["points"], "expires_at": rfc3339(lot["expires_at"])}
+                          for lot in view["expiring_soon"]],
+    }
 
 
 @me_blp.route("/points/history")

@@ -279,6 +279,9 @@ def test_thread_page_body_matches_its_documented_schema(make_board, make_thread,
     post = db.session.get(Post, first)
     dumped = ThreadPagePost().dump(post)  # the post's own fields (the joined ones are not on the model)
     assert len(dumped) == 11 and {k: page["items"][0][k] for k in dumped} == dumped
+    db.session.expire_all()
+    assert page["thread"] == ThreadOut().dump(db.session.get(type(thread), thread.id))
+    assert page["board"] == BoardOut().dump(db.session.get(type(board), board.id))
 
 
 def test_page_past_the_end_still_reports_the_total(make_board, make_thread, make_member, login):

@@ -64,3 +64,18 @@ def test_a_member_never_credited_sees_zeros(make_member):
         "member_id": member.id, "available": 0, "held": 0, "owed": 0, "lifetime_earned": 0,
         "expiring_soon_total": 0, "expiring_soon": [],
     }
+
+
+def test_the_route_body_is_what_its_documented_schema_dumps(make_member, login):
+    """``GET /me/points`` is serialised by hand for speed: it must equal PointsBalanceOut's dump."""
+    from points.schemas import PointsBalanceOut
+
+    member = make_member()
+    for i in range(3):
+        ledger.award(member.id, 10 + i, key=f"bv-route:{member.id}:{i}", reason="test")
+    db.session.execute(update(PointLot).where(PointLot.member_id == member.id)
+                       .values(expires_at=utcnow() + timedelta(days=5)))
+    db.session.commit()
+    body = login(member).get("/api/v1/me/points").get_json()
+    assert body == PointsBalanceOut().dump(reports.balance_view(member.id))
+    assert len(body["expiring_soon"]) == 3 and body["expiring_soon_total"] == 33
