@@ -171,6 +171,7 @@ class AdminRewards(MethodView):
     @require(MANAGE_CATALOGUE)
     @admin_blp.arguments(RewardIn)
     @admin_blp.response(201, StaffRewardOut)
+    @error_responses(404)  # segment_id names no (live) segment
     def post(self, data):
         """Add a reward.  Coupon rewards start with stock 0: upload codes to stock them."""
         reward = services.create_reward(current_user, data)
