@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from community.models import Notification
-from extensions import db
+from extensions import db, sqlite_begin_mode
 from jobs import get_queue
 from journeys.engine import FAULT_ENV
 from journeys.jobs import sweep_due
@@ -99,7 +99,15 @@ def test_worker_killed_mid_batch_runs_each_step_once(app, make_member, template,
         time.sleep(LEASE + 0.5)
 
         def finished() -> bool:
-            sweep_due()  # as the scheduler would, every 30 s: hands out what the dead worker held
+            # As the scheduler would, every 30 s: hands out what the dead worker held.  Like any
+            # job it writes in a transaction that takes SQLite's write lock up front (a deferred
+            # one that read first gets SQLITE_BUSY at once when the worker committed meanwhile).
+            db.session.rollback()
+            token = sqlite_begin_mode.set("IMMEDIATE")
+            try:
+                sweep_due()
+            finally:
+                sqlite_begin_mode.reset(token)
             return _count(StepExecution, StepExecution.journey_id == j.id) == 40
 
         wait_for(finished, 120, "every step to run", healthy)
