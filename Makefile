@@ -22,8 +22,11 @@ demo: migrate
 run: demo
 	$(BIN)/python serve.py
 
+# pytest-xdist: one worker per core by default, each with its own database and Redis database
+# (tests/conftest.py); `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ the database is connected lazily.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import logging
 import os
@@ -305,7 +306,7 @@ def create_app(config: type[Config] | None = None) -> Flask:
     # One Babel for the app, started once every domain has added its catalogue directory
     # (console) or its own translation domain (messaging); the console picks request locales.
     Babel(app, locale_selector=app.extensions.pop("kinship_locale_selector", None))
-    finalize_openapi(app, api)
+    api.seal(functools.partial(finalize_openapi, app, api))  # the document is built when first read
     _swagger_ui_static(app)
     _health_routes(app)
     _join_page(app)

@@ -76,6 +76,57 @@ class KinshipApi(Api):
 
     DEFAULT_ERROR_RESPONSE_NAME = None
 
+    # The OpenAPI document is built on first use, not in ``create_app``: describing the ~160
+    # operations (apispec, marshmallow introspection, deep copies) is over half of building an
+    # app, which every gunicorn worker, ``flask`` command and test pays.  ``register_blueprint``
+    # registers routes at once and queues their documentation; ``seal(finish)`` marks the app
+    # complete, and the first read of ``spec`` after it documents the queued blueprints and runs
+    # ``finish`` (contract.openapi.finalize), once, under a lock.
+
+    def __init__(self, app=None, *, spec_kwargs=None):
+        self._queued_docs: list | None = []
+        self._finish = None
+        self._docs_lock = threading.RLock()
+        self._documenting = False
+        super().__init__(app, spec_kwargs=spec_kwargs)
+
+    @property
+    def spec(self):
+        if self._queued_docs is not None and self._finish is not None:
+            with self._docs_lock:
+                if self._queued_docs is not None and not self._documenting:
+                    self._documenting = True  # flask-smorest's doc callbacks read ``spec`` too
+                    try:
+                        for blp, name, parameters in self._queued_docs:
+                            self._document(blp, name, parameters)
+                        self._finish()
+                        self._queued_docs = None
+                    finally:
+                        self._documenting = False
+        return self._spec
+
+    @spec.setter
+    def spec(self, value) -> None:
+        self._spec = value
+
+    def seal(self, finish) -> None:
+        """Every blueprint is registered: document them (then call ``finish``) when first asked."""
+        self._finish = finish
+
+    def register_blueprint(self, blp, *, parameters=None, **options):
+        """flask-smorest's ``Api.register_blueprint`` (0.47, pinned), its documentation deferred."""
+        name = options.get("name", blp.name)
+        self._app.extensions["flask-smorest"]["blp_name_to_api"][name] = self
+        self._app.register_blueprint(blp, **options)
+        if self._queued_docs is None:  # registered after the document was built
+            self._document(blp, name, parameters)
+        else:
+            self._queued_docs.append((blp, name, parameters))
+
+    def _document(self, blp, name, parameters) -> None:
+        blp.register_views_in_doc(self, self._app, self._spec, name=name, parameters=parameters)
+        self._spec.tag({"name": name, "description": blp.description})
+
     def handle_http_exception(self, error):
         from errors import handle_http_exception
 

@@ -153,3 +153,64 @@ class PostgresServer:
         with contextlib.suppress(Exception):
             self.stop("immediate")
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (RQ's work horse calls setsid(), so it leaves its parent's
+    process group and a signal to the group would miss it)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    return []
+
+
+class FlaskProcess:
+    """``flask --app app <args>`` (a worker, the scheduler) on a test app's database and Redis,
+    in a session of its own, logging to a file.
+
+    ``env`` adds or overrides variables; ``drop`` names inherited ones to remove (a fault hook
+    the test set for another process).  ``kill()`` SIGKILLs the whole tree, work horse included.
+    """
+
+    def __init__(self, app, *args: str, redis_url: str | None = None, env: dict | None = None,
+                 drop: tuple[str, ...] = (), name: str = "kinship-proc"):
+        self.log = tempfile.NamedTemporaryFile(prefix=f"{name}-", suffix=".log", delete=False)  # noqa: SIM115
+        full_env = {
+            **{k: v for k, v in os.environ.items() if k not in drop},
+            "KINSHIP_ENV": "test",
+            "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix=f"{name}-instance-"),
+            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+            "REDIS_URL": redis_url or app.extensions["redis_url"],
+            **(env or {}),
+        }
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            [str(ROOT / ".venv/bin/flask"), "--app", "app", *args],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> int:
+        """SIGTERM (a clean stop), then SIGKILL after 30 s; the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.returncode
+
+    def output(self, tail: int | None = 4000) -> str:
+        text = Path(self.log.name).read_text(errors="replace")
+        return text[-tail:] if tail else text

@@ -230,5 +230,5 @@ def test_flask_worker_cli_runs_jobs_in_forked_work_horses(app, make_member):
         cwd=root, env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert notifications(member.id) == ["forked-1", "forked-2"]
+    assert notifications(member.id) == ["forked-1", "forked-2"], proc.stderr[-3000:]
     assert default_queue_count() == 0

@@ -10,11 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +22,7 @@ from community.models import Notification
 from community.services import notify
 from extensions import db
 from jobs import enqueue_now, job
-from tests.servers import RedisServer, redis_server_binary, wait_until
+from tests.servers import FlaskProcess, RedisServer, redis_server_binary, wait_until
 from workers import SCHEDULER_LOCK_KEY
 
 pytestmark = [
@@ -75,52 +70,14 @@ def has(member_id: int, kind: str) -> bool:
     return bool(_kinds(member_id, kind))
 
 
-def _descendants(pid: int) -> list[int]:
-    import psutil
-
-    with contextlib.suppress(psutil.NoSuchProcess):
-        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
-    return []
-
-
-class Proc:
+class Proc(FlaskProcess):
     """``flask <args>`` in its own session, logging to a file."""
 
     def __init__(self, app, redis_url: str, *args: str):
-        self.log = tempfile.NamedTemporaryFile(prefix="kinship-proc-", suffix=".log", delete=False)  # noqa: SIM115
-        env = {
-            **os.environ,
-            "KINSHIP_ENV": "test",
-            "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix="kinship-proc-instance-"),
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "REDIS_URL": redis_url,
-            "LOG_LEVEL": "INFO",
-        }
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [str(ROOT / ".venv/bin/flask"), "--app", "app", *args],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        super().__init__(app, *args, redis_url=redis_url, env={"LOG_LEVEL": "INFO"})
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def kill_tree(self) -> None:
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self) -> int:
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill_tree()
-        return self.proc.returncode
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+    def output(self, tail: int | None = None) -> str:
+        return super().output(tail)
 
 
 @pytest.fixture
@@ -135,7 +92,7 @@ def procs():
     yield start
     for proc in started:
         if proc.alive():
-            proc.kill_tree()
+            proc.kill()
 
 
 @pytest.fixture
@@ -205,7 +162,7 @@ def test_due_retries_resume_after_a_redis_restart_and_after_their_worker_was_kil
     with other.app_context():
         enqueue_now(flaky_job, second.id)
     _wait(lambda: has(second.id, "flaky-1"), 60, "the second job's first attempt", worker)
-    worker.kill_tree()  # worker, horse and retry scheduler, holding rq:scheduler-lock:default
+    worker.kill()  # worker, horse and retry scheduler, holding rq:scheduler-lock:default
     assert redis.Redis.from_url(server.url).exists("rq:scheduler-lock:default")
     killed = time.monotonic()
     replacement = procs(app, server.url, "worker", "-q", "default")
@@ -247,7 +204,7 @@ def test_a_second_scheduler_is_refused_and_a_dead_ones_successor_starts(app, pro
     assert "another scheduler" in second.output()
     assert first.alive()
 
-    first.kill_tree()  # its lock stays behind (30 s TTL) ...
+    first.kill()  # its lock stays behind (30 s TTL) ...
     holder = client.get(SCHEDULER_LOCK_KEY)
     successor = procs(app, server.url, "scheduler")  # ... and is taken over: the holder is dead
     _wait(lambda: client.get(SCHEDULER_LOCK_KEY) not in (None, holder), 30, "the successor", successor)

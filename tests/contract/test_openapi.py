@@ -164,3 +164,38 @@ def test_every_collection_is_items_and_meta(spec):
                     if method == "get":
                         names = {p["name"] for p in op.get("parameters", [])}
                         assert {"page", "per_page"} <= names, (path, method)
+
+
+def test_the_document_is_built_on_first_read_once_and_whole(app):
+    """``create_app`` leaves the document for later (it is most of an app's start-up); the
+    first readers, at once from several threads, all get the one finished document."""
+    import threading
+
+    from app import create_app
+    from tests.conftest import make_config
+
+    fresh = create_app(make_config())
+    api = fresh.extensions["kinship_api"]
+    assert api._queued_docs  # nothing documented yet
+    assert api._spec._paths == {}
+    documents, barrier = [], threading.Barrier(4)
+
+    def read():
+        barrier.wait()
+        documents.append(fresh.test_client().get("/api/v1/openapi.json").get_json())
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert api._queued_docs is None
+    assert len(documents) == 4 and all(d == documents[0] for d in documents)
+    # the test's own app, built the same way, documents itself the same
+    assert app.test_client().get("/api/v1/openapi.json").get_json() == documents[0]
+    paths = documents[0]["paths"]
+    assert len(paths) > 100
+    # contract.openapi.finalize ran: per-operation security and our error envelope
+    op = paths["/api/v1/me/points"]["get"]
+    assert "security" in op and op["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Error"}

@@ -10,8 +10,6 @@ redemptions), no code given twice.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -28,6 +26,7 @@ from points import ledger
 from rewards.jobs import FAULT_ENV, sweep_pending_redemptions
 from rewards.models import Redemption, RedemptionJob, RewardCode
 from tests.conftest import unused_port
+from tests.servers import FlaskProcess
 
 from .helpers import assert_books_balanced, assert_no_code_twice
 
@@ -35,59 +34,12 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-class Worker:
+class Worker(FlaskProcess):
     """A ``flask worker`` process group on the redemptions queue, logging to a file."""
 
     def __init__(self, app, redis_url: str | None = None, fork: bool = True, **env):
-        self.log = tempfile.NamedTemporaryFile(prefix="rewards-worker-", suffix=".log", delete=False)  # noqa: SIM115
-        full_env = {
-            **{k: v for k, v in os.environ.items() if k != FAULT_ENV},
-            "KINSHIP_ENV": "test",
-            "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix="rewards-worker-instance-"),
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "REDIS_URL": redis_url or app.extensions["redis_url"],
-            **env,
-        }
-        self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "redemptions",
-             "--fork" if fork else "--no-fork"],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def signal(self, sig: int) -> None:
-        """Signal the worker and every process under it: RQ's work horse calls setsid(), so it is
-        in a process group of its own and a signal to the worker's group would miss it."""
-        pids = [self.proc.pid, *_descendants(self.proc.pid)]
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
+        super().__init__(app, "worker", "-q", "redemptions", "--fork" if fork else "--no-fork",
+                         redis_url=redis_url, env=env, drop=(FAULT_ENV,), name="rewards-worker")
 
 
 @pytest.fixture
@@ -101,7 +53,7 @@ def workers():
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.kill()
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str, worker: Worker | None = None) -> None:

@@ -3,11 +3,6 @@ receiver sees the same ``webhook-id`` twice (at-least-once) and can de-duplicate
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +15,7 @@ from extensions import db
 from messaging.webhooks import jobs
 from messaging.webhooks.models import WebhookAttempt, WebhookDelivery
 from points import ledger
-from tests.rewards.test_faults import _descendants
+from tests.servers import FlaskProcess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
@@ -33,25 +28,14 @@ def test_a_worker_killed_mid_delivery_is_retried_with_the_same_id(app, register,
     ledger.award(make_member().id, 10, key="fault", reason="x")
     db.session.commit()
 
-    log = tempfile.NamedTemporaryFile(prefix="webhooks-worker-", suffix=".log", delete=False)  # noqa: SIM115
-    env = {**os.environ, "KINSHIP_ENV": "test", "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-           "REDIS_URL": app.extensions["redis_url"],
-           "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix="webhooks-worker-instance-")}
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "webhooks"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    worker = FlaskProcess(app, "worker", "-q", "webhooks", name="webhooks-worker")
     try:
         deadline = time.monotonic() + 60
         while not receiver.received and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert receiver.received, Path(log.name).read_text()[-3000:]
-        for pid in [proc.pid, *_descendants(proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        assert receiver.received, worker.output()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        worker.kill()
 
     db.session.rollback()
     (row,) = db.session.scalars(select(WebhookDelivery)).all()
