@@ -29,6 +29,7 @@ COLOURS = ("#1f5fa8", "#b5470b", "#2e7d32", "#6a1b9a", "#8d6e00", "#00695c")
 FONT = 12  # px, the axis and legend text
 TOP = 44  # below the title
 LABEL_CHARS = 28  # axis labels longer than this are shortened (the table has them whole)
+MAX_DOTS = 60  # a line of more values is drawn without a dot per value
 
 
 @dataclass
@@ -179,8 +180,11 @@ def _columns(kind: str, title: str, labels: tuple, series: tuple) -> tuple[bytes
                     out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
                                + " ".join(f"{px:.1f},{py:.1f}" for px, py in points) + '"/>')
             for i, v in enumerate(vals):
-                if v is not None:
-                    attrs = f'cx="{left + band * (i + 0.5):.1f}" cy="{y(v):.1f}" r="{3 if n <= 60 else 1.5}"'
+                # A dot per value on short series; on long ones (a year of days) only where a value
+                # stands alone, so the SVG stays small (the table has every value).
+                alone = (i == 0 or vals[i - 1] is None) and (i == n - 1 or vals[i + 1] is None)
+                if v is not None and (n <= MAX_DOTS or alone):
+                    attrs = f'cx="{left + band * (i + 0.5):.1f}" cy="{y(v):.1f}" r="3"'
                     out.append(_mark("circle", f'{attrs} fill="{colour}"', v, labels[i], name))
     else:
         group = band * (0.6 if kind == "stacked" else 0.8)

@@ -120,7 +120,11 @@ def test_a_long_daily_series_labels_only_some_days():
     root = _svg(charts.line("Daily", "Day", labels, {"v": [i % 17 for i in range(365)]}))
     axis = [t.text for t in root.iter(f"{{{NS['s']}}}text") if t.text and t.text.startswith("day ")]
     assert 5 <= len(axis) <= 30 and axis[0] == "day 0"
-    assert len(_marks(root, "circle")) == 365
+    assert len(root.findall("s:polyline", NS)) == 1
+    assert _marks(root, "circle") == []  # no dot per day: the SVG stays small, the table has the values
+    gappy = _svg(charts.line("Daily", "Day", labels, {"v": [None if i == 99 or i == 101 else i for i in range(365)]}))
+    assert [(m.get("data-label"), _value(m)) for m in _marks(gappy, "circle")] == [("day 100", 100)]  # alone
+    assert len(charts.line("Daily", "Day", labels, {str(k): list(range(365)) for k in range(6)}).svg) < 60_000
 
 
 def test_the_donut_has_a_slice_per_part_and_its_share_in_the_legend():
