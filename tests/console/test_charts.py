@@ -259,3 +259,19 @@ def test_survey_results_charts_draw_the_numbers_of_the_results_api_and_their_tab
     assert drawn["NPS by tier"] == {(t["tier"], "NPS"): t["nps"]["score"] for t in api["tiers"]
                                     if t.get("nps") and t["nps"]["score"] is not None}
     assert drawn["NPS by tier"][("engaged", "NPS")] == -100  # drawn below the zero line
+
+
+def _contrast_with_white(colour: str) -> float:
+    def channel(c: int) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    luminance = 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+    return 1.05 / (luminance + 0.05)
+
+
+def test_colours_have_enough_contrast_against_the_white_background():
+    assert all(_contrast_with_white(c) >= 3 for c in charts.COLOURS)  # WCAG 2.1 1.4.11, graphics
+    for text in (charts.FOREGROUND, charts.SUBTLE):
+        assert _contrast_with_white(text if len(text) == 7 else "#" + "".join(ch * 2 for ch in text[1:])) >= 4.5
