@@ -100,3 +100,31 @@ def test_a_marketer_cannot_decide_a_manual_credit(app, make_member, login):
     assert resp.status_code == 403 and "permission to decide this award" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(PendingAward, pending.id).status == "pending"
+
+
+def test_marking_attendance_with_large_points_says_they_wait_and_a_second_marketer_posts_them(
+        app, make_member, login):
+    from datetime import timedelta
+
+    from community.models import utcnow
+    from points import ledger
+    from points.models import PendingAward
+    from surveys import focus_groups
+    from tests.surveys.helpers import make_session
+
+    host, other, member = make_member(roles=("marketer",)), make_member(roles=("marketer",)), make_member()
+    session = make_session(attendance_points=800)
+    focus_groups.sign_up(member, session.id)
+    session.starts_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    resp = _form(login(host), f"/console/focus-groups/{session.id}/attendance", {f"member-{member.id}": "attended"},
+                 follow_redirects=True)
+    assert "800 points each wait for a second staff member" in _flashes(resp.get_data(as_text=True))
+    pending = db.session.scalar(select(PendingAward))
+    assert (pending.kind, pending.member_id, pending.points) == ("interaction", member.id, 800)
+    assert ledger.get_balance(member.id).available == 0
+    resp = _form(login(other), f"/console/approvals/{pending.id}/approve", {"reason": "was there"},
+                 follow_redirects=True)
+    assert "800 points posted" in _flashes(resp.get_data(as_text=True))
+    db.session.expire_all()
+    assert ledger.get_balance(member.id).available == 800
