@@ -25,6 +25,7 @@ from jobs import QUEUES
 from pagination import paginate
 from points import ledger, reports
 from points import services as points_services
+from points.models import PendingAward
 from points.permissions import ADJUST
 from points.schemas import PointsAdjustmentIn
 from rewards import services as rewards_services
@@ -105,7 +106,11 @@ def member_adjust(member_id):
         current_user.id, member_id, data["delta"], data["reason"], data.get("request_id") or secrets.token_hex(16)
     )
     db.session.commit()
-    flash(_("Adjustment recorded (entry #%(id)s).", id=entry.id), "success")
+    if isinstance(entry, PendingAward):  # a credit above the threshold waits for a second admin (four-eyes)
+        flash(_("A credit of %(n)s points needs a second admin: request #%(id)s waits in Award approvals.",
+                n=entry.points, id=entry.id), "info")
+    else:
+        flash(_("Adjustment recorded (entry #%(id)s).", id=entry.id), "success")
     return redirect(url_for("console.member", member_id=member_id), code=303)
 
 

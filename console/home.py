@@ -18,6 +18,8 @@ from errors import AppError
 from extensions import db
 from forums.models import Flag
 from forums.permissions import MODERATE
+from points.models import PendingAward
+from points.permissions import REVIEW_AWARDS
 from rewards.models import Redemption
 from rewards.permissions import FULFIL_REDEMPTIONS
 from surveys.models import Survey
@@ -105,6 +107,9 @@ def _domain_waiting(user) -> list[nav.Waiting]:
             )
         )
         cards.append(nav.Waiting(_l("Surveys closing within a week"), n, "console.surveys"))
+    if has_permission(user, REVIEW_AWARDS):
+        n = db.session.scalar(select(func.count()).select_from(PendingAward).where(PendingAward.status == "pending"))
+        cards.append(nav.Waiting(_l("Awards waiting for a second approval"), n, "console.approvals"))
     return cards
 
 

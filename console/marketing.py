@@ -1,5 +1,6 @@
 """Marketers: earning rules and campaigns, the rewards catalogue with code uploads, referral
-review with the weekly funnel, and tier distribution and movements."""
+review with the weekly funnel, four-eyes approval of large awards, and tier distribution and
+movements."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
-from community.models import TIERS, utcnow
+from community.models import TIERS, User, utcnow
 from community.permissions import has_permission
 from errors import ValidationError
 from extensions import db
 from pagination import paginate
+from points import approvals as approvals_service
 from points import referrals
 from points import services as points_services
-from points.models import Campaign, Referral
-from points.permissions import MANAGE_RULES, REPORTS, REVIEW_REFERRALS
+from points.models import Campaign, PendingAward, Referral
+from points.permissions import MANAGE_RULES, REPORTS, REVIEW_AWARDS, REVIEW_REFERRALS
 from points.schemas import EarningRuleIn, PointsCampaignIn, PointsReasonIn
 from points.services import INTERACTION_KINDS
 from rewards import services as rewards_services
@@ -37,9 +39,11 @@ nav.register(nav.NavItem("marketing", _l("Earning rules"), "console.rules", MANA
 nav.register(nav.NavItem("marketing", _l("Campaigns"), "console.campaigns", MANAGE_RULES, 20))
 nav.register(nav.NavItem("marketing", _l("Rewards catalogue"), "console.rewards", MANAGE_CATALOGUE, 30))
 nav.register(nav.NavItem("marketing", _l("Referrals"), "console.referrals", REVIEW_REFERRALS, 40))
+nav.register(nav.NavItem("marketing", _l("Award approvals"), "console.approvals", REVIEW_AWARDS, 45))
 nav.register(nav.NavItem("marketing", _l("Tiers"), "console.tiers", VIEW_TIER_STATS, 50))
 
 REFERRAL_STATUSES = ("held", "none", "rewarded", "rejected", "capped")
+AWARD_STATUSES = ("pending", "approved", "rejected")
 
 
 # --------------------------------------------------------------------------- earning rules
@@ -210,6 +214,52 @@ def referral_review(referral_id, decision):
     db.session.commit()
     flash(_("Referral #%(id)s: %(d)s.", id=referral_id, d=_(decision)), "success")
     return back("console.referrals")
+
+
+# --------------------------------------------------------------------------- four-eyes approvals
+
+
+def _why_not(pending: PendingAward) -> str | None:
+    """Why the viewer may not decide this award (the service's own rules), or None."""
+    if pending.status != "pending":
+        return None
+    if current_user.id == pending.requested_by_id:
+        return _("You requested it: a second staff member decides.")
+    if current_user.id == pending.member_id:
+        return _("It is an award to you.")
+    if not has_permission(current_user, approvals_service.DECIDE_PERMISSION[pending.kind]):
+        return _("A manual credit needs an admin.")
+    return None
+
+
+@bp.get("/approvals")
+@staff_page(REVIEW_AWARDS)
+def approvals():
+    """Awards above the approval threshold (focus-group attendance, manual credits) waiting for
+    a second staff member, as ``GET /api/v1/admin/points/pending-awards``."""
+    status = request.args.get("status", "pending")
+    status = status if status in AWARD_STATUSES else "pending"
+    page, per_page = page_args(25)
+    result = paginate(approvals_service.list_pending(status), page, per_page)
+    ids = {i for p in result["items"] for i in (p.member_id, p.requested_by_id, p.decided_by_id) if i}
+    names = dict(db.session.execute(select(User.id, User.display_name).where(User.id.in_(ids))).all()) if ids else {}
+    return render_template("console/approvals.html", result=result, status=status, statuses=AWARD_STATUSES,
+                           names=names, why_not={p.id: _why_not(p) for p in result["items"]},
+                           threshold=approvals_service.threshold())
+
+
+@bp.post("/approvals/<int:pending_id>/<any(approve, reject):decision>")
+@staff_page(REVIEW_AWARDS)
+def approval_decide(pending_id, decision):
+    data = validated(PointsReasonIn(), {"reason": form_str("reason", "")})
+    pending = approvals_service.decide(pending_id, approve=decision == "approve", actor=current_user,
+                                       reason=data["reason"])
+    db.session.commit()
+    if pending.status == "approved":
+        flash(_("Award #%(id)s approved: %(n)s points posted.", id=pending.id, n=pending.points), "success")
+    else:
+        flash(_("Award #%(id)s rejected: nothing posted.", id=pending.id), "success")
+    return back("console.approvals")
 
 
 # --------------------------------------------------------------------------- tiers

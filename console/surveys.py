@@ -21,6 +21,7 @@ from csv_export import csv_response
 from errors import NotFound, ValidationError
 from extensions import db
 from pagination import paginate
+from points import approvals
 from surveys import definition as defs
 from surveys import focus_groups, services
 from surveys.models import QUESTION_TYPES, Survey
@@ -307,7 +308,11 @@ def focus_group_attendance(session_id):
             (attended if value == "attended" else no_show if value == "no_show" else []).append(int(key[7:]))
     focus_groups.mark_attendance(current_user.id, session_id, attended, no_show)
     db.session.commit()
-    flash(_("Attendance saved: %(a)s attended, %(n)s no-shows.", a=len(attended), n=len(no_show)), "success")
+    message = _("Attendance saved: %(a)s attended, %(n)s no-shows.", a=len(attended), n=len(no_show))
+    points = focus_groups.get_session(session_id).attendance_points
+    if attended and approvals.needs_approval(points):  # four-eyes: the points are not posted yet
+        message += " " + _("Their %(n)s points each wait for a second staff member in Award approvals.", n=points)
+    flash(message, "success")
     return redirect(url_for("console.focus_group", session_id=session_id), code=303)
 
 

@@ -47,4 +47,6 @@ VOCABULARY = (
     # tier requirements (tiers.engine metrics)
     N_("points_earned"), N_("active_weeks"), N_("surveys_completed"), N_("promoter_answers"),
     N_("focus_groups_attended"), N_("referrals_converted"), N_("accepted_posts"),
+    # pending award kinds (points.models.PendingAward.kind; the statuses are above)
+    N_("interaction"), N_("adjustment"),
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from tests.analytics.authz_cases import _experiment, _review, _segment, _tagged
 from tests.authz import EVERYONE, Case
 from tests.forums.authz_cases import _flag, _thread
-from tests.points.authz_cases import _held_referral
+from tests.points.authz_cases import _held_referral, _pending_award
 from tests.rewards.authz_cases import _awaiting, _coupon_params, _reward_params
 from tests.surveys.authz_cases import _draft, _session, _survey
 
@@ -107,6 +107,9 @@ CASES = [
     _c("GET", "/console/referrals", MARKETERS),
     _c("POST", "/console/referrals/<int:referral_id>/<any(approve, reject):decision>", MARKETERS,
        setup=lambda ctx: {**_held_referral(ctx), "decision": "reject"}),
+    _c("GET", "/console/approvals", MARKETERS),
+    _c("POST", "/console/approvals/<int:pending_id>/<any(approve, reject):decision>", MARKETERS,
+       setup=lambda ctx: {**_pending_award(ctx), "decision": "reject"}),
     _c("GET", "/console/tiers", MARKETERS),
     # marketers: analytics (analytics.view reads, analytics.manage changes: marketers and admins)
     _c("GET", "/console/analytics/segments", MARKETERS),

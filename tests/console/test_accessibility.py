@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 def _seed(make_member):
+    from points import approvals
     from tests.console.test_browser import _awaiting_redemption, _flagged_post
     from tests.surveys.helpers import make_session, make_survey
 
@@ -22,6 +23,10 @@ def _seed(make_member):
     redemption = _awaiting_redemption(make_member)
     survey = make_survey()
     session = make_session()
+    requester, recipient = make_member(roles=("marketer",)), make_member()
+    approvals.request_award(kind="interaction", key="axe-pending", member_id=recipient.id, points=800,
+                            reason="attended", requested_by_id=requester.id,
+                            request={"kind": "focus_group_attended", "key": "axe-fg", "value": 800})
     db.session.commit()
     return {"post": post, "redemption": redemption, "survey": survey, "session": session}
 
@@ -42,7 +47,8 @@ def test_every_console_page_passes_axe(console, make_member):
         f"/console/surveys/{seeded['survey'].id}/preview", f"/console/surveys/{seeded['survey'].id}/results",
         "/console/focus-groups",
         f"/console/focus-groups/{seeded['session'].id}", "/console/rules", "/console/campaigns", "/console/rewards",
-        f"/console/rewards/{seeded['redemption'].reward_id}", "/console/referrals", "/console/tiers",
+        f"/console/rewards/{seeded['redemption'].reward_id}", "/console/referrals", "/console/approvals",
+        "/console/tiers",
         "/console/members", f"/console/members/{admin.id}", "/console/audit", "/console/jobs",
         "/console/analytics/segments", f"/console/analytics/segments/{analytics['segment']}",
         "/console/analytics/kpis", "/console/analytics/kpis/purchases?period=week&breakdown=tier",
