@@ -4,11 +4,6 @@ lease, and every step has run exactly once (one notification, one ledger award p
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,39 +18,20 @@ from journeys.jobs import sweep_due
 from journeys.models import StepExecution
 from points.models import JournalEntry
 from points.services import record_interaction
-from tests.rewards.test_faults import _descendants
+from tests.servers import FlaskProcess
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 2
 
 
-class Worker:
+class Worker(FlaskProcess):
     def __init__(self, app, **env):
-        self.log = tempfile.NamedTemporaryFile(prefix="journeys-worker-", suffix=".log", delete=False)  # noqa: SIM115
-        full_env = {
-            **{k: v for k, v in os.environ.items() if k != FAULT_ENV},
-            "KINSHIP_ENV": "test",
-            "KINSHIP_INSTANCE_DIR": tempfile.mkdtemp(prefix="journeys-worker-instance-"),
-            "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
-            "REDIS_URL": app.extensions["redis_url"],
+        super().__init__(app, "worker", "-q", "journeys", drop=(FAULT_ENV,), name="journeys-worker", env={
             "JOURNEYS_LEASE_SECONDS": str(LEASE),
             "JOURNEYS_CACHE_SECONDS": "0",
             **env,
-        }
-        self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/flask"), "--app", "app", "worker", "-q", "journeys"],
-            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
+        })
 
 
 def _count(model, *where) -> int:
