@@ -9,7 +9,8 @@ then cut to what is left of the member's daily / weekly / monthly cap for that k
 * The tier multiplier is ``tiers.benefits.benefits_for(member.tier)["earning_multiplier"]``.
 * Campaign multipliers do not stack: the highest active campaign matching the kind (and, for
   birthday campaigns, the member's birthday, set at least ``BIRTHDAY_MIN_AGE_DAYS`` before)
-  applies.
+  applies.  A member's own multipliers (``MemberMultiplier``: a campaign of one, granted e.g. by
+  a journey's ``points_multiplier`` step for a window) compete with the campaigns the same way.
 * Caps count points already earned from interactions of the same kind whose ``occurred_at``
   falls in the same UTC day, ISO week (Monday first) or calendar month.
 """
@@ -26,7 +27,7 @@ from sqlalchemy import func, select
 from extensions import db
 from tiers.benefits import benefits_for
 
-from .models import Campaign, EarningRule, Interaction
+from .models import Campaign, EarningRule, Interaction, MemberMultiplier
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,15 @@ def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
         if not _campaign_reaches(member, c):
             continue
         best = max(best, Decimal(c.multiplier))
+    member_id = getattr(member, "id", None)
+    if member_id is not None:
+        # The member's own windows (indexed on member_id, ends_at; usually none).
+        m = MemberMultiplier.__table__.c
+        for multiplier, kinds in db.session.execute(
+            select(m.multiplier, m.kinds).where(m.member_id == member_id, m.ends_at > at, m.starts_at <= at)
+        ):
+            if kinds is None or kind in kinds:
+                best = max(best, Decimal(multiplier))
     return best
 
 
