@@ -308,19 +308,32 @@ def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -
     """One step for each enrolment in ``moving``; returns those that move on to another step."""
     claims: list[tuple[_Row, dict]] = []
     for enrolment in moving:
-        step = ctx.versions[enrolment.version_id].step(enrolment.current_step)
-        if step is None:
-            _finish(enrolment, "done", now)
-            continue
-        if step["type"] == "wait":
+        version = ctx.versions[enrolment.version_id]
+        # Waits that are over need no decision: they are claimed together with the step after
+        # them (a wait then a send is one INSERT of execution rows, not two).
+        for _ in range(MAX_HOPS):
+            step = version.step(enrolment.current_step)
+            if step is None:
+                _finish(enrolment, "done", now)
+                break
+            if step["type"] != "wait":
+                claims.append((enrolment, step))
+                break
             if enrolment.wait_until is None:
                 enrolment.wait_until = wait_until(step, enrolment.member_id, now, ctx.time_zone(enrolment.member_id)
                                                   if step.get("until_local_time") else None)
             if enrolment.wait_until > now:
                 enrolment.next_run_at = enrolment.wait_until
                 enrolment.enqueued_at = None
-                continue
-        claims.append((enrolment, step))
+                break
+            claims.append((enrolment, step))
+            enrolment.wait_until = None
+            if not step.get("next"):
+                _finish(enrolment, "done", now)
+                break
+            enrolment.current_step = step["next"]
+        else:
+            raise RuntimeError(f"journey version {version.id} did not settle in {MAX_HOPS} steps")
     if not claims:
         return []
     claimed = _claim_steps(claims, now)
@@ -331,11 +344,11 @@ def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -
         kind = step["type"]
         nxt = step.get("next")
         if kind == "wait":
-            enrolment.wait_until = None
-        elif kind == "exit":
+            continue  # moved on above
+        if kind == "exit":
             _finish(enrolment, "exited", now)
             continue
-        elif kind == "condition":
+        if kind == "condition":
             if exec_id is not None:
                 recorded = "condition_true" if condition_holds(step, enrolment) else "condition_false"
                 effects.record(exec_id, "done", recorded)
@@ -376,9 +389,10 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime) -> list[tuple[i
     values = [{"journey_id": e.journey_id, "version_id": e.version_id, "member_id": e.member_id,
                "occurrence": e.occurrence, "step_id": step["id"], "enrolment_id": e.id, "outcome": "done",
                "created_at": now} for e, step in claims]
+    # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
     created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in db.session.execute(
-        insert_ignore(table).values(values).on_conflict_do_nothing()
-        .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id))}
+        insert_ignore(table).on_conflict_do_nothing()
+        .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id), values)}
     keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
     replayed = [k for k in keys if k not in created]
     reasons: dict[tuple, str | None] = {}
