@@ -225,7 +225,8 @@ def _multiplier(errors: _Errors, step: dict, path: str) -> None:
 
     value = step.get("multiplier")
     try:
-        number = None if isinstance(value, bool) or not isinstance(value, (int, float, str)) else Decimal(str(value))
+        # A JSON number, as every decimal of the API (docs/api.md): strings are refused.
+        number = None if isinstance(value, bool) or not isinstance(value, (int, float)) else Decimal(str(value))
     except InvalidOperation:
         number = None
     if number is None or not number.is_finite() or not 1 < number <= 10 or number != number.quantize(Decimal("0.001")):

@@ -14,8 +14,13 @@ when the insert created it, in the same transaction that moves the enrolment on.
 The enrolment row is also locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) so concurrent jobs do
 not queue behind each other.
 
-Sends go through ``community.services.notify`` → messaging, so preferences, unsubscribes, the
-weekly cap and quiet hours are decided by messaging when the email is delivered; what the journey
+A chunk is advanced set-based (``_advance_chunk``): the execution rows of a wave of steps in one
+multi-row INSERT, the wave's notifications in another and their deliveries through messaging's
+bulk path, the outcomes and the enrolments' states in one executemany each.
+
+Sends are notifications with their email deliveries (what ``community.services.notify`` writes,
+written in bulk), so preferences, unsubscribes, the weekly cap and quiet hours are decided by
+messaging when the email is delivered; what the journey
 itself decides is recorded on the execution (``skipped`` with ``holdout``, ``global_holdout``,
 ``unsubscribed``, ``own_journey``; ``paused`` journeys are not advanced at all).  Points go
 through ``points.ledger.award`` with the execution's key as the idempotency key, never to the
@@ -192,7 +197,7 @@ class _Effects:
     def tag(self, execution_id: int, member_id: int, tag: str) -> None:
         self.tags.setdefault(tag, []).append((execution_id, member_id))
 
-    def flush_wave(self, now: datetime) -> None:
+    def flush_wave(self) -> None:
         """Write what later steps may depend on: the notifications (and deliveries), the tags."""
         if self.notes:
             from messaging.services import queue_for_notifications
@@ -200,7 +205,9 @@ class _Effects:
             n = Notification.__table__
             ids = db.session.scalars(
                 n.insert().returning(n.c.id, sort_by_parameter_order=True),
-                [{"member_id": m, "kind": k, "payload": p, "created_at": now} for _, m, k, p in self.notes],
+                # Stamped with the wall clock (a delivery is not due before its notification's time),
+                # whatever ``now`` the engine was given.
+                [{"member_id": m, "kind": k, "payload": p, "created_at": utcnow()} for _, m, k, p in self.notes],
             ).all()
             # The deliveries (one INSERT … SELECT) and their deliver jobs after the commit, as for
             # any notification: messaging decides preferences, caps and quiet hours when it sends.
@@ -295,7 +302,7 @@ def _advance_chunk(ids: list[int], now: datetime | None) -> int:
         if not moving:
             break
         moving = _wave(moving, ctx, effects, now)
-        effects.flush_wave(now)
+        effects.flush_wave()
     else:
         raise RuntimeError(f"journey enrolments {[r.id for r in moving]} did not settle in {MAX_HOPS} steps")
     effects.write(rows)

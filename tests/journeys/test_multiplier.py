@@ -31,7 +31,8 @@ def test_a_member_earns_double_inside_the_window_and_normally_after(app, login, 
     author, checker = login(author_user), login(checker_user)
 
     # Save-time validation names the field.
-    for bad, field in (({"multiplier": 1}, "multiplier"), ({"multiplier": "2.0001"}, "multiplier"),
+    for bad, field in (({"multiplier": 1}, "multiplier"), ({"multiplier": 2.0001}, "multiplier"),
+                       ({"multiplier": "2"}, "multiplier"), ({"multiplier": True}, "multiplier"),
                        ({"multiplier": 11}, "multiplier"), ({"hours": 0}, "hours"), ({"hours": 721}, "hours"),
                        ({"kinds": ["nope"]}, "kinds"), ({"kinds": []}, "kinds")):
         resp = author.post("/api/v1/journeys", json={"name": "bad", "definition": {
