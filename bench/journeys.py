@@ -17,10 +17,15 @@ Measured, each in the same run:
 * **baseline**: the bare message enqueue: ``community.services.notify`` (the notification,
   its email delivery, the deliver job enqueued after the commit) for ``--advance`` members, in
   transactions of 200 (the advance job's batch);
+* **baseline_bulk**: the same enqueue written set-based (notifications in one INSERT per 200,
+  their deliveries through ``messaging.services.queue_for_notifications``), as the engine writes
+  a wave's sends: a stricter reference than the issue's (``ratio_vs_bulk``);
 * **advance**: ``--advance`` enrolments waiting at a wait step that is over, advanced one step
   (the wait's execution row, then a ``send`` step: its execution row, the preference and
   holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in batches
   of 200 as the jobs do (target: ≥ 50 % of the baseline's rate).
+
+Statements per member (``*_statements_per_member``) count what each phase sends to the server.
 """
 
 from __future__ import annotations
