@@ -118,3 +118,20 @@ def test_the_highest_of_campaign_and_member_multiplier_applies(app, make_member)
     record_interaction(member.id, "purchase", key="mult-both", value=10)
     db.session.commit()
     assert _earned("mult-both") == 20
+
+
+def test_caps_still_cut_multiplied_points_and_other_members_earn_normally(app, make_member):
+    """A post earns 10 (daily cap 50); doubled it earns 20, and the cap still stops it at 50."""
+    from points.services import grant_multiplier
+
+    member, other = make_member(), make_member()
+    now = __import__("community.models", fromlist=["x"]).utcnow()
+    grant_multiplier(member.id, 2, now - timedelta(minutes=1), now + timedelta(hours=1), key="cap-m",
+                     source_type="test", kinds=["post"])
+    db.session.commit()
+    for i in range(3):
+        record_interaction(member.id, "post", key=f"cap-post-{i}")
+        record_interaction(other.id, "post", key=f"cap-other-{i}")
+        db.session.commit()
+    assert [_earned(f"cap-post-{i}") for i in range(3)] == [20, 20, 10]
+    assert [_earned(f"cap-other-{i}") for i in range(3)] == [10, 10, 10]
