@@ -55,4 +55,6 @@ def test_status_and_totals_words_are_translated_in_zh_cn(app, login, make_member
     listing = client.get("/console/journeys").get_data(as_text=True)
     assert "启用" in listing
     client.post(f"/console/journeys/{j.id}/status", data={"status": "paused", "csrf_token": client.csrf_token})
-    assert "已暂停" in client.get(f"/console/journeys/{j.id}").get_data(as_text=True)
+    assert "<strong>已暂停</strong>" in client.get(f"/console/journeys/{j.id}").get_data(as_text=True)
+    listing = client.get("/console/journeys").get_data(as_text=True)
+    assert "<td>已暂停\n<form" in listing, listing  # the list's status cell (a macro)
