@@ -2,9 +2,9 @@
 
 Marketers and admins create and change journeys and templates (``journeys.manage``); staff
 read them and their statistics (``journeys.view``) and work the tasks they create
-(``journeys.work_tasks``).  Separation of duties: a journey that awards points is activated by
-someone other than the author of its current version, its authors never receive its points,
-and nobody closes a task about themselves.
+(``journeys.work_tasks``).  Separation of duties: a journey that awards points or grants a
+multiplier is activated by someone other than the author of its current version, its authors
+never receive its points or multipliers, and nobody closes a task about themselves.
 """
 
 from __future__ import annotations

@@ -16,7 +16,9 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
   ``wait`` (``delay_minutes`` 1..525600, and/or ``until_local_time`` "HH:MM" in the member's time
   zone), ``condition`` (``condition``: ``in_segment`` + ``segment_id``, ``purchased_since_entry``,
   ``answered_survey`` + ``survey_id``; branches ``then`` / ``else``), ``action`` (``action``:
-  ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``invite_survey`` + ``survey_id``,
+  ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``points_multiplier`` +
+  ``multiplier`` (more than 1, at most 10, 3 decimals) + ``hours`` 1..720 [+ ``kinds``: interaction
+  kinds], ``invite_survey`` + ``survey_id``,
   ``invite_focus_group`` + ``session_id``, ``tag`` + ``tag``, ``task`` + ``title`` [+ ``note``]) or
   ``exit``.  ``next`` names the following step (none: the journey ends there).
 
@@ -38,11 +40,15 @@ EVENTS = (
 DATE_FIELDS = ("birthday", "signup_anniversary", "renewal_on")
 STEP_TYPES = ("wait", "condition", "action", "exit")
 CONDITIONS = ("in_segment", "purchased_since_entry", "answered_survey")
-ACTIONS = ("send", "award_points", "invite_survey", "invite_focus_group", "tag", "task")
+ACTIONS = ("send", "award_points", "points_multiplier", "invite_survey", "invite_focus_group", "tag", "task")
 TIERS = ("aware", "engaged", "satisfied", "loyal", "advocate")
 MAX_STEPS = 50
 MAX_DELAY_MINUTES = 525_600  # a year
 MAX_POINTS = 10_000
+MAX_MULTIPLIER_HOURS = 720  # 30 days
+# Actions that give points: activated by someone other than the version's author (four eyes),
+# never to the journey's authors.
+POINTS_ACTIONS = ("award_points", "points_multiplier")
 _STEP_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _TIME = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:\-]{0,63}$")
@@ -196,6 +202,8 @@ def _step(errors: _Errors, step: dict, path: str) -> None:
                     errors.add(f"{path}.template", f"Unknown template: {key}.")
         elif action == "award_points":
             _int(errors, step, "points", path, 1, MAX_POINTS)
+        elif action == "points_multiplier":
+            _multiplier(errors, step, path)
         elif action == "invite_survey":
             _exists(errors, f"{path}.survey_id", _survey, step.get("survey_id"))
         elif action == "invite_focus_group":
@@ -210,6 +218,26 @@ def _step(errors: _Errors, step: dict, path: str) -> None:
                 errors.add(f"{path}.title", "1-200 characters.")
             if not isinstance(step.get("note", ""), str) or len(step.get("note", "")) > 2000:
                 errors.add(f"{path}.note", "At most 2000 characters.")
+
+
+def _multiplier(errors: _Errors, step: dict, path: str) -> None:
+    from decimal import Decimal, InvalidOperation
+
+    value = step.get("multiplier")
+    try:
+        # A JSON number, as every decimal of the API (docs/api.md): strings are refused.
+        number = None if isinstance(value, bool) or not isinstance(value, (int, float)) else Decimal(str(value))
+    except InvalidOperation:
+        number = None
+    if number is None or not number.is_finite() or not 1 < number <= 10 or number != number.quantize(Decimal("0.001")):
+        errors.add(f"{path}.multiplier", "A number more than 1 and at most 10 (3 decimals).")
+    _int(errors, step, "hours", path, 1, MAX_MULTIPLIER_HOURS)
+    kinds = step.get("kinds")
+    if kinds is not None:
+        from points.services import INTERACTION_KINDS
+
+        if not isinstance(kinds, list) or not kinds or any(k not in INTERACTION_KINDS for k in kinds):
+            errors.add(f"{path}.kinds", f"A non-empty list of {', '.join(INTERACTION_KINDS)}.")
 
 
 def successors(step: dict) -> list[str]:

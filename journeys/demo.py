@@ -1,9 +1,10 @@
 """Demo journeys for ``make run``: the programme documents' touches as ready templates.
 
-Welcome, +7 days after a purchase, birthday with double points (the points domain's
-"Birthday double points" campaign doubles what is earned that day; the journey greets and adds
-a gift), 30-day win-back, renewal countdown at -180/-90/-45/0 days, and a satisfaction survey
-with a gift for completing it, with their message templates in en and zh-CN.  The journeys that
+Welcome, +7 days after a purchase, birthday with double points (the journey greets, grants the
+member a 2x earning multiplier for 24 hours and adds a gift; the points demo's "Birthday double
+points" campaign does the same for the UTC day, and multipliers do not stack), 30-day win-back,
+renewal countdown at -180/-90/-45/0 days, and a satisfaction survey with a gift for completing
+it, with their message templates in en and zh-CN.  The journeys that
 send only are active; the two that award points stay drafts until someone other than their
 author activates them (four eyes).  Idempotent: loading twice changes nothing.
 """
@@ -86,10 +87,12 @@ def journeys(survey_id: int | None) -> list[tuple[str, str, dict, bool]]:
                        "next": "followup"},
                       {"id": "followup", "type": "action", "action": "send", "template": "purchase-followup"}]},
          True),
-        ("Birthday", "Birthday greeting with a gift (earning counts double that day: points campaign).", {
+        ("Birthday", "Birthday greeting, double points for 24 hours and a gift.", {
             "trigger": {"type": "date", "field": "birthday", "offset_days": 0}, "audience": everyone,
             "entry": {"rule": "per_occurrence"}, "goal": {"event": "purchase.recorded", "within_days": 7},
-            "steps": [{"id": "greet", "type": "action", "action": "send", "template": "birthday", "next": "gift"},
+            "steps": [{"id": "greet", "type": "action", "action": "send", "template": "birthday", "next": "double"},
+                      {"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2, "hours": 24,
+                       "next": "gift"},
                       {"id": "gift", "type": "action", "action": "award_points", "points": 100}]}, False),
         ("Win-back", "An offer after 30 days without activity; a task if it did not work.", {
             "trigger": {"type": "inactivity", "days": 30}, "audience": everyone,

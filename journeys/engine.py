@@ -14,8 +14,13 @@ when the insert created it, in the same transaction that moves the enrolment on.
 The enrolment row is also locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) so concurrent jobs do
 not queue behind each other.
 
-Sends go through ``community.services.notify`` → messaging, so preferences, unsubscribes, the
-weekly cap and quiet hours are decided by messaging when the email is delivered; what the journey
+A chunk is advanced set-based (``_advance_chunk``): the execution rows of a wave of steps in one
+multi-row INSERT, the wave's notifications in another and their deliveries through messaging's
+bulk path, the outcomes and the enrolments' states in one executemany each.
+
+Sends are notifications with their email deliveries (what ``community.services.notify`` writes,
+written in bulk), so preferences, unsubscribes, the weekly cap and quiet hours are decided by
+messaging when the email is delivered; what the journey
 itself decides is recorded on the execution (``skipped`` with ``holdout``, ``global_holdout``,
 ``unsubscribed``, ``own_journey``; ``paused`` journeys are not advanced at all).  Points go
 through ``points.ledger.award`` with the execution's key as the idempotency key, never to the
@@ -27,16 +32,18 @@ from __future__ import annotations
 import logging
 import os
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from community.models import utcnow
+from community.models import Notification, utcnow
 from extensions import db
 
+from .definition import POINTS_ACTIONS
 from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVersion, StepExecution
 
 log = logging.getLogger(__name__)
@@ -105,10 +112,26 @@ def due_ids(limit: int, now: datetime | None = None) -> list[int]:
     return ids
 
 
-class _Context:
-    """What a chunk needs, loaded once: journeys, versions, templates."""
+class _Row:
+    """An enrolment being advanced: a plain copy of its row, written back with the chunk's others
+    in one statement (no per-row ORM flushes)."""
 
-    def __init__(self, rows: list[Enrolment]):
+    __slots__ = ("id", "journey_id", "version_id", "member_id", "occurrence", "state", "arm", "current_step",
+                 "wait_until", "next_run_at", "enqueued_at", "entered_at", "finished_at")
+
+    def __init__(self, row):
+        for name in self.__slots__:
+            setattr(self, name, getattr(row, name))
+
+
+_MUTABLE = ("state", "arm", "current_step", "wait_until", "next_run_at", "enqueued_at", "finished_at")
+
+
+class _Context:
+    """What a chunk needs, loaded once: journeys, versions, templates, and per-member facts asked
+    for the whole chunk at once (reachability per category, the programme holdout, time zones)."""
+
+    def __init__(self, rows: list[_Row]):
         jids = {r.journey_id for r in rows}
         vids = {r.version_id for r in rows}
         self.journeys = {j.id: j for j in db.session.scalars(select(Journey).where(Journey.id.in_(jids)))}
@@ -116,7 +139,8 @@ class _Context:
         self.templates: dict[str, JourneyTemplate | None] = {}
         self.members = [r.member_id for r in rows]
         self._reachable: dict[str, set[int]] = {}
-        self._holdout: bool | None = None
+        self._holdout: set[int] | None = None
+        self._zones: dict[int, str] | None = None
 
     def reachable(self, member_id: int, category: str) -> bool:
         """Could a message in ``category`` reach the member on any channel (email or in-app)?"""
@@ -127,17 +151,94 @@ class _Context:
         return member_id in self._reachable[category]
 
     def in_holdout(self, member_id: int) -> bool:
-        """In the programme-wide control group?  (Whether one runs is asked once per chunk.)"""
-        from analytics.experiments import holdout_running, in_holdout
-
+        """In the programme-wide control group?  (One query for the chunk, none when none runs.)"""
         if self._holdout is None:
-            self._holdout = holdout_running()
-        return self._holdout and in_holdout(member_id)
+            from analytics.experiments import holdout_members
+
+            self._holdout = holdout_members(self.members)
+        return member_id in self._holdout
+
+    def time_zone(self, member_id: int) -> str | None:
+        """The member's messaging time zone (read for the whole chunk the first time one is asked)."""
+        if self._zones is None:
+            from messaging.models import MemberPreferences
+
+            p = MemberPreferences.__table__.c
+            self._zones = dict(db.session.execute(
+                select(p.member_id, p.time_zone).where(p.member_id.in_(set(self.members)))).all())
+        return self._zones.get(member_id)
 
     def template(self, key: str) -> JourneyTemplate | None:
         if key not in self.templates:
             self.templates[key] = db.session.scalar(select(JourneyTemplate).where(JourneyTemplate.key == key))
         return self.templates[key]
+
+
+class _Effects:
+    """The effects of one wave of steps, written set-based: the notifications in one INSERT (their
+    email deliveries in one more, through messaging), tags one statement per tag; the executions'
+    outcomes and the enrolments' new states once per chunk (``write``)."""
+
+    def __init__(self):
+        self.outcomes: list[dict] = []
+        self.notes: list[tuple[int, int, str, dict]] = []  # (execution id, member, kind, payload)
+        self.tags: dict[str, list[tuple[int, int]]] = {}
+
+    def record(self, execution_id: int, outcome: str, reason: str | None = None, *,
+               notification_id: int | None = None, entry_id: int | None = None) -> None:
+        if outcome == "done" and reason is None and notification_id is None and entry_id is None:
+            return  # the row was inserted as done
+        self.outcomes.append({"x_id": execution_id, "x_outcome": outcome, "x_reason": reason,
+                              "x_notification": notification_id, "x_entry": entry_id})
+
+    def notify(self, execution_id: int, member_id: int, kind: str, payload: dict) -> None:
+        self.notes.append((execution_id, member_id, kind, payload))
+
+    def tag(self, execution_id: int, member_id: int, tag: str) -> None:
+        self.tags.setdefault(tag, []).append((execution_id, member_id))
+
+    def flush_wave(self) -> None:
+        """Write what later steps may depend on: the notifications (and deliveries), the tags."""
+        if self.notes:
+            from messaging.services import queue_for_notifications
+
+            n = Notification.__table__
+            ids = db.session.scalars(
+                n.insert().returning(n.c.id, sort_by_parameter_order=True),
+                # Stamped with the wall clock (a delivery is not due before its notification's time),
+                # whatever ``now`` the engine was given.
+                [{"member_id": m, "kind": k, "payload": p, "created_at": utcnow()} for _, m, k, p in self.notes],
+            ).all()
+            # The deliveries (one INSERT … SELECT) and their deliver jobs after the commit, as for
+            # any notification: messaging decides preferences, caps and quiet hours when it sends.
+            queue_for_notifications(list(ids))
+            for (execution_id, *_), nid in zip(self.notes, ids, strict=True):
+                self.record(execution_id, "sent", notification_id=nid)
+            self.notes = []
+        if self.tags:
+            from analytics.segments import tag_members
+
+            for tag, items in self.tags.items():
+                tag_members(None, tag, sorted({m for _, m in items}))
+                for execution_id, _ in items:
+                    self.record(execution_id, "done", "tagged")
+            self.tags = {}
+
+    def write(self, rows: list[_Row]) -> None:
+        """The executions' outcomes and the enrolments' states: one executemany each."""
+        x = StepExecution.__table__
+        if self.outcomes:
+            db.session.execute(
+                update(x).where(x.c.id == bindparam("x_id")).values(
+                    outcome=bindparam("x_outcome"), reason=bindparam("x_reason"),
+                    notification_id=bindparam("x_notification"), entry_id=bindparam("x_entry")),
+                self.outcomes)
+            self.outcomes = []
+        e = Enrolment.__table__
+        if rows:
+            db.session.execute(
+                update(e).where(e.c.id == bindparam("e_id")).values({c: bindparam(f"e_{c}") for c in _MUTABLE}),
+                [{"e_id": r.id, **{f"e_{c}": getattr(r, c) for c in _MUTABLE}} for r in rows])
 
 
 def advance(ids: list[int], now: datetime | None = None) -> dict:
@@ -172,27 +273,106 @@ def advance(ids: list[int], now: datetime | None = None) -> dict:
 
 
 def _advance_chunk(ids: list[int], now: datetime | None) -> int:
+    """Lock the chunk's due rows, then move them all forward in *waves*: each wave claims the
+    step every moving enrolment is at (one multi-row INSERT of execution rows), performs the
+    effects of the rows it created (set-based where it can), and moves them on."""
     now = now or utcnow()
-    rows = list(db.session.scalars(
-        select(Enrolment).where(Enrolment.id.in_(ids), Enrolment.state == "active", Enrolment.next_run_at <= now)
-        .order_by(Enrolment.id).with_for_update(skip_locked=True).execution_options(populate_existing=True)
-    ))
+    e = Enrolment.__table__
+    rows = [_Row(r) for r in db.session.execute(
+        select(*(e.c[name] for name in _Row.__slots__))
+        .where(e.c.id.in_(ids), e.c.state == "active", e.c.next_run_at <= now)
+        .order_by(e.c.id).with_for_update(skip_locked=True)
+    )]
     if not rows:
         return 0
     ctx = _Context(rows)
-    done = 0
+    effects = _Effects()
+    moving = []
     for enrolment in rows:
-        journey = ctx.journeys[enrolment.journey_id]
-        if journey.status != "active":
+        if ctx.journeys[enrolment.journey_id].status != "active":
             # Paused (or archived) since the job was enqueued: no step, no send.  Resuming
             # makes the sweeper hand it out again.
             enrolment.enqueued_at = None
             continue
-        _run(enrolment, journey, ctx.versions[enrolment.version_id], ctx, now)
-        done += 1
+        if enrolment.current_step is None:
+            enrolment.current_step = ctx.versions[enrolment.version_id].steps[0]["id"]
+        moving.append(enrolment)
+    done = len(moving)
+    for _ in range(MAX_HOPS):
+        if not moving:
+            break
+        moving = _wave(moving, ctx, effects, now)
+        effects.flush_wave()
+    else:
+        raise RuntimeError(f"journey enrolments {[r.id for r in moving]} did not settle in {MAX_HOPS} steps")
+    effects.write(rows)
     db.session.flush()
     _injected_fault()
     return done
+
+
+def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -> list[_Row]:
+    """One step for each enrolment in ``moving``; returns those that move on to another step."""
+    claims: list[tuple[_Row, dict]] = []
+    for enrolment in moving:
+        version = ctx.versions[enrolment.version_id]
+        # Waits that are over need no decision: they are claimed together with the step after
+        # them (a wait then a send is one INSERT of execution rows, not two).
+        for _ in range(MAX_HOPS):
+            step = version.step(enrolment.current_step)
+            if step is None:
+                _finish(enrolment, "done", now)
+                break
+            if step["type"] != "wait":
+                claims.append((enrolment, step))
+                break
+            if enrolment.wait_until is None:
+                enrolment.wait_until = wait_until(step, enrolment.member_id, now, ctx.time_zone(enrolment.member_id)
+                                                  if step.get("until_local_time") else None)
+            if enrolment.wait_until > now:
+                enrolment.next_run_at = enrolment.wait_until
+                enrolment.enqueued_at = None
+                break
+            claims.append((enrolment, step))
+            enrolment.wait_until = None
+            if not step.get("next"):
+                _finish(enrolment, "done", now)
+                break
+            enrolment.current_step = step["next"]
+        else:
+            raise RuntimeError(f"journey version {version.id} did not settle in {MAX_HOPS} steps")
+    if not claims:
+        return []
+    claimed = _claim_steps(claims, now)
+    onward = []
+    for (enrolment, step), (exec_id, recorded) in zip(claims, claimed, strict=True):
+        journey = ctx.journeys[enrolment.journey_id]
+        version = ctx.versions[enrolment.version_id]
+        kind = step["type"]
+        nxt = step.get("next")
+        if kind == "wait":
+            continue  # moved on above
+        if kind == "exit":
+            _finish(enrolment, "exited", now)
+            continue
+        if kind == "condition":
+            if exec_id is not None:
+                recorded = "condition_true" if condition_holds(step, enrolment) else "condition_false"
+                effects.record(exec_id, "done", recorded)
+            nxt = step.get("then") if recorded == "condition_true" else step.get("else")
+        elif exec_id is not None:  # an action this transaction claimed
+            if enrolment.arm is None:
+                enrolment.arm = _arm(journey, enrolment.member_id)
+            if enrolment.arm == "holdout":
+                effects.record(exec_id, "skipped", "holdout")
+            else:
+                perform(step, enrolment, journey, version, exec_id, ctx, effects, now)
+        if not nxt:
+            _finish(enrolment, "done", now)
+            continue
+        enrolment.current_step = nxt
+        onward.append(enrolment)
+    return onward
 
 
 def _injected_fault() -> None:
@@ -204,79 +384,30 @@ def _injected_fault() -> None:
         _time.sleep(float(fault.split(":", 1)[1]))
 
 
-def _finish(enrolment: Enrolment, state: str, now: datetime) -> None:
+def _finish(enrolment: _Row, state: str, now: datetime) -> None:
     enrolment.state, enrolment.finished_at, enrolment.next_run_at = state, now, None
 
 
-def _claim_step(enrolment: Enrolment, step_id: str, now: datetime) -> tuple[int | None, str | None]:
-    """Insert the step's execution row; (its id, None) if new, (None, recorded reason) if it ran."""
+def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime) -> list[tuple[int | None, str | None]]:
+    """Insert the execution rows of a wave in one statement; per claim (its id, None) if this
+    transaction created it, (None, the recorded reason) if the step ran before."""
     table = StepExecution.__table__
-    new_id = db.session.execute(
-        insert_ignore(table).values(
-            journey_id=enrolment.journey_id, version_id=enrolment.version_id, member_id=enrolment.member_id,
-            occurrence=enrolment.occurrence, step_id=step_id, enrolment_id=enrolment.id, outcome="done",
-            created_at=now,
-        ).on_conflict_do_nothing().returning(table.c.id)
-    ).scalar()
-    if new_id is not None:
-        return new_id, None
-    reason = db.session.scalar(select(table.c.reason).where(
-        table.c.version_id == enrolment.version_id, table.c.member_id == enrolment.member_id,
-        table.c.occurrence == enrolment.occurrence, table.c.step_id == step_id))
-    return None, reason
-
-
-def _record(execution_id: int, outcome: str, reason: str | None = None, **values) -> None:
-    if outcome == "done" and reason is None and not values:
-        return  # the row was inserted as done
-    db.session.execute(update(StepExecution).where(StepExecution.id == execution_id)
-                       .values(outcome=outcome, reason=reason, **values))
-
-
-def _run(enrolment: Enrolment, journey: Journey, version: JourneyVersion, ctx: _Context, now: datetime) -> None:
-    if enrolment.current_step is None:
-        enrolment.current_step = version.steps[0]["id"]
-    for _ in range(MAX_HOPS):
-        step = version.step(enrolment.current_step)
-        if step is None:
-            _finish(enrolment, "done", now)
-            return
-        kind = step["type"]
-        nxt = step.get("next")
-        if kind == "wait":
-            if enrolment.wait_until is None:
-                enrolment.wait_until = wait_until(step, enrolment.member_id, now)
-            if enrolment.wait_until > now:
-                enrolment.next_run_at = enrolment.wait_until
-                enrolment.enqueued_at = None
-                return
-            _claim_step(enrolment, step["id"], now)
-            enrolment.wait_until = None
-        elif kind == "exit":
-            _claim_step(enrolment, step["id"], now)
-            _finish(enrolment, "exited", now)
-            return
-        elif kind == "condition":
-            exec_id, recorded = _claim_step(enrolment, step["id"], now)
-            if exec_id is not None:
-                holds = condition_holds(step, enrolment)
-                recorded = "condition_true" if holds else "condition_false"
-                _record(exec_id, "done", recorded)
-            nxt = step.get("then") if recorded == "condition_true" else step.get("else")
-        else:  # action
-            exec_id, _ = _claim_step(enrolment, step["id"], now)
-            if exec_id is not None:
-                if enrolment.arm is None:
-                    enrolment.arm = _arm(journey, enrolment.member_id)
-                if enrolment.arm == "holdout":
-                    _record(exec_id, "skipped", "holdout")
-                else:
-                    perform(step, enrolment, journey, version, exec_id, ctx)
-        if not nxt:
-            _finish(enrolment, "done", now)
-            return
-        enrolment.current_step = nxt
-    raise RuntimeError(f"journey version {version.id} did not settle in {MAX_HOPS} steps")
+    c = table.c
+    values = [{"journey_id": e.journey_id, "version_id": e.version_id, "member_id": e.member_id,
+               "occurrence": e.occurrence, "step_id": step["id"], "enrolment_id": e.id, "outcome": "done",
+               "created_at": now} for e, step in claims]
+    # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
+    created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in db.session.execute(
+        insert_ignore(table).on_conflict_do_nothing()
+        .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id), values)}
+    keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
+    replayed = [k for k in keys if k not in created]
+    reasons: dict[tuple, str | None] = {}
+    if replayed:
+        reasons = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.reason for r in db.session.execute(
+            select(c.version_id, c.member_id, c.occurrence, c.step_id, c.reason)
+            .where(tuple_(c.version_id, c.member_id, c.occurrence, c.step_id).in_(replayed)))}
+    return [(created[k], None) if k in created else (None, reasons.get(k)) for k in keys]
 
 
 def _arm(journey: Journey, member_id: int) -> str:
@@ -294,19 +425,21 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def wait_until(step: dict, member_id: int, now: datetime) -> datetime:
+def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None = None) -> datetime:
     """When a wait step started ``now`` ends (naive UTC).
 
     ``delay_minutes`` first, then, with ``until_local_time``, the next time the member's clock
-    (their messaging time zone) shows that time.
+    (their messaging time zone: ``time_zone`` if the caller read it, else looked up) shows that time.
     """
     at = now + timedelta(minutes=step.get("delay_minutes") or 0)
     local_time = step.get("until_local_time")
     if not local_time:
         return at
-    from messaging.preferences import peek_preferences
+    if time_zone is None:
+        from messaging.preferences import peek_preferences
 
-    zone = _zone(peek_preferences(member_id)[1])
+        time_zone = peek_preferences(member_id)[1]
+    zone = _zone(time_zone)
     local = at.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
     hour, minute = (int(p) for p in local_time.split(":"))
     target = datetime.combine(local.date(), time(hour, minute), tzinfo=zone)
@@ -315,7 +448,7 @@ def wait_until(step: dict, member_id: int, now: datetime) -> datetime:
     return target.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
-def condition_holds(step: dict, enrolment: Enrolment) -> bool:
+def condition_holds(step: dict, enrolment) -> bool:
     cond = step["condition"]
     if cond == "in_segment":
         from analytics.segments import is_member_in
@@ -339,37 +472,41 @@ def condition_holds(step: dict, enrolment: Enrolment) -> bool:
 # --------------------------------------------------------------------------- actions
 
 
-def _notify(member_id: int, kind: str, payload: dict) -> int:
-    """One notification (messaging gives it its email delivery); the step's execution row, in
-    the same transaction, is what makes it once: no dedupe key is needed."""
-    from community.services import notify
-
-    return notify(member_id, kind, payload).id
+def step_key(version_id: int, enrolment, step_id: str) -> str:
+    """The idempotency key of a step's effect outside journeys (the ledger, a multiplier)."""
+    return f"journey:{version_id}:{enrolment.member_id}:{enrolment.occurrence}:{step_id}"
 
 
-def perform(step: dict, enrolment: Enrolment, journey: Journey, version: JourneyVersion, exec_id: int,
-            ctx: _Context) -> None:
-    """Carry out an action step whose execution row ``exec_id`` this transaction just created."""
+def perform(step: dict, enrolment, journey: Journey, version: JourneyVersion, exec_id: int,
+            ctx: _Context, effects: _Effects, now: datetime) -> None:
+    """Carry out an action step whose execution row ``exec_id`` this transaction just created.
+
+    Notifications and tags are collected in ``effects`` and written for the whole wave; points
+    and multipliers are written here (each with its own idempotency key).
+    """
     member_id = enrolment.member_id
     action = step["action"]
     base = {"journey_id": journey.id, "step_id": step["id"]}
-    if action in ("send", "award_points") and ctx.in_holdout(member_id):
-        _record(exec_id, "skipped", "global_holdout")  # the programme-wide control group
+    if action in ("send", *POINTS_ACTIONS) and ctx.in_holdout(member_id):
+        effects.record(exec_id, "skipped", "global_holdout")  # the programme-wide control group
+        return
+    if action in POINTS_ACTIONS and member_id in {journey.created_by_id, version.created_by_id}:
+        # Separation of duties: whoever wrote the journey (any version) gets nothing from it.
+        effects.record(exec_id, "skipped", "own_journey")
         return
     if action == "send":
         tpl = ctx.template(step["template"])
         if tpl is None:
-            _record(exec_id, "failed", "unknown_template")
+            effects.record(exec_id, "failed", "unknown_template")
             return
         if not ctx.reachable(member_id, tpl.category):
-            _record(exec_id, "skipped", "unsubscribed")
+            effects.record(exec_id, "skipped", "unsubscribed")
             return
-        nid = _notify(member_id, f"journeys.{tpl.category}.{tpl.key}",
-                      {**base, "subject": tpl.subject, "text": tpl.body})
-        _record(exec_id, "sent", None, notification_id=nid)
+        effects.notify(exec_id, member_id, f"journeys.{tpl.category}.{tpl.key}",
+                       {**base, "subject": tpl.subject, "text": tpl.body})
     elif action in ("invite_survey", "invite_focus_group"):
         if not ctx.reachable(member_id, "research"):
-            _record(exec_id, "skipped", "unsubscribed")
+            effects.record(exec_id, "skipped", "unsubscribed")
             return
         if action == "invite_survey":
             from surveys.services import get_survey
@@ -383,31 +520,29 @@ def perform(step: dict, enrolment: Enrolment, journey: Journey, version: Journey
             session = get_session(step["session_id"])
             payload = {**base, "session_id": session.id, "title": session.title}
             kind = "research.journey_focus_group"
-        _record(exec_id, "sent", None, notification_id=_notify(member_id, kind, payload))
+        effects.notify(exec_id, member_id, kind, payload)
     elif action == "award_points":
-        # Separation of duties: whoever wrote the journey (any version) gets nothing from it.
-        authors = {journey.created_by_id, version.created_by_id}
-        if member_id in authors:
-            _record(exec_id, "skipped", "own_journey")
-            return
         from points import ledger
 
         entry = ledger.award(
-            member_id, int(step["points"]),
-            key=f"journey:{version.id}:{member_id}:{enrolment.occurrence}:{step['id']}",
+            member_id, int(step["points"]), key=step_key(version.id, enrolment, step["id"]),
             reason=f"Journey: {journey.name}"[:200], source_type="journey", source_id=enrolment.id,
         )
-        _record(exec_id, "done", "awarded", entry_id=entry.id)
-    elif action == "tag":
-        from analytics.segments import tag_members
+        effects.record(exec_id, "done", "awarded", entry_id=entry.id)
+    elif action == "points_multiplier":
+        # A campaign of one: what the member earns in the window is multiplied by the earning
+        # rules (points.rules.campaign_multiplier), each earning through the ledger as usual.
+        from points.services import grant_multiplier
 
-        tag_members(None, step["tag"], [member_id])
-        _record(exec_id, "done", "tagged")
+        grant_multiplier(member_id, Decimal(str(step["multiplier"])), now, now + timedelta(hours=int(step["hours"])),
+                         key=step_key(version.id, enrolment, step["id"]), kinds=step.get("kinds"),
+                         source_type="journey", source_id=enrolment.id)
+        effects.record(exec_id, "done", "multiplier")
+    elif action == "tag":
+        effects.tag(exec_id, member_id, step["tag"])
     elif action == "task":
-        task = JourneyTask(journey_id=journey.id, enrolment_id=enrolment.id, member_id=member_id,
-                           title=step["title"], note=step.get("note", ""))
-        db.session.add(task)
-        db.session.flush()
-        _record(exec_id, "done", "task_created")
+        db.session.add(JourneyTask(journey_id=journey.id, enrolment_id=enrolment.id, member_id=member_id,
+                                   title=step["title"], note=step.get("note", "")))
+        effects.record(exec_id, "done", "task_created")
     else:
         raise ValueError(f"unknown action {action!r}")

@@ -182,7 +182,7 @@ def set_status(actor_id: int, journey_id: int, action: str) -> Journey:
                        fields={"status": [journey.status]})
     if action == "activate":
         version = current_version(journey)
-        awards = any(s.get("action") == "award_points" for s in version.steps)
+        awards = any(s.get("action") in definition.POINTS_ACTIONS for s in version.steps)
         if awards and actor_id is not None and actor_id == version.created_by_id:
             from errors import Forbidden
 

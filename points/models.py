@@ -270,6 +270,35 @@ class Campaign(db.Model):
     )
 
 
+class MemberMultiplier(db.Model):
+    """One member's earning multiplier for a window: a campaign of one, e.g. the double points a
+    birthday journey grants for the day (``journeys``' ``points_multiplier`` action).
+
+    ``rules.campaign_multiplier`` takes it like a campaign's (the highest applies, they do not
+    stack).  Written once per ``key`` (the granting step's idempotency key), never changed.
+    """
+
+    __tablename__ = "points_member_multipliers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    multiplier: Mapped[Decimal] = mapped_column(Numeric(6, 3))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime] = mapped_column()
+    # None: every kind; otherwise a list of interaction kinds.
+    kinds: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    key: Mapped[str] = mapped_column(String(190), unique=True)
+    source_type: Mapped[str] = mapped_column(String(32))
+    source_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("multiplier >= 1", name="multiplier_min"),
+        CheckConstraint("ends_at > starts_at", name="window"),
+        Index("ix_points_member_multipliers_member", "member_id", "ends_at"),
+    )
+
+
 REFERRAL_STATUSES = ("signed_up", "converted")
 REWARD_STATUSES = ("none", "rewarded", "held", "rejected", "capped")
 
@@ -367,6 +396,7 @@ __all__ = [
     "PurchaseLineItem",
     "EarningRule",
     "Campaign",
+    "MemberMultiplier",
     "Referral",
     "ReferralInvite",
 ]

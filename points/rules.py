@@ -9,7 +9,8 @@ then cut to what is left of the member's daily / weekly / monthly cap for that k
 * The tier multiplier is ``tiers.benefits.benefits_for(member.tier)["earning_multiplier"]``.
 * Campaign multipliers do not stack: the highest active campaign matching the kind (and, for
   birthday campaigns, the member's birthday, set at least ``BIRTHDAY_MIN_AGE_DAYS`` before)
-  applies.
+  applies.  A member's own multipliers (``MemberMultiplier``: a campaign of one, granted e.g. by
+  a journey's ``points_multiplier`` step for a window) compete with the campaigns the same way.
 * Caps count points already earned from interactions of the same kind whose ``occurred_at``
   falls in the same UTC day, ISO week (Monday first) or calendar month.
 """
@@ -21,12 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, cast, false, func, null, select, union_all
 
 from extensions import db
 from tiers.benefits import benefits_for
 
-from .models import Campaign, EarningRule, Interaction
+from .models import Campaign, EarningRule, Interaction, MemberMultiplier
 
 
 @dataclass(frozen=True)
@@ -80,22 +81,40 @@ def rule_for(kind: str) -> Rule:
 
 
 def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
-    campaigns = db.session.scalars(
-        select(Campaign).where(Campaign.active.is_(True), Campaign.starts_at <= at, Campaign.ends_at > at)
-    )
+    """The highest multiplier of the active campaigns and the member's own windows that apply.
+
+    One statement: the campaigns ``UNION ALL`` the member's windows (indexed on member_id,
+    ends_at; usually none), so earning pays no extra round trip for them.
+    """
+    c = Campaign.__table__.c
+    query = select(c.id, c.multiplier, c.kinds, c.birthday_only, c.segment_id).where(
+        c.active.is_(True), c.starts_at <= at, c.ends_at > at)
+    member_id = getattr(member, "id", None)
+    if member_id is not None:
+        m = MemberMultiplier.__table__.c
+        query = union_all(query, select(
+            cast(null(), Integer), m.multiplier, m.kinds, false(), cast(null(), Integer)
+        ).where(m.member_id == member_id, m.ends_at > at, m.starts_at <= at))
     best = Decimal(1)
-    for c in campaigns:
-        if c.kinds is not None and kind not in c.kinds:
+    for campaign_id, multiplier, kinds, birthday_only, segment_id in db.session.execute(query):
+        if kinds is not None and kind not in kinds:
             continue
-        if c.birthday_only and not _is_birthday(member, at):
-            continue
-        if not _campaign_reaches(member, c):
-            continue
-        best = max(best, Decimal(c.multiplier))
+        if campaign_id is not None:  # a campaign (None: one of the member's own windows)
+            if birthday_only and not _is_birthday(member, at):
+                continue
+            if not _campaign_reaches(member, _CampaignRef(campaign_id, segment_id)):
+                continue
+        best = max(best, Decimal(multiplier))
     return best
 
 
-def _campaign_reaches(member, campaign: Campaign) -> bool:
+@dataclass(frozen=True)
+class _CampaignRef:
+    id: int
+    segment_id: int | None
+
+
+def _campaign_reaches(member, campaign: _CampaignRef) -> bool:
     """Analytics decides who a campaign reaches: its segment, and neither the programme holdout
     nor the control arm of an experiment on this campaign (``analytics.experiments``)."""
     member_id = getattr(member, "id", None)

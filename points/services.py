@@ -21,7 +21,7 @@ from errors import Conflict, NotFound, ValidationError
 from extensions import db
 
 from . import approvals, ledger, referrals, rules
-from .models import Campaign, EarningRule, Interaction, JournalEntry, PurchaseLineItem, Referral
+from .models import Campaign, EarningRule, Interaction, JournalEntry, MemberMultiplier, PurchaseLineItem, Referral
 
 INTERACTION_KINDS = (
     "post",
@@ -495,6 +495,39 @@ def update_campaign(actor_id: int, campaign_id: int, data: dict) -> Campaign:
     audit(actor_id, "points.campaign.update", "campaign", campaign.id,
           details={k: _jsonable(v) if not isinstance(v, datetime) else v.isoformat() + "Z" for k, v in data.items()})
     return campaign
+
+
+MAX_MULTIPLIER = Decimal(10)  # as a campaign's
+
+
+def grant_multiplier(member_id: int, multiplier: Decimal, starts_at: datetime, ends_at: datetime, *, key: str,
+                     source_type: str, source_id: int | None = None, kinds: list[str] | None = None) -> int:
+    """Give one member an earning multiplier for ``[starts_at, ends_at)`` (a campaign of one; the
+    highest of it and the campaigns applies, see ``rules``).  Idempotent on ``key``: a replay
+    returns the row written the first time and changes nothing.  Returns its id.
+
+    Nothing is posted to the ledger here: the points come later, each through the ledger with
+    the interaction's own key, when the member earns within the window.
+    """
+    multiplier = Decimal(multiplier)
+    if not Decimal(1) <= multiplier <= MAX_MULTIPLIER:
+        raise ValidationError("The multiplier is out of range.", fields={"multiplier": ["From 1 to 10."]})
+    if ends_at <= starts_at:
+        raise ValidationError("The window must end after it starts.", fields={"ends_at": ["After starts_at."]})
+    unknown = sorted(set(kinds or ()) - set(INTERACTION_KINDS))
+    if unknown:
+        raise ValidationError("Unknown interaction kinds.", fields={"kinds": unknown})
+    table = MemberMultiplier.__table__
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    new_id = db.session.execute(
+        dialect.insert(table).values(
+            member_id=member_id, multiplier=multiplier, starts_at=starts_at, ends_at=ends_at, kinds=kinds, key=key,
+            source_type=source_type, source_id=source_id, created_at=utcnow(),
+        ).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
+    ).scalar()
+    if new_id is None:
+        new_id = db.session.scalar(select(table.c.id).where(table.c.key == key))
+    return new_id
 
 
 def adjust_points(actor_id: int, member_id: int, delta: int, reason: str, request_key: str):

@@ -73,3 +73,6 @@ def test_demo_journeys_are_valid_and_load_once(app):
     assert db.session.scalar(select(func.count()).select_from(JourneyTemplate)) == 11
     statuses = dict(db.session.execute(select(Journey.name, Journey.status)).all())
     assert statuses["Welcome"] == "active" and statuses["Birthday"] == "draft"  # four eyes for points
+    birthday = db.session.scalar(select(Journey).where(Journey.name == "Birthday"))
+    steps = {s["id"]: s for s in __import__("journeys.services", fromlist=["x"]).current_version(birthday).steps}
+    assert steps["double"]["action"] == "points_multiplier" and steps["double"]["multiplier"] == 2

@@ -1,0 +1,137 @@
+"""The ``points_multiplier`` action end to end: a journey grants a member double points for a
+window through the points domain's earning rules; the member earns double inside it and normally
+after; the author gets nothing; bad input is a 422 naming the field; four eyes to activate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+
+from extensions import db
+from points.models import JournalEntry, MemberMultiplier
+from points.services import record_interaction
+
+from .conftest import enrolments, executions
+
+STEPS = [{"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2, "hours": 2,
+          "kinds": ["purchase"]}]
+DEFN = {"trigger": {"type": "event", "event": "purchase.recorded"}, "audience": {"type": "everyone"},
+        "entry": {"rule": "once"}, "steps": STEPS}
+
+
+def _earned(key: str) -> int:
+    from points.models import Interaction
+
+    return db.session.scalar(select(Interaction.points).where(Interaction.key == key))
+
+
+def test_a_member_earns_double_inside_the_window_and_normally_after(app, login, make_member, run_jobs):
+    author_user, checker_user = make_member(roles=("marketer",)), make_member(roles=("marketer",))
+    author, checker = login(author_user), login(checker_user)
+
+    # Save-time validation names the field.
+    for bad, field in (({"multiplier": 1}, "multiplier"), ({"multiplier": 2.0001}, "multiplier"),
+                       ({"multiplier": "2"}, "multiplier"), ({"multiplier": True}, "multiplier"),
+                       ({"multiplier": 11}, "multiplier"), ({"hours": 0}, "hours"), ({"hours": 721}, "hours"),
+                       ({"kinds": ["nope"]}, "kinds"), ({"kinds": []}, "kinds")):
+        resp = author.post("/api/v1/journeys", json={"name": "bad", "definition": {
+            **DEFN, "steps": [{**STEPS[0], **bad}]}})
+        assert resp.status_code == 422, (bad, resp.get_json())
+        assert f"definition.steps.0.{field}" in resp.get_json()["error"]["fields"], resp.get_json()
+
+    resp = author.post("/api/v1/journeys", json={"name": "Double points", "definition": DEFN})
+    assert resp.status_code == 201, resp.get_json()
+    jid = resp.get_json()["id"]
+    # Four eyes, as for award_points: not the author.
+    resp = author.post(f"/api/v1/journeys/{jid}/status", json={"status": "active"})
+    assert resp.status_code == 403 and resp.get_json()["error"]["code"] == "four_eyes"
+    assert checker.post(f"/api/v1/journeys/{jid}/status", json={"status": "active"}).status_code == 200
+
+    member = make_member()
+    record_interaction(member.id, "purchase", key="mult-enter", value=10)  # enters the journey
+    record_interaction(author_user.id, "purchase", key="mult-author", value=10)
+    db.session.commit()
+    assert _earned("mult-enter") == 10  # earned before the step ran
+    run_jobs(["journeys"])
+    by_member = {x.member_id: (x.outcome, x.reason) for x in executions(jid)}
+    assert by_member == {member.id: ("done", "multiplier"), author_user.id: ("skipped", "own_journey")}
+    (grant,) = db.session.scalars(select(MemberMultiplier)).all()
+    assert grant.member_id == member.id and grant.multiplier == 2 and grant.source_type == "journey"
+    assert grant.ends_at - grant.starts_at == timedelta(hours=2)
+    starts, ends = grant.starts_at, grant.ends_at
+
+    # Inside the window: purchases count double, other kinds (not in ``kinds``) do not.
+    record_interaction(member.id, "purchase", key="mult-inside", value=20)
+    record_interaction(member.id, "profile_completed", key="mult-profile")
+    record_interaction(author_user.id, "purchase", key="mult-author-2", value=20)
+    db.session.commit()
+    assert _earned("mult-inside") == 40
+    assert _earned("mult-profile") == 20
+    assert _earned("mult-author-2") == 20
+
+    # Replaying the step (a repeated job, the enrolment handed out again) grants nothing new.
+    from journeys import engine
+
+    ids = [e.id for e in enrolments(jid)]
+    db.session.execute(update(__import__("journeys.models", fromlist=["x"]).Enrolment.__table__)
+                       .values(state="active", current_step=None, next_run_at=starts, enqueued_at=None))
+    db.session.commit()
+    engine.advance(ids)
+    assert db.session.scalar(select(func.count()).select_from(MemberMultiplier)) == 1
+
+    # Two hours later the window is over: normal points again (the window is moved into the past
+    # rather than the clock forward; a purchase dated inside it still earns double).
+    inside_at = starts - timedelta(hours=1, minutes=30)
+    db.session.execute(update(MemberMultiplier).values(starts_at=starts - timedelta(hours=2),
+                                                       ends_at=ends - timedelta(hours=2)))
+    db.session.commit()
+    record_interaction(member.id, "purchase", key="mult-after", value=20)
+    record_interaction(member.id, "purchase", key="mult-dated-inside", value=20, occurred_at=inside_at)
+    db.session.commit()
+    assert _earned("mult-after") == 20
+    assert _earned("mult-dated-inside") == 40
+    # Every point went through the append-only ledger, one award per interaction, none to the author
+    # from the journey itself.
+    awards = db.session.scalar(select(func.count()).select_from(JournalEntry).where(
+        JournalEntry.member_id == member.id, JournalEntry.kind == "award"))
+    assert awards == 5
+    assert db.session.scalar(select(func.count()).select_from(JournalEntry).where(
+        JournalEntry.source_type == "journey")) == 0
+
+
+def test_the_highest_of_campaign_and_member_multiplier_applies(app, make_member):
+    """Multipliers do not stack: a 1.5 campaign and a member's 2 give 2, not 3."""
+    from datetime import datetime
+
+    from points.models import Campaign
+    from points.services import grant_multiplier
+
+    member = make_member()
+    db.session.add(Campaign(name="Autumn", multiplier=1.5, starts_at=datetime(2000, 1, 1),
+                            ends_at=datetime(2100, 1, 1)))
+    now = __import__("community.models", fromlist=["x"]).utcnow()
+    first = grant_multiplier(member.id, 2, now - timedelta(minutes=1), now + timedelta(hours=1), key="m1",
+                             source_type="test")
+    assert grant_multiplier(member.id, 3, now, now + timedelta(hours=1), key="m1", source_type="test") == first
+    db.session.commit()
+    record_interaction(member.id, "purchase", key="mult-both", value=10)
+    db.session.commit()
+    assert _earned("mult-both") == 20
+
+
+def test_caps_still_cut_multiplied_points_and_other_members_earn_normally(app, make_member):
+    """A post earns 10 (daily cap 50); doubled it earns 20, and the cap still stops it at 50."""
+    from points.services import grant_multiplier
+
+    member, other = make_member(), make_member()
+    now = __import__("community.models", fromlist=["x"]).utcnow()
+    grant_multiplier(member.id, 2, now - timedelta(minutes=1), now + timedelta(hours=1), key="cap-m",
+                     source_type="test", kinds=["post"])
+    db.session.commit()
+    for i in range(3):
+        record_interaction(member.id, "post", key=f"cap-post-{i}")
+        record_interaction(other.id, "post", key=f"cap-other-{i}")
+        db.session.commit()
+    assert [_earned(f"cap-post-{i}") for i in range(3)] == [20, 20, 10]
+    assert [_earned(f"cap-other-{i}") for i in range(3)] == [10, 10, 10]
