@@ -380,3 +380,10 @@ def test_moment_results_equal_a_per_member_reference(app, marketer):
     assert roi["points_issued_to_test"] == approx(earned)
     assert roi["incremental_net_revenue"] == approx((amount["t"].mean() - amount["c"].mean()) * len(t_ids))
     assert roi["programme_cost"] == approx(earned * 0.01)
+    # The statement restricted to the assigned members first (a segment's experiment) sums the same.
+    from analytics import sql
+
+    p = experiments.periods(db.session.get(Experiment, exp["id"]))
+    every, only = (sorted(tuple(r) for r in sql.run(experiments._moments_sql(everyone=e), e=exp["id"], **p).all())
+                   for e in (True, False))
+    assert only == every and len(every) == 2
