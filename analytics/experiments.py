@@ -383,7 +383,7 @@ buy AS (
   FROM interactions i
   WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at >= :pre_start AND i.occurred_at < :post_end
     {only_assigned("i.member_id")}
-  GROUP BY i.member_id),
+  GROUP BY i.member_id ORDER BY i.member_id),
 li AS (
   SELECT l.member_id,
     COUNT(DISTINCT l.product_id) FILTER (WHERE l.occurred_at < :split) AS products_pre,
@@ -431,6 +431,7 @@ def periods(exp: Experiment, now: datetime | None = None) -> dict:
 def arm_moments(exp: Experiment, now: datetime | None = None) -> dict[str, dict[str, st.Moments]]:
     p = periods(exp, now)
     sql.tune()
+    sql.cached_scans()
     rows = sql.run(_moments_sql(everyone=exp.segment_id is None), e=exp.id, **p).mappings().all()
     out: dict[str, dict[str, st.Moments]] = {arm: {} for arm in ("test", "control")}
     for row in rows:

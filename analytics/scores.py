@@ -232,11 +232,8 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
         # The per-member aggregate of the interactions as an index-only scan of
         # (member_id, kind, occurred_at) INCLUDE (value), already in member order, into a group
         # aggregate: 0.6 s instead of 1.4 s (seq scan into a hash aggregate of 100,000 groups) at
-        # 100,000 members.  The planner prices it so only with page costs for cached data.
-        sql.run("SET LOCAL random_page_cost = 1.1")
-        # And no parallel plan: the partial + finalize hash aggregates of a parallel scan cost more
-        # than one process's pass on this two-core class of machine.
-        sql.run("SET LOCAL max_parallel_workers_per_gather = 0")
+        # 100,000 members (see ``sql.cached_scans``).
+        sql.cached_scans()
         members, moved = sql.run(_recompute_pg_sql(cfg), run_id=run_id, **params).one()
         return {"members": members, "class_changes": moved, "settings_version": settings_mod.version()}
     statement = score_sql(cfg)
