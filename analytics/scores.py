@@ -207,7 +207,9 @@ moved AS (
   LEFT JOIN member_scores m ON m.member_id = n.member_id
   WHERE m.member_id IS NULL OR m.rfm_class <> n.rfm_class
   RETURNING 1),
-up AS (INSERT INTO member_scores ({cols}) SELECT {cols} FROM new
+-- In member order: the conflict probes and the updated rows walk the key and the heap in order
+-- (the computed rows come out of the quintile sorts in score order).
+up AS (INSERT INTO member_scores ({cols}) SELECT {cols} FROM new ORDER BY member_id
        ON CONFLICT (member_id) DO UPDATE SET {updates})
 SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM moved)"""
 
