@@ -341,14 +341,26 @@ def assign_all_running(now: datetime | None = None) -> dict:
 # --------------------------------------------------------------------------- results
 
 
-def _moments_sql(extra_where: str = "") -> str:
-    """Per-arm sums for every metric: one pass over the period's purchases/refunds, line items and
-    ledger lines of the assigned members."""
+def _moments_sql(extra_where: str = "", *, everyone: bool = False) -> str:
+    """Per-arm sums for every metric in one statement: the per-member values of the period's
+    purchases/refunds, line items and ledger lines, summed (with squares and cross-products) per
+    arm.
+
+    ``everyone``: the population is every member (a holdout), so each source is aggregated by
+    member without first joining it to the assignments (the final join drops the unassigned);
+    otherwise each source is restricted to the assigned members first (a segment's experiment
+    reads only its members' rows).  Distinct products and categories per period come from one
+    grouping of the line items by member (``COUNT(DISTINCT …) FILTER``: a sort by member and
+    small per-member sorts; was a DISTINCT of the line items per kind, each joined to the
+    assignments, then grouped again)."""
     def f(column: str) -> str:
         # Per-member values as doubles: the sums of squares and cross-products of a million
         # members then accumulate in float8, not in PostgreSQL's NUMERIC (what SUM of a bigint
         # or a decimal gives), several times faster; the statistics are computed in floats anyway.
         return f"CAST(COALESCE({column}, 0) AS DOUBLE PRECISION)"
+
+    def only_assigned(column: str) -> str:
+        return "" if everyone else f"AND {column} IN (SELECT member_id FROM a)"
 
     metric_cols = []
     for name in METRICS:
@@ -357,26 +369,31 @@ def _moments_sql(extra_where: str = "") -> str:
             f"SUM({x}) AS {name}_sx, SUM({x} * {x}) AS {name}_sxx, SUM({y}) AS {name}_sy, "
             f"SUM({y} * {y}) AS {name}_syy, SUM({x} * {y}) AS {name}_sxy")
     return f"""
-WITH a AS (SELECT member_id, arm FROM analytics_experiment_assignments WHERE experiment_id = :e {extra_where}),
+WITH a AS (
+  SELECT member_id, arm FROM analytics_experiment_assignments WHERE experiment_id = :e {extra_where}),
 buy AS (
   SELECT i.member_id,
-    SUM(CASE WHEN i.occurred_at >= :split THEN 0 WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0)
-             ELSE -COALESCE(i.value, 0) END) AS net_amount_pre,
-    SUM(CASE WHEN i.occurred_at < :split THEN 0 WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0)
-             ELSE -COALESCE(i.value, 0) END) AS net_amount_post,
+    -- Summed exactly (NUMERIC), converted once per member (not in each of the five sums below).
+    CAST(SUM(CASE WHEN i.occurred_at >= :split THEN 0 WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0)
+             ELSE -COALESCE(i.value, 0) END) AS DOUBLE PRECISION) AS net_amount_pre,
+    CAST(SUM(CASE WHEN i.occurred_at < :split THEN 0 WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0)
+             ELSE -COALESCE(i.value, 0) END) AS DOUBLE PRECISION) AS net_amount_post,
     SUM(CASE WHEN i.kind = 'purchase' AND i.occurred_at < :split THEN 1 ELSE 0 END) AS purchases_pre,
     SUM(CASE WHEN i.kind = 'purchase' AND i.occurred_at >= :split THEN 1 ELSE 0 END) AS purchases_post
-  FROM interactions i JOIN a ON a.member_id = i.member_id
+  FROM interactions i
   WHERE i.kind IN ('purchase', 'refund') AND i.occurred_at >= :pre_start AND i.occurred_at < :post_end
-  GROUP BY i.member_id),
-lp AS NOT MATERIALIZED (
-  SELECT l.member_id, CASE WHEN l.occurred_at < :split THEN 0 ELSE 1 END AS post, l.product_id, l.category
-  FROM purchase_line_items l JOIN a ON a.member_id = l.member_id
-  WHERE l.kind = 'purchase' AND l.occurred_at >= :pre_start AND l.occurred_at < :post_end),
-lprod AS (SELECT member_id, SUM(1 - post) AS pre, SUM(post) AS post
-          FROM (SELECT DISTINCT member_id, post, product_id FROM lp) d GROUP BY member_id),
-lcat AS (SELECT member_id, SUM(1 - post) AS pre, SUM(post) AS post
-         FROM (SELECT DISTINCT member_id, post, category FROM lp WHERE category IS NOT NULL) d GROUP BY member_id),
+    {only_assigned("i.member_id")}
+  GROUP BY i.member_id ORDER BY i.member_id),
+li AS (
+  SELECT l.member_id,
+    COUNT(DISTINCT l.product_id) FILTER (WHERE l.occurred_at < :split) AS products_pre,
+    COUNT(DISTINCT l.product_id) FILTER (WHERE l.occurred_at >= :split) AS products_post,
+    COUNT(DISTINCT l.category) FILTER (WHERE l.occurred_at < :split) AS categories_pre,
+    COUNT(DISTINCT l.category) FILTER (WHERE l.occurred_at >= :split) AS categories_post
+  FROM purchase_line_items l
+  WHERE l.kind = 'purchase' AND l.occurred_at >= :pre_start AND l.occurred_at < :post_end
+    {only_assigned("l.member_id")}
+  GROUP BY l.member_id),
 pts AS (
   SELECT jl.member_id,
     SUM(CASE WHEN jl.account = 'issued' AND je.created_at < :split THEN -jl.amount ELSE 0 END) AS points_earned_pre,
@@ -385,21 +402,21 @@ pts AS (
       AS points_redeemed_pre,
     SUM(CASE WHEN jl.account = 'redeemed' AND je.created_at >= :split THEN jl.amount ELSE 0 END)
       AS points_redeemed_post
-  FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id JOIN a ON a.member_id = jl.member_id
+  FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id
   WHERE jl.account IN ('issued', 'redeemed') AND je.created_at >= :pre_start AND je.created_at < :post_end
+    {only_assigned("jl.member_id")}
   GROUP BY jl.member_id),
-v AS (
+v AS MATERIALIZED (
   SELECT a.arm,
     {f('buy.net_amount_pre')} AS net_amount_pre, {f('buy.net_amount_post')} AS net_amount_post,
     {f('buy.purchases_pre')} AS purchases_pre, {f('buy.purchases_post')} AS purchases_post,
-    {f('lprod.pre')} AS distinct_products_pre, {f('lprod.post')} AS distinct_products_post,
-    {f('lcat.pre')} AS distinct_categories_pre, {f('lcat.post')} AS distinct_categories_post,
+    {f('li.products_pre')} AS distinct_products_pre, {f('li.products_post')} AS distinct_products_post,
+    {f('li.categories_pre')} AS distinct_categories_pre, {f('li.categories_post')} AS distinct_categories_post,
     {f('CASE WHEN buy.purchases_pre > 0 THEN 1 ELSE 0 END')} AS retention_pre,
     {f('CASE WHEN buy.purchases_post > 0 THEN 1 ELSE 0 END')} AS retention_post,
     {f('pts.points_earned_pre')} AS points_earned_pre, {f('pts.points_earned_post')} AS points_earned_post,
     {f('pts.points_redeemed_pre')} AS points_redeemed_pre, {f('pts.points_redeemed_post')} AS points_redeemed_post
-  FROM a LEFT JOIN buy ON buy.member_id = a.member_id LEFT JOIN lprod ON lprod.member_id = a.member_id
-  LEFT JOIN lcat ON lcat.member_id = a.member_id
+  FROM a LEFT JOIN buy ON buy.member_id = a.member_id LEFT JOIN li ON li.member_id = a.member_id
   LEFT JOIN pts ON pts.member_id = a.member_id)
 SELECT arm, COUNT(*) AS n, {', '.join(metric_cols)} FROM v GROUP BY arm"""
 
@@ -414,7 +431,8 @@ def periods(exp: Experiment, now: datetime | None = None) -> dict:
 def arm_moments(exp: Experiment, now: datetime | None = None) -> dict[str, dict[str, st.Moments]]:
     p = periods(exp, now)
     sql.tune()
-    rows = sql.run(_moments_sql(), e=exp.id, **p).mappings().all()
+    sql.cached_scans()
+    rows = sql.run(_moments_sql(everyone=exp.segment_id is None), e=exp.id, **p).mappings().all()
     out: dict[str, dict[str, st.Moments]] = {arm: {} for arm in ("test", "control")}
     for row in rows:
         for name in METRICS:

@@ -125,7 +125,20 @@ _DIMS = {
 }
 
 
-def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
+def _last_30_days(end: datetime) -> dict[str, tuple[int, int]]:
+    """Per sign-up cohort: members with any interaction, and members with a purchase, in the 30
+    days up to ``end``; one pass over those days' rows for both ``active_members_30d`` and
+    ``cohort_retention_30d`` (GROUP BY, not COUNT(DISTINCT): a hash aggregate of the members,
+    then their cohorts, the join reading one row per member)."""
+    cohort = sql.year_month("u.created_at")
+    return {key: (int(active), int(purchasers or 0)) for key, active, purchasers in sql.run(f"""
+        SELECT {cohort}, COUNT(*), SUM(i.purchased) FROM (
+          SELECT member_id, MAX(CASE WHEN kind = 'purchase' THEN 1 ELSE 0 END) AS purchased FROM interactions
+          WHERE occurred_at >= :s AND occurred_at < :end GROUP BY member_id) i
+        JOIN users u ON u.id = i.member_id GROUP BY 1""", s=end - timedelta(days=30), end=end).all()}
+
+
+def _member_activity(out: _Rows, start: datetime, end: datetime, last30: dict) -> None:
     members = {}
     for dim, (expr, join) in _DIMS.items():
         rows = sql.run(
@@ -165,11 +178,7 @@ def _member_activity(out: _Rows, start: datetime, end: datetime) -> None:
                 for metric in ("active_members", "purchases", "purchasers", "net_revenue", "refunds"):
                     out.put(metric, 0, dim, dv)
                 out.ratio("net_revenue_per_member", 0, n, dim, dv)
-    # GROUP BY, not COUNT(DISTINCT): a hash aggregate of the 30 days' rows instead of a sort of them.
-    active30 = sql.run("SELECT COUNT(*) FROM (SELECT member_id FROM interactions "
-                       "WHERE occurred_at >= :s AND occurred_at < :end GROUP BY member_id) x",
-                       s=end - timedelta(days=30), end=end).scalar()
-    out.put("active_members_30d", active30)
+    out.put("active_members_30d", sum(active for active, _ in last30.values()))
     new = sql.run("SELECT COUNT(*) FROM users WHERE created_at >= :start AND created_at < :end",
                   start=start, end=end).scalar()
     out.put("new_members", new)
@@ -262,16 +271,11 @@ def _community(out: _Rows, start: datetime, end: datetime) -> None:
     out.ratio("referral_conversion", conversions, signups)
 
 
-def _cohorts(out: _Rows, start: datetime, end: datetime, previous: dict[str, tuple]) -> None:
+def _cohorts(out: _Rows, start: datetime, end: datetime, previous: dict[str, tuple], last30: dict) -> None:
     cohort = sql.year_month("u.created_at")
     sizes = dict(sql.run(f"SELECT {cohort}, COUNT(*) FROM users u WHERE u.created_at < :end GROUP BY 1",
                          end=end).all())
-    # Members first (hash aggregate), then their cohorts: the join reads one row per member.
-    active = dict(sql.run(f"""
-        SELECT {cohort}, COUNT(*) FROM (SELECT member_id FROM interactions
-          WHERE kind = 'purchase' AND occurred_at >= :s AND occurred_at < :end GROUP BY member_id) i
-        JOIN users u ON u.id = i.member_id GROUP BY 1""",
-        s=end - timedelta(days=30), end=end).all())
+    active = {key: purchasers for key, (_, purchasers) in last30.items()}
     revenue = dict(sql.run(f"""
         SELECT {cohort}, SUM(CASE WHEN i.kind = 'purchase' THEN COALESCE(i.value, 0) ELSE -COALESCE(i.value, 0) END)
         FROM interactions i JOIN users u ON u.id = i.member_id
@@ -303,12 +307,13 @@ def build_day(day: date) -> int:
     liability = prev.get(("liability", ""))
     sql.tune()
     out = _Rows()
-    _member_activity(out, start, end)
+    last30 = _last_30_days(end)
+    _member_activity(out, start, end, last30)
     _points(out, start, end, liability.value if liability is not None else None)
     _surveys(out, start, end)
     _community(out, start, end)
     _cohorts(out, start, end, {dv: (r.value, r.numerator, r.denominator)
-                               for (m, dv), r in prev.items() if m == "cohort_ltv"})
+                               for (m, dv), r in prev.items() if m == "cohort_ltv"}, last30)
     db.session.execute(delete(KpiDaily).where(KpiDaily.day == day))
     if out.rows:
         db.session.execute(insert(KpiDaily), [

@@ -94,3 +94,14 @@ def tune(work_mem: str = "256MB") -> None:
         run(f"SET LOCAL work_mem = '{work_mem}'")
         run("SET LOCAL jit = off")
         run("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+def cached_scans() -> None:
+    """PostgreSQL (no-op on SQLite): price index pages as cached (random_page_cost 1.1), so the
+    per-member aggregates of the interactions read the covering (member_id, kind, occurred_at)
+    INCLUDE (value) index in member order into a group aggregate (no hash table of every member),
+    and no parallel plan: on this two-core class of machine the partial and finalize hash
+    aggregates of a parallel scan cost more than one process's pass."""
+    if dialect() == "postgresql":
+        run("SET LOCAL random_page_cost = 1.1")
+        run("SET LOCAL max_parallel_workers_per_gather = 0")

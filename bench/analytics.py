@@ -180,7 +180,7 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
                     now = utcnow().replace(microsecond=0)
                     _generate(conn, dialect, members, now)
                 else:
-                    now = conn.scalar(text("SELECT max(updated_at) FROM users"))
+                    now = conn.scalar(text("SELECT max(updated_at) FROM users WHERE email LIKE '%@bench.example'"))
                     conn.execute(text("DELETE FROM analytics_experiment_assignments"))
                     conn.execute(text("DELETE FROM analytics_experiments"))
                     conn.execute(text("DELETE FROM rfm_class_changes"))
@@ -259,15 +259,19 @@ def bench(members: int, database_url: str | None, *, keep: bool = False, reuse: 
 
 def _series_latencies(app, today, requests: int = 200) -> list[float]:
     """Through the real HTTP stack (test client, a marketer's cookie session)."""
+    from sqlalchemy import select
+
     from analytics.kpis import METRICS
     from community.models import User, UserRole
     from extensions import db
     from tests.conftest import FAST_HASH, TEST_PASSWORD, CsrfClient
 
-    user = User(email="bench-marketer@example.com", display_name="Bench", password_hash=FAST_HASH)
-    user.role_rows.append(UserRole(role="marketer"))
-    db.session.add(user)
-    db.session.commit()
+    user = db.session.scalar(select(User).where(User.email == "bench-marketer@example.com"))  # --reuse
+    if user is None:
+        user = User(email="bench-marketer@example.com", display_name="Bench", password_hash=FAST_HASH)
+        user.role_rows.append(UserRole(role="marketer"))
+        db.session.add(user)
+        db.session.commit()
     app.test_client_class = CsrfClient
     client = app.test_client()
     assert client.post("/api/v1/auth/login", json={"email": user.email, "password": TEST_PASSWORD}).status_code == 200
