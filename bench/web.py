@@ -114,10 +114,14 @@ class Gunicorn:
         return f"http://127.0.0.1:{self.port}"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the workers (the master's children) so far."""
+        """User + system CPU of the workers (the master's children) so far: the live ones, plus
+        those the master has reaped (``cutime``/``cstime``), since ``max_requests`` recycles a
+        worker every ~20,000 requests (without them a recycled worker's CPU vanished and the
+        figure could come out negative)."""
         pid = self.proc.pid
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        total = 0
+        master = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total = int(master[13]) + int(master[14])  # cutime, cstime: reaped workers
         for child in children:
             try:
                 fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
