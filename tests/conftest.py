@@ -50,10 +50,13 @@ def _per_worker_backends() -> None:
     process a test starts (workers, gunicorn, the scheduler) inherits the worker's own.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not worker:
+    # Once per worker: a process a test starts inherits the rewritten environment (and this
+    # marker), and may import this module again (a job defined in a test module).
+    if not worker or os.environ.get("KINSHIP_TEST_BACKENDS_OF") == worker:
         return
+    os.environ["KINSHIP_TEST_BACKENDS_OF"] = worker
     index = int(worker.removeprefix("gw"))
-    if os.environ.get("DATABASE_URL"):
+    if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql")):
         from sqlalchemy import create_engine
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ProgrammingError
