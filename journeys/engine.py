@@ -50,7 +50,7 @@ from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVer
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "KINSHIP_JOURNEYS_FAULT"
-CHUNK = 100
+CHUNK = 200  # the jobs' batch (jobs.BATCH): one transaction per job, statement costs shared by 200
 MAX_HOPS = 60  # more than MAX_STEPS: a version is acyclic, so this only guards against bugs
 RETRY_AFTER = timedelta(minutes=10)
 
