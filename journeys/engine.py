@@ -16,7 +16,8 @@ not queue behind each other.
 
 A chunk is advanced set-based (``_advance_chunk``): the execution rows of a wave of steps in one
 multi-row INSERT, the wave's notifications in another and their deliveries through messaging's
-bulk path, the outcomes and the enrolments' states in one executemany each.
+bulk path, the outcomes and the enrolments' states in one ``UPDATE … IN (…)`` per group of
+alike rows (and one ``CASE`` update linking the sends to their notifications).
 
 Sends are notifications with their email deliveries (what ``community.services.notify`` writes,
 written in bulk), so preferences, unsubscribes, the weekly cap and quiet hours are decided by
@@ -36,7 +37,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import bindparam, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -49,7 +50,7 @@ from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVer
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "KINSHIP_JOURNEYS_FAULT"
-CHUNK = 100
+CHUNK = 200  # the jobs' batch (jobs.BATCH): one transaction per job, statement costs shared by 200
 MAX_HOPS = 60  # more than MAX_STEPS: a version is acyclic, so this only guards against bugs
 RETRY_AFTER = timedelta(minutes=10)
 
@@ -225,20 +226,52 @@ class _Effects:
             self.tags = {}
 
     def write(self, rows: list[_Row]) -> None:
-        """The executions' outcomes and the enrolments' states: one executemany each."""
+        """The executions' outcomes and the enrolments' states, set-based on both backends.
+
+        Rows that end up alike (the same outcome and reason; the same new state, step and times)
+        are written by one ``UPDATE … WHERE id IN (…)`` per group; the notifications a wave sent
+        are linked by one ``UPDATE … SET notification_id = CASE id WHEN … END``.  Only the odd
+        row that shares its values with no other (a ledger entry, a wait ending at a member's
+        own local time) goes through an ``executemany``.
+        """
         x = StepExecution.__table__
         if self.outcomes:
-            db.session.execute(
-                update(x).where(x.c.id == bindparam("x_id")).values(
-                    outcome=bindparam("x_outcome"), reason=bindparam("x_reason"),
-                    notification_id=bindparam("x_notification"), entry_id=bindparam("x_entry")),
-                self.outcomes)
+            groups: dict[tuple, list[int]] = {}
+            linked: dict[str, dict[int, int]] = {}  # outcome -> {execution id: notification id}
+            single = []
+            for o in self.outcomes:
+                if o["x_notification"] is not None and o["x_entry"] is None and o["x_reason"] is None:
+                    linked.setdefault(o["x_outcome"], {})[o["x_id"]] = o["x_notification"]
+                elif o["x_notification"] is None and o["x_entry"] is None:
+                    groups.setdefault((o["x_outcome"], o["x_reason"]), []).append(o["x_id"])
+                else:
+                    single.append(o)
+            for outcome, pairs in linked.items():
+                db.session.execute(update(x).where(x.c.id.in_(list(pairs))).values(
+                    outcome=outcome, notification_id=case(pairs, value=x.c.id)))
+            for (outcome, reason), ids in groups.items():
+                db.session.execute(update(x).where(x.c.id.in_(ids)).values(outcome=outcome, reason=reason))
+            if single:
+                db.session.execute(
+                    update(x).where(x.c.id == bindparam("x_id")).values(
+                        outcome=bindparam("x_outcome"), reason=bindparam("x_reason"),
+                        notification_id=bindparam("x_notification"), entry_id=bindparam("x_entry")),
+                    single)
             self.outcomes = []
         e = Enrolment.__table__
-        if rows:
+        alike: dict[tuple, list[int]] = {}
+        for r in rows:
+            alike.setdefault(tuple(getattr(r, c) for c in _MUTABLE), []).append(r.id)
+        lone = []
+        for values, ids in alike.items():
+            if len(ids) == 1:
+                lone.append({"e_id": ids[0], **{f"e_{c}": v for c, v in zip(_MUTABLE, values, strict=True)}})
+            else:
+                db.session.execute(update(e).where(e.c.id.in_(ids)).values(dict(zip(_MUTABLE, values, strict=True))))
+        if lone:
             db.session.execute(
                 update(e).where(e.c.id == bindparam("e_id")).values({c: bindparam(f"e_{c}") for c in _MUTABLE}),
-                [{"e_id": r.id, **{f"e_{c}": getattr(r, c) for c in _MUTABLE}} for r in rows])
+                lone)
 
 
 def advance(ids: list[int], now: datetime | None = None) -> dict:

@@ -220,3 +220,50 @@ def test_birthday_and_renewal_schedules_enrol_today_only(app, make_member, templ
     assert [e.member_id for e in enrolments(renewal.id)] == [yes.id]
     assert no.id not in {e.member_id for e in enrolments(birthday.id)}
     assert triggers.scan_schedules() == {}  # once a day
+
+
+def test_a_mixed_chunk_is_written_set_based_with_each_row_its_own_values(app, make_member, template, journey):
+    """One chunk with sends, unsubscribes and local-time waits ending at different instants: the
+    grouped UPDATEs give every execution its own outcome and notification, every enrolment its
+    own state and wake-up time."""
+    from messaging.preferences import member_preferences, set_channel
+
+    template("thanks", category="marketing")
+    j = journey([
+        {"id": "thanks", "type": "action", "action": "send", "template": "thanks", "next": "nine"},
+        {"id": "nine", "type": "wait", "until_local_time": "09:00", "next": "bye"},
+        {"id": "bye", "type": "exit"},
+    ])
+    members = [make_member() for _ in range(12)]
+    zones = ["UTC", "Asia/Shanghai", "America/New_York", "Europe/Berlin"]
+    zone = {m.id: zones[i % 4] if i < 11 else "Asia/Kolkata" for i, m in enumerate(members)}  # one alone
+    for i, m in enumerate(members):
+        member_preferences(m.id).time_zone = zone[m.id]
+        if i % 3 == 0:
+            set_channel(m.id, "marketing", "in_app", False)
+    db.session.commit()
+    for m in members:
+        purchase(m)
+    db.session.execute(Enrolment.__table__.update().values(enqueued_at=None))  # as one sweep hands them out
+    db.session.commit()
+    assert advance_due()["advanced"] == 12
+    by_member = {x.member_id: x for x in executions(j.id)}
+    assert len(by_member) == 12
+    notes = {n.member_id: n.id for n in db.session.scalars(
+        select(Notification).where(Notification.kind == "journeys.marketing.thanks"))}
+    for i, m in enumerate(members):
+        x = by_member[m.id]
+        if i % 3 == 0:
+            assert (x.outcome, x.reason, x.notification_id) == ("skipped", "unsubscribed", None)
+        else:
+            assert (x.outcome, x.reason, x.notification_id) == ("sent", None, notes[m.id])
+    rows = {e.member_id: e for e in enrolments(j.id)}
+    for m in members:
+        e = rows[m.id]
+        assert e.state == "active" and e.current_step == "nine" and e.next_run_at == e.wait_until
+        assert e.wait_until == min(rows[o.id].wait_until for o in members if zone[o.id] == zone[m.id])
+    assert len({e.wait_until for e in rows.values()}) == 5  # one wake-up per zone
+    later = max(e.wait_until for e in rows.values()) + timedelta(minutes=1)
+    assert advance_due(now=later)["advanced"] == 12
+    assert {e.state for e in enrolments(j.id)} == {"exited"}
+    assert len(executions(j.id)) == 36
