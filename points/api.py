@@ -21,6 +21,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 
 import ratelimit
+from community.models import utcnow
 from community.permissions import login_required, require
 from community.services import get_user
 from contract import Schema
@@ -31,7 +32,7 @@ from errors import Forbidden
 from extensions import db
 from pagination import PageArgs, page_of, page_schema, paginate
 
-from . import approvals, referrals, reports, services
+from . import approvals, referrals, reports, rules, services
 from .models import Campaign, PendingAward, Referral
 from .permissions import ADJUST, INTEGRATE, MANAGE_RULES, READ_LEDGER, REPORTS, REVIEW_AWARDS, REVIEW_REFERRALS
 from .schemas import (
@@ -40,6 +41,7 @@ from .schemas import (
     EarningRuleOut,
     LedgerEntryOut,
     LiabilityOut,
+    MyMultiplierOut,
     PendingAwardOut,
     PointsAdjustmentIn,
     PointsBalanceOut,
@@ -102,6 +104,18 @@ def balance_out(view: dict) -> dict:
         "expiring_soon": [{"points": lot["points"], "expires_at": rfc3339(lot["expires_at"])}
                           for lot in view["expiring_soon"]],
     }
+
+
+@me_blp.route("/points/multipliers")
+class MyMultipliers(MethodView):
+    @login_required
+    @me_blp.arguments(PageArgs, location="query")
+    @me_blp.response(200, page_schema(MyMultiplierOut, "MyMultipliersPage"))
+    def get(self, args):
+        """What multiplies my earning: running campaigns that reach me, and my own windows (running
+        or still to come, e.g. a birthday's double points), soonest end first. The highest one that
+        covers an interaction's kind applies; they do not add up."""
+        return page_of(rules.multipliers_for(current_user, utcnow()), args["page"], args["per_page"])
 
 
 @me_blp.route("/points/history")

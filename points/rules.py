@@ -108,6 +108,30 @@ def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
     return best
 
 
+def multipliers_for(member, at: datetime) -> list[dict]:
+    """What multiplies ``member``'s earning: the campaigns running at ``at`` that reach them
+    (``campaign_multiplier``'s rules: birthday-only campaigns on their birthday, segments, never
+    a control arm or the holdout) and their own windows running or still to come, soonest end
+    first.  Each: source (``campaign``/``personal``), name, multiplier, kinds, starts_at, ends_at.
+    """
+    out = []
+    campaigns = db.session.scalars(select(Campaign).where(
+        Campaign.active.is_(True), Campaign.starts_at <= at, Campaign.ends_at > at))
+    for c in campaigns:
+        if c.birthday_only and not _is_birthday(member, at):
+            continue
+        if not _campaign_reaches(member, _CampaignRef(c.id, c.segment_id)):
+            continue
+        out.append({"source": "campaign", "name": c.name, "multiplier": Decimal(c.multiplier), "kinds": c.kinds,
+                    "starts_at": c.starts_at, "ends_at": c.ends_at})
+    windows = db.session.scalars(select(MemberMultiplier).where(
+        MemberMultiplier.member_id == member.id, MemberMultiplier.ends_at > at))
+    for w in windows:
+        out.append({"source": "personal", "name": None, "multiplier": Decimal(w.multiplier), "kinds": w.kinds,
+                    "starts_at": w.starts_at, "ends_at": w.ends_at})
+    return sorted(out, key=lambda m: (m["ends_at"], m["starts_at"]))
+
+
 @dataclass(frozen=True)
 class _CampaignRef:
     id: int

@@ -235,6 +235,17 @@ class PointsCampaignPatchIn(PatchSchema):
     active = ma.fields.Boolean()
 
 
+class MyMultiplierOut(Schema):
+    source = f.String(metadata={"description": "`campaign` (a programme campaign that reaches you) or `personal` "
+                                               "(yours alone, e.g. a birthday's double points)."})
+    name = f.String(allow_none=True, metadata={"description": "The campaign's name; null for a personal one."})
+    multiplier = f.Decimal(metadata={"description": "e.g. 2 for double points."})
+    kinds = ma.fields.List(f.String(), allow_none=True, metadata={
+        "description": "The interaction kinds it multiplies; null: every kind."})
+    starts_at = f.DateTime()
+    ends_at = f.DateTime()
+
+
 class PointsCampaignOut(Schema):
     id = f.Integer()
     name = f.String()

@@ -75,6 +75,7 @@ _EVENT = {"event_id": "matrix-1", "type": "purchase", "member_id": 1, "amount": 
 CASES = [
     Case("GET", "/api/v1/me/points", LOGGED_IN),
     Case("GET", "/api/v1/me/points/history", LOGGED_IN),
+    Case("GET", "/api/v1/me/points/multipliers", LOGGED_IN),
     Case("POST", "/api/v1/me/visits", WRITERS),
     Case("GET", "/api/v1/me/referrals", LOGGED_IN),
     Case("POST", "/api/v1/me/referrals/invites", WRITERS, body={"email": "friend@example.com"}),
