@@ -229,7 +229,10 @@ def _multiplier(errors: _Errors, step: dict, path: str) -> None:
         number = None if isinstance(value, bool) or not isinstance(value, (int, float)) else Decimal(str(value))
     except InvalidOperation:
         number = None
-    if number is None or not number.is_finite() or not 1 < number <= 10 or number != number.quantize(Decimal("0.001")):
+    from points.services import MAX_MULTIPLIER
+
+    if (number is None or not number.is_finite() or not 1 < number <= MAX_MULTIPLIER
+            or number != number.quantize(Decimal("0.001"))):
         errors.add(f"{path}.multiplier", "A number more than 1 and at most 10 (3 decimals).")
     _int(errors, step, "hours", path, 1, MAX_MULTIPLIER_HOURS)
     kinds = step.get("kinds")

@@ -99,11 +99,9 @@ def campaign_multiplier(member, kind: str, at: datetime) -> Decimal:
     for campaign_id, multiplier, kinds, birthday_only, segment_id in db.session.execute(query):
         if kinds is not None and kind not in kinds:
             continue
-        if campaign_id is not None:  # a campaign (None: one of the member's own windows)
-            if birthday_only and not _is_birthday(member, at):
-                continue
-            if not _campaign_reaches(member, _CampaignRef(campaign_id, segment_id)):
-                continue
+        # None: one of the member's own windows, which always reach them
+        if campaign_id is not None and not _campaign_applies(member, at, campaign_id, segment_id, birthday_only):
+            continue
         best = max(best, Decimal(multiplier))
     return best
 
@@ -118,9 +116,7 @@ def multipliers_for(member, at: datetime) -> list[dict]:
     campaigns = db.session.scalars(select(Campaign).where(
         Campaign.active.is_(True), Campaign.starts_at <= at, Campaign.ends_at > at))
     for c in campaigns:
-        if c.birthday_only and not _is_birthday(member, at):
-            continue
-        if not _campaign_reaches(member, _CampaignRef(c.id, c.segment_id)):
+        if not _campaign_applies(member, at, c.id, c.segment_id, c.birthday_only):
             continue
         out.append({"source": "campaign", "name": c.name, "multiplier": Decimal(c.multiplier), "kinds": c.kinds,
                     "starts_at": c.starts_at, "ends_at": c.ends_at})
@@ -130,6 +126,14 @@ def multipliers_for(member, at: datetime) -> list[dict]:
         out.append({"source": "personal", "name": None, "multiplier": Decimal(w.multiplier), "kinds": w.kinds,
                     "starts_at": w.starts_at, "ends_at": w.ends_at})
     return sorted(out, key=lambda m: (m["ends_at"], m["starts_at"]))
+
+
+def _campaign_applies(member, at: datetime, campaign_id: int, segment_id: int | None, birthday_only: bool) -> bool:
+    """Whether a running campaign multiplies ``member``'s earning at ``at``: birthday-only ones on
+    their birthday, and only if the campaign reaches them (segment, holdout, experiment arm)."""
+    if birthday_only and not _is_birthday(member, at):
+        return False
+    return _campaign_reaches(member, _CampaignRef(campaign_id, segment_id))
 
 
 @dataclass(frozen=True)
