@@ -30,6 +30,8 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -131,6 +133,12 @@ class KinshipApi(Api):
         from errors import handle_http_exception
 
         return handle_http_exception(error)
+
+
+def dialect_insert(table):
+    """``INSERT`` for the engine in use, PostgreSQL's or SQLite's: both take
+    ``on_conflict_do_nothing`` / ``on_conflict_do_update`` (the generic one does not)."""
+    return (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 # flask-smorest's Api keeps per-app state (the spec), so each app gets its own: see create_app.

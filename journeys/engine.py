@@ -38,11 +38,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
 from sqlalchemy import bindparam, case, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from community.models import Notification, utcnow
-from extensions import db
+from extensions import db, dialect_insert
 
 from .definition import POINTS_ACTIONS
 from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVersion, StepExecution
@@ -53,10 +51,6 @@ FAULT_ENV = "KINSHIP_JOURNEYS_FAULT"
 CHUNK = 200  # the jobs' batch (jobs.BATCH): one transaction per job, statement costs shared by 200
 MAX_HOPS = 60  # more than MAX_STEPS: a version is acyclic, so this only guards against bugs
 RETRY_AFTER = timedelta(minutes=10)
-
-
-def insert_ignore(table):
-    return (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(table)
 
 
 def _lease() -> timedelta:
@@ -83,7 +77,7 @@ def schedule(ids: list[int]) -> None:
 def enrol(journey: Journey, member_id: int, occurrence: str, now: datetime | None = None) -> int | None:
     """Enter one member (the caller checked the audience and the entry rule); None if already in."""
     now = now or utcnow()
-    stmt = insert_ignore(Enrolment.__table__).values(
+    stmt = dialect_insert(Enrolment.__table__).values(
         journey_id=journey.id, version_id=journey.current_version_id, member_id=member_id, occurrence=occurrence,
         state="active", next_run_at=now, entered_at=now,
     ).on_conflict_do_nothing().returning(Enrolment.__table__.c.id)
@@ -159,15 +153,18 @@ class _Context:
             self._holdout = holdout_members(self.members)
         return member_id in self._holdout
 
-    def time_zone(self, member_id: int) -> str | None:
-        """The member's messaging time zone (read for the whole chunk the first time one is asked)."""
+    def time_zone(self, member_id: int) -> str:
+        """The member's messaging time zone (read for the whole chunk the first time one is asked;
+        a member without a preferences row has messaging's default, as ``peek_preferences`` says)."""
+        from messaging.preferences import DEFAULT_TIME_ZONE
+
         if self._zones is None:
             from messaging.models import MemberPreferences
 
             p = MemberPreferences.__table__.c
             self._zones = dict(db.session.execute(
                 select(p.member_id, p.time_zone).where(p.member_id.in_(set(self.members)))).all())
-        return self._zones.get(member_id)
+        return self._zones.get(member_id, DEFAULT_TIME_ZONE)
 
     def template(self, key: str) -> JourneyTemplate | None:
         if key not in self.templates:
@@ -431,7 +428,7 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime) -> list[tuple[i
                "created_at": now} for e, step in claims]
     # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
     created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in db.session.execute(
-        insert_ignore(table).on_conflict_do_nothing()
+        dialect_insert(table).on_conflict_do_nothing()
         .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id), values)}
     keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
     replayed = [k for k in keys if k not in created]

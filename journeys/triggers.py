@@ -32,7 +32,7 @@ from flask import current_app
 from sqlalchemy import and_, extract, func, literal, or_, select, update
 
 from community.models import User, utcnow
-from extensions import db
+from extensions import db, dialect_insert
 
 from . import engine
 from .models import Enrolment, Journey, JourneyVersion
@@ -255,7 +255,7 @@ def enrol_scheduled(journey: Journey, version: JourneyVersion, today: date, now:
     source = select(literal(journey.id), literal(version.id), users.id, literal(occurrence), literal("active"),
                     literal(now), literal(now)).where(*conditions)
     table = Enrolment.__table__
-    stmt = engine.insert_ignore(table).from_select(
+    stmt = dialect_insert(table).from_select(
         ["journey_id", "version_id", "member_id", "occurrence", "state", "next_run_at", "entered_at"], source,
     ).on_conflict_do_nothing()
     result = db.session.execute(stmt)

@@ -13,12 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from community.models import User
 from errors import NotFound, ValidationError
-from extensions import db
+from extensions import db, dialect_insert
 
 from .catalog import CATEGORIES, DEFAULT_CHANNELS, OPTIONAL_CATEGORIES
 from .models import CHANNELS, MemberPreferences, NotificationPreference, Unsubscribe
@@ -26,10 +24,8 @@ from .render import LOCALES
 
 UNSUBSCRIBE_SALT = "kinship.messaging.unsubscribe"
 UNSUBSCRIBE_SOURCES = ("one_click", "footer_link", "preferences")
-
-
-def _insert(table):
-    return (pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert)(table)
+# A member without a preferences row (most members: it is written on first change) is in UTC.
+DEFAULT_TIME_ZONE = "UTC"
 
 
 def member_preferences(member_id: int, *, lock: bool = False) -> MemberPreferences:
@@ -40,9 +36,9 @@ def member_preferences(member_id: int, *, lock: bool = False) -> MemberPreferenc
     """
     if lock or db.session.get(MemberPreferences, member_id) is None:
         db.session.execute(
-            _insert(MemberPreferences.__table__)
-            .values(member_id=member_id, locale=current_app.config["MESSAGING_DEFAULT_LOCALE"], time_zone="UTC",
-                    email_verified=True)
+            dialect_insert(MemberPreferences.__table__)
+            .values(member_id=member_id, locale=current_app.config["MESSAGING_DEFAULT_LOCALE"],
+                    time_zone=DEFAULT_TIME_ZONE, email_verified=True)
             .on_conflict_do_nothing(index_elements=["member_id"])
         )
     query = select(MemberPreferences).where(MemberPreferences.member_id == member_id)
@@ -55,7 +51,7 @@ def peek_preferences(member_id: int) -> tuple[str, str, bool]:
     """(locale, time zone, email verified) without writing a row."""
     row = db.session.get(MemberPreferences, member_id)
     if row is None:
-        return current_app.config["MESSAGING_DEFAULT_LOCALE"], "UTC", True
+        return current_app.config["MESSAGING_DEFAULT_LOCALE"], DEFAULT_TIME_ZONE, True
     return row.locale, row.time_zone, row.email_verified
 
 

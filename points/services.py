@@ -18,7 +18,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from community.models import User, utcnow
 from community.services import audit, member_registered, refuse_self_dealing
 from errors import Conflict, NotFound, ValidationError
-from extensions import db
+from extensions import db, dialect_insert
 
 from . import approvals, ledger, referrals, rules
 from .models import Campaign, EarningRule, Interaction, JournalEntry, MemberMultiplier, PurchaseLineItem, Referral
@@ -518,9 +518,8 @@ def grant_multiplier(member_id: int, multiplier: Decimal, starts_at: datetime, e
     if unknown:
         raise ValidationError("Unknown interaction kinds.", fields={"kinds": unknown})
     table = MemberMultiplier.__table__
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
     new_id = db.session.execute(
-        dialect.insert(table).values(
+        dialect_insert(table).values(
             member_id=member_id, multiplier=multiplier, starts_at=starts_at, ends_at=ends_at, kinds=kinds, key=key,
             source_type=source_type, source_id=source_id, created_at=utcnow(),
         ).on_conflict_do_nothing(index_elements=["key"]).returning(table.c.id)
