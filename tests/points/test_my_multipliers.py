@@ -83,3 +83,12 @@ def test_the_programme_holdout_sees_no_campaign_and_earns_none(app, login, make_
             assert (shown, earned) == ([], 10)
         else:
             assert (shown, earned) == (["Everyone"], 20)
+
+
+def test_bad_page_arguments_are_422_and_a_visitor_is_401(app, client, login, make_member):
+    member = login(make_member())
+    for query, field in (("per_page=0", "per_page"), ("page=0", "page"), ("page=x", "page")):
+        resp = member.get(f"/api/v1/me/points/multipliers?{query}")
+        assert resp.status_code == 422, (query, resp.get_json())
+        assert field in resp.get_json()["error"]["fields"], resp.get_json()
+    assert client.get("/api/v1/me/points/multipliers").status_code == 401
