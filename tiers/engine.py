@@ -181,15 +181,27 @@ def _only(query, column, lo: int | None, hi: int | None, members):
 
 def points_earned_in_window(cutoff: datetime, now: datetime, lo: int | None = None, hi: int | None = None,
                             members=None):
-    """Rows (member_id, points) of awards made in [cutoff, now] that were not reversed.
+    """Rows (member_id, points) of awards made in [cutoff, now], net of what was taken back.
 
-    ``reverse`` reverses an entry whole and at most once (``related_id`` is unique), so an
-    award either counts fully or not at all.
+    ``reverse`` reverses an entry whole and at most once (``related_id`` is unique): a reversed
+    award counts not at all.  ``claw_back`` (a partial refund) takes part of an award back in
+    ``reversal`` entries of ``source_type`` ``clawback`` naming the award in ``source_id``: the
+    award counts for what is left of it.  Clawbacks are few, so they are summed per award once
+    (through ``ix_journal_entries_source``) and joined, not looked up per award.
     """
     rev = entries.alias("rev")
     reversed_ = select(rev.c.id).where(rev.c.related_id == entries.c.id, rev.c.kind == "reversal").exists()
+    claw = entries.alias("claw")
+    clawed = (
+        select(claw.c.source_id.label("entry_id"), func.sum(claw.c.amount).label("amount"))
+        .where(claw.c.source_type == "clawback", claw.c.kind == "reversal")
+        .group_by(claw.c.source_id)
+        .subquery("clawed")
+    )
     query = (
-        select(entries.c.member_id.label("member_id"), entries.c.amount.label("points"))
+        select(entries.c.member_id.label("member_id"),
+               (entries.c.amount - func.coalesce(clawed.c.amount, 0)).label("points"))
+        .select_from(entries.outerjoin(clawed, clawed.c.entry_id == entries.c.id))
         .where(entries.c.kind == "award", entries.c.created_at >= cutoff, entries.c.created_at <= now, ~reversed_)
     )
     return _only(query, entries.c.member_id, lo, hi, members)

@@ -56,6 +56,29 @@ def test_reversed_awards_and_old_awards_do_not_count(app, make_member):
     assert other.tier == "engaged"
 
 
+def test_partly_clawed_back_awards_count_for_what_is_left(app, make_member):
+    from points.ledger import claw_back, reverse
+
+    m = make_member()
+    entry = award(m, 100)
+    claw_back(entry.id, 30, key="test:claw:1", reason="partial refund")
+    db.session.commit()
+    recompute(m, rules(points_earned=100))
+    assert m.tier == "aware"
+    assert state(m).points_earned == 70
+    recompute(m, rules(points_earned=70))
+    assert m.tier == "engaged"
+    # a second clawback and then a full reversal of the rest: nothing counts any more
+    claw_back(entry.id, 20, key="test:claw:2", reason="partial refund")
+    db.session.commit()
+    recompute(m, rules(points_earned=70))
+    assert state(m).points_earned == 50
+    reverse(entry.id, key="test:claw:rev", reason="refunded in full")
+    db.session.commit()
+    recompute(m, rules(points_earned=70))
+    assert state(m).points_earned == 0
+
+
 @pytest.mark.parametrize("window_days", [365, 730])  # PostgreSQL: a week bitmask, then count(DISTINCT)
 def test_active_weeks_are_distinct_weeks_of_own_activity(app, make_member, window_days):
     m = make_member()
