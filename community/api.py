@@ -26,6 +26,8 @@ from .schemas import (
     BirthdayCorrectionIn,
     CsrfOut,
     LoginIn,
+    LogoutEverywhereIn,
+    LogoutEverywhereOut,
     MemberOut,
     NotificationOut,
     PasswordChangeIn,
@@ -113,6 +115,24 @@ class Logout(MethodView):
     def post(self):
         """End this session; the cookie stops working even if replayed."""
         auth.end_session()
+
+
+@auth_blp.route("/logout-everywhere")
+class LogoutEverywhere(MethodView):
+    @login_required
+    @no_store
+    @auth_blp.arguments(LogoutEverywhereIn)
+    @auth_blp.response(200, LogoutEverywhereOut)
+    def post(self, data):
+        """Log out everywhere: every cookie session of the account ends, this one included (a
+        lost phone, a shared computer); with ``revoke_tokens`` every API token is revoked too.
+        Allowed while suspended, so a member can always lock a stolen account."""
+        user = current_user._get_current_object()
+        revoked = services.log_out_everywhere(user, revoke_tokens=data["revoke_tokens"])
+        db.session.commit()
+        ended = auth.end_all_sessions(user.id)
+        auth.end_session()
+        return {"sessions_ended": ended, "tokens_revoked": revoked}
 
 
 @auth_blp.route("/csrf")

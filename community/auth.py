@@ -159,8 +159,9 @@ def end_session() -> None:
     session.clear()
 
 
-def end_all_sessions(user_id: int) -> None:
-    """Invalidate every cookie session of a member (password change, suspension)."""
+def end_all_sessions(user_id: int) -> int:
+    """Invalidate every cookie session of a member (password change, suspension, "log out
+    everywhere"); returns how many were still live."""
     conn = get_redis()
     key = _user_sess_key(user_id)
     sids = conn.smembers(key)
@@ -168,7 +169,8 @@ def end_all_sessions(user_id: int) -> None:
         for sid in sids:
             pipe.delete(_sess_key(sid.decode() if isinstance(sid, bytes) else sid))
         pipe.delete(key)
-        pipe.execute()
+        results = pipe.execute()
+    return sum(1 for deleted in results[:-1] if deleted)
 
 
 def csrf_token() -> str:
@@ -241,7 +243,7 @@ def _check_csrf() -> None:
 # Writes a suspended member may still make: signing in and out, and whatever only concerns their
 # own account and mail rather than the community (domains add theirs at init: opting out of
 # mail, verifying an address, resetting a password, marking notifications read).
-SUSPENDED_MAY: set[str] = {"auth.Logout", "auth.Login"}
+SUSPENDED_MAY: set[str] = {"auth.Logout", "auth.Login", "auth.LogoutEverywhere"}
 
 
 def _check_suspension(user) -> None:

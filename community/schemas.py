@@ -65,6 +65,18 @@ class CsrfOut(Schema):
     csrf_token = f.String()
 
 
+class LogoutEverywhereIn(Schema):
+    revoke_tokens = f.Boolean(
+        load_default=False,
+        metadata={"description": "Also revoke every API token of the account (integrations stop working)."},
+    )
+
+
+class LogoutEverywhereOut(Schema):
+    sessions_ended = f.Integer(required=True, metadata={"description": "Cookie sessions that were still live."})
+    tokens_revoked = f.Integer(required=True)
+
+
 class ProfileIn(PatchSchema):
     display_name = f.String(validate=ma.validate.Length(min=1, max=80))
     bio = f.String(validate=ma.validate.Length(max=2000))

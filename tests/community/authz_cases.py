@@ -24,6 +24,8 @@ CASES = [
     Case("POST", "/api/v1/auth/login", EVERYONE, body={"email": "nobody@example.com", "password": "x" * 12},
          note="wrong credentials answer 401 for everyone; only authz errors (403) are checked"),
     Case("POST", "/api/v1/auth/logout", EVERYONE),
+    # Every logged-in member may lock their account, suspended ones included.
+    Case("POST", "/api/v1/auth/logout-everywhere", LOGGED_IN, body={}),
     Case("GET", "/api/v1/auth/csrf", EVERYONE),
     Case("GET", "/api/v1/me", LOGGED_IN),
     Case("PATCH", "/api/v1/me", WRITERS, body={"bio": "hello"}),

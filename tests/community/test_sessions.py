@@ -83,6 +83,55 @@ def test_logout_invalidates_a_replayed_cookie(app, make_member, login):
     assert resp.get_json()["error"]["code"] == "unauthorized"
 
 
+def test_logout_everywhere_ends_every_session_and_optionally_the_tokens(app, make_member, login):
+    from community.models import AuditLog
+    from community.services import create_token
+
+    user = make_member()
+    first, second = login(user), login(user)
+    first_cookie, second_cookie = session_cookie(first), session_cookie(second)
+    _, secret = create_token(user, "integration")
+    other = make_member()
+    other_client = login(other)
+    db.session.commit()
+    bearer = {"Authorization": f"Bearer {secret}"}
+
+    resp = first.post("/api/v1/auth/logout-everywhere", json={})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json() == {"sessions_ended": 2, "tokens_revoked": 0}
+    assert "no-store" in resp.headers["Cache-Control"]
+    for client in (first, second, replay(app, first_cookie), replay(app, second_cookie)):
+        assert client.get("/api/v1/me").status_code == 401
+    assert other_client.get("/api/v1/me").status_code == 200  # nobody else's session
+    tc = app.test_client()
+    assert tc.get("/api/v1/me", headers=bearer).status_code == 200  # tokens stay unless asked
+
+    # From the token itself, with revoke_tokens: the token stops working too.
+    third = login(user)
+    resp = tc.post("/api/v1/auth/logout-everywhere", json={"revoke_tokens": True}, headers=bearer)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json() == {"sessions_ended": 1, "tokens_revoked": 1}
+    assert tc.get("/api/v1/me", headers=bearer).get_json()["error"]["code"] == "invalid_token"
+    assert third.get("/api/v1/me").status_code == 401
+    actions = db.session.scalars(
+        db.select(AuditLog.details).where(AuditLog.action == "community.sessions.end_all", AuditLog.actor_id == user.id)
+        .order_by(AuditLog.id)
+    ).all()
+    assert [d["tokens_revoked"] for d in actions] == [0, 1]
+
+
+def test_logout_everywhere_needs_a_login_csrf_and_a_valid_body(app, make_member, login):
+    anonymous = app.test_client().post("/api/v1/auth/logout-everywhere", json={})
+    assert anonymous.status_code == 401
+    client = login(make_member())
+    bad = client.post("/api/v1/auth/logout-everywhere", json={"revoke_tokens": "perhaps"})
+    assert bad.status_code == 422
+    assert "revoke_tokens" in bad.get_json()["error"]["fields"]
+    no_csrf = replay(app, session_cookie(client)).post("/api/v1/auth/logout-everywhere", json={})
+    assert no_csrf.status_code == 403
+    assert client.get("/api/v1/me").status_code == 200  # nothing ended by the refused calls
+
+
 def test_password_change_ends_every_other_session(app, make_member, login):
     user = make_member()
     first, second = login(user), login(user)
