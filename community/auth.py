@@ -1,8 +1,9 @@
-"""Request authentication: cookie sessions tracked in Redis, bearer API tokens, CSRF.
+"""Request authentication: cookie sessions, bearer API tokens, CSRF.
 
-* A login creates a server-side session id (``sid``) in Redis and in the signed cookie.  The
-  user loader accepts a cookie only while its ``sid`` is live, so logout and a password change
-  (which drop the ids) make a replayed cookie worthless.
+* A login creates a random session id (``sid``), kept in the signed cookie; the database keeps
+  its SHA-256 and expiry (``user_sessions``).  The user loader accepts a cookie only while that
+  row exists and has not expired, so logout, "log out everywhere", a password change, a reset
+  and a suspension (which delete rows) make a replayed cookie worthless.
 * ``Authorization: Bearer <token>`` authenticates integrations; the token's SHA-256 is looked
   up; such requests carry no cookie and are exempt from CSRF.
 * Cookie-authenticated writes must echo the session's CSRF token in ``X-CSRF-Token``
@@ -10,14 +11,14 @@
   console), in its ``csrf_token`` field.
 
 Authentication is one indexed lookup: a token request is a single query (token by its unique
-hash, joined to its member and the member's roles), a cookie request one Redis ``GET`` of the
-session id and the member by primary key, again with the roles in the same query.  The query is
+hash, joined to its member and the member's roles), a cookie request likewise (the session row
+by its primary key, joined to its member and roles); neither touches Redis.  The query is
 a Core statement whose row becomes the same persistent ``User`` the ORM would have loaded
 (``_user_from_rows``): ORM entity loading with the roles joined cost several times the query.  Nothing is
 cached between requests, so a revoked token, a deactivated member or a dropped session is
 refused by the very next request in every process, and a suspension is seen by it.  A token's
 ``last_used_at`` is written at most once a minute per token (the lookup returns it, so deciding
-needs no per-request write).
+needs no per-request write); a session row is written only at login and logout.
 """
 
 from __future__ import annotations
@@ -30,16 +31,16 @@ from datetime import timedelta
 
 from flask import Flask, current_app, g, request, session
 from flask_login import login_user, logout_user
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from errors import Forbidden, Unauthorized
-from extensions import db, get_redis, login_manager, sqlite_begin_mode
+from extensions import db, login_manager, sqlite_begin_mode
 
-from .models import ApiToken, User, UserRole, utcnow
+from .models import ApiToken, User, UserRole, UserSession, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,15 @@ _USER_AND_ROLES = (
     .select_from(User)
     .outerjoin(UserRole, UserRole.user_id == User.id)
 )
-_USER_BY_ID = _USER_AND_ROLES.where(User.id == bindparam("user_id"))
 _USER_BY_TOKEN = (
     _USER_AND_ROLES.add_columns(ApiToken.id.label("token_id"), ApiToken.last_used_at.label("token_last_used_at"))
     .join(ApiToken, ApiToken.user_id == User.id)
     .where(ApiToken.token_hash == bindparam("token_hash"), ApiToken.revoked_at.is_(None))
+)
+_USER_BY_SESSION = (
+    _USER_AND_ROLES.join(UserSession, UserSession.user_id == User.id)
+    .where(UserSession.sid_hash == bindparam("sid_hash"), UserSession.user_id == bindparam("user_id"),
+           UserSession.expires_at > bindparam("now"))
 )
 _N_USER, _N_ROLE = len(_USER_COLUMNS), len(_ROLE_COLUMNS)
 _USER_KEYS, _ROLE_KEYS = tuple(k for k, _ in _USER_COLUMNS), tuple(k for k, _ in _ROLE_COLUMNS)
@@ -116,30 +121,24 @@ CSRF_FORM_FIELD = "csrf_token"
 FORM_MIMETYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
-def _sess_key(sid: str) -> str:
-    return f"kinship:sess:{sid}"
-
-
-def _user_sess_key(user_id: int) -> str:
-    return f"kinship:user-sess:{user_id}"
-
-
 def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def start_session(user: User) -> str:
-    """Log ``user`` in on this request's cookie session; returns the new CSRF token."""
-    conn = get_redis()
+    """Log ``user`` in on this request's cookie session; returns the new CSRF token.
+
+    Writes and commits the session row in its own transaction (callers have committed their
+    own work by now)."""
     session.clear()
     sid = secrets.token_urlsafe(32)
+    now = utcnow()
     # The server-side session lives exactly as long as the (permanent) cookie.
-    ttl = int(current_app.permanent_session_lifetime.total_seconds())
-    with conn.pipeline() as pipe:
-        pipe.set(_sess_key(sid), str(user.id), ex=ttl)
-        pipe.sadd(_user_sess_key(user.id), sid)
-        pipe.expire(_user_sess_key(user.id), ttl)
-        pipe.execute()
+    db.session.execute(insert(UserSession).values(
+        sid_hash=hash_token(sid), user_id=user.id, created_at=now,
+        expires_at=now + current_app.permanent_session_lifetime,
+    ))
+    db.session.commit()
     session["sid"] = sid
     session["csrf"] = secrets.token_urlsafe(32)
     session.permanent = True
@@ -148,29 +147,31 @@ def start_session(user: User) -> str:
 
 
 def end_session() -> None:
+    """End this request's cookie session (if any): its row goes, the cookie is cleared."""
     sid = session.get("sid")
-    user_id = session.get("_user_id")
     if sid:
-        conn = get_redis()
-        conn.delete(_sess_key(sid))
-        if user_id:
-            conn.srem(_user_sess_key(int(user_id)), sid)
+        db.session.execute(delete(UserSession).where(UserSession.sid_hash == hash_token(sid)))
+        db.session.commit()
     logout_user()
     session.clear()
 
 
 def end_all_sessions(user_id: int) -> int:
-    """Invalidate every cookie session of a member (password change, suspension, "log out
-    everywhere"); returns how many were still live."""
-    conn = get_redis()
-    key = _user_sess_key(user_id)
-    sids = conn.smembers(key)
-    with conn.pipeline() as pipe:
-        for sid in sids:
-            pipe.delete(_sess_key(sid.decode() if isinstance(sid, bytes) else sid))
-        pipe.delete(key)
-        results = pipe.execute()
-    return sum(1 for deleted in results[:-1] if deleted)
+    """End every cookie session of a member (password change or reset, suspension, "log out
+    everywhere") in its own transaction; returns how many were still live."""
+    live = db.session.execute(
+        delete(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at > utcnow())
+    ).rowcount
+    db.session.execute(delete(UserSession).where(UserSession.user_id == user_id))
+    db.session.commit()
+    return live
+
+
+def purge_expired_sessions(now=None) -> int:
+    """Delete session rows past their expiry (the cookie is refused already); returns how many."""
+    removed = db.session.execute(delete(UserSession).where(UserSession.expires_at <= (now or utcnow()))).rowcount
+    db.session.commit()
+    return removed
 
 
 def csrf_token() -> str:
@@ -190,12 +191,9 @@ def _load_session_user(user_id: str) -> User | None:
     if _bearer_secret(request) is not None:
         return None  # a bearer token decides alone; flask-login then asks the request loader
     sid = session.get("sid")
-    if not sid:
+    if not sid or not isinstance(sid, str):
         return None
-    live = get_redis().get(_sess_key(sid))
-    if live is None or live.decode() != str(user_id):
-        return None
-    found = _fetch_user(_USER_BY_ID, {"user_id": int(user_id)})
+    found = _fetch_user(_USER_BY_SESSION, {"sid_hash": hash_token(sid), "user_id": int(user_id), "now": utcnow()})
     if found is None or not found[0].is_active:
         return None
     user = found[0]

@@ -132,6 +132,23 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship()
 
 
+class UserSession(db.Model):
+    """A live cookie session: the signed cookie carries a random id, this row its SHA-256.
+
+    The cookie is accepted only while its row exists and has not expired, so logout, "log out
+    everywhere", a password change, a reset or a suspension (which delete rows) make a replayed
+    cookie worthless at once.  Looked up in the same query as the member (``community.auth``):
+    a cookie request costs one indexed lookup, like a token request.
+    """
+
+    __tablename__ = "user_sessions"
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 class Notification(db.Model):
     """Outbox of member notifications; a delivery channel (mail, push) drains it later."""
 

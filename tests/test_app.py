@@ -259,11 +259,12 @@ def test_unexpected_exception_is_500_in_the_envelope_without_details(app, client
 # --------------------------------------------------------------------------- Redis outage
 
 
-def test_redis_outage_keeps_bearer_tokens_working_and_turns_the_rest_into_503(make_app, make_member, login):
+def test_redis_outage_keeps_tokens_and_sessions_working_and_turns_the_rest_into_503(make_app, make_member, login):
     user = make_member(email="integration@example.com")
     _, secret = create_token(user, "integration")
     db.session.commit()
-    cookie = login(user).get_cookie("session").value
+    logged_in = login(user)
+    cookie, csrf = logged_in.get_cookie("session").value, logged_in.csrf_token
 
     down = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port()}/0")
     headers = {"Authorization": f"Bearer {secret}"}
@@ -277,9 +278,12 @@ def test_redis_outage_keeps_bearer_tokens_working_and_turns_the_rest_into_503(ma
     err = assert_envelope(resp, 503, "service_unavailable")
     assert err["message"] and resp.headers["Retry-After"]
 
-    replayed = down.test_client()
-    replayed.set_cookie("session", cookie)
-    assert_envelope(replayed.get("/api/v1/me"), 503, "service_unavailable")
+    # Cookie sessions live in the database: they keep working, writes included.
+    session_client = down.test_client()
+    session_client.set_cookie("session", cookie)
+    assert session_client.get("/api/v1/me").status_code == 200
+    resp = session_client.patch("/api/v1/me", json={"bio": "via cookie"}, headers={"X-CSRF-Token": csrf})
+    assert resp.status_code == 200 and resp.get_json()["bio"] == "via cookie"
 
     anonymous = down.test_client().get("/api/v1/me")
     assert_envelope(anonymous, 401, "unauthorized")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from community.models import User
 from extensions import db
 from tests.conftest import TEST_PASSWORD
@@ -206,9 +208,42 @@ def test_profile_edit_allows_only_profile_fields(make_member, login):
 
 
 def test_server_side_session_lives_as_long_as_the_cookie(app, make_member, login):
+    from community.auth import purge_expired_sessions
+    from community.models import UserSession, utcnow
+
+    user = make_member()
+    client = login(user)
+    [row] = db.session.scalars(db.select(UserSession).where(UserSession.user_id == user.id)).all()
+    lifetime = app.permanent_session_lifetime
+    assert lifetime - timedelta(seconds=60) < row.expires_at - utcnow() <= lifetime
+    assert len(row.sid_hash) == 64 and row.sid_hash not in session_cookie(client)  # only its hash is stored
+    # Past its expiry the cookie is refused (before any purge), and the purge removes the row.
+    assert client.get("/api/v1/me").status_code == 200
+    row.expires_at = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert client.get("/api/v1/me").status_code == 401
+    assert purge_expired_sessions() == 1
+    assert db.session.scalar(db.select(db.func.count()).select_from(UserSession)) == 0
+
+
+def test_a_cookie_request_is_one_query_and_no_redis(app, make_member, login, monkeypatch):
+    from sqlalchemy import event
+
     from extensions import get_redis
 
-    login(make_member())
-    [key] = [k for k in get_redis().scan_iter("kinship:sess:*")]
-    lifetime = app.permanent_session_lifetime.total_seconds()
-    assert lifetime - 60 < get_redis().ttl(key) <= lifetime
+    client = login(make_member())
+    statements, commands = [], []
+    with app.app_context():
+        engine = db.engine
+    redis = get_redis()
+    original = redis.execute_command
+    monkeypatch.setattr(redis, "execute_command", lambda *a, **k: commands.append(a[0]) or original(*a, **k))
+    listener = lambda *a: statements.append(a[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert client.get("/api/v1/me").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert len(statements) == 1, statements
+    assert "user_sessions" in statements[0]
+    assert commands == []
