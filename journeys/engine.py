@@ -30,9 +30,10 @@ journey's authors (no one awards points to themselves).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -478,6 +479,31 @@ def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None 
     return target.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
+def local_day_window(now: datetime, time_zone: str | None, occurrence: str) -> tuple[datetime, datetime] | None:
+    """The rest of a member's local day, as a naive-UTC ``[starts, ends)``; None if it is over.
+
+    The day is the occurrence's date when the member entered on a schedule (``date:YYYY-MM-DD``:
+    the birthday, the anniversary, the renewal day), else the member's local date at ``now``.
+    The schedule scans by the UTC date, so a member west of UTC may be entered while it is still
+    the evening before on their own clock: their window then starts at their local midnight
+    (a future start) and lasts the whole day; a member east of UTC gets the rest of it from
+    ``now``.  A date whose local day is already over (a long wait before the step) gives None.
+    """
+    utc = ZoneInfo("UTC")
+    zone = _zone(time_zone)
+    local_now = now.replace(tzinfo=utc).astimezone(zone)
+    day = local_now.date()
+    kind, _, value = occurrence.partition(":")
+    if kind == "date":
+        with contextlib.suppress(ValueError):
+            day = date.fromisoformat(value)
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
+    if end <= now:
+        return None
+    return max(start, now), end
+
+
 def condition_holds(step: dict, enrolment) -> bool:
     cond = step["condition"]
     if cond == "in_segment":
@@ -564,7 +590,15 @@ def perform(step: dict, enrolment, journey: Journey, version: JourneyVersion, ex
         # rules (points.rules.campaign_multiplier), each earning through the ledger as usual.
         from points.services import grant_multiplier
 
-        grant_multiplier(member_id, Decimal(str(step["multiplier"])), now, now + timedelta(hours=int(step["hours"])),
+        if step.get("until") == "end_of_local_day":
+            window = local_day_window(now, ctx.time_zone(member_id), enrolment.occurrence)
+            if window is None:
+                effects.record(exec_id, "skipped", "day_over")  # the member's local day is already over
+                return
+            starts, ends = window
+        else:
+            starts, ends = now, now + timedelta(hours=int(step["hours"]))
+        grant_multiplier(member_id, Decimal(str(step["multiplier"])), starts, ends,
                          key=step_key(version.id, enrolment, step["id"]), kinds=step.get("kinds"),
                          source_type="journey", source_id=enrolment.id)
         effects.record(exec_id, "done", "multiplier")

@@ -76,3 +76,4 @@ def test_demo_journeys_are_valid_and_load_once(app):
     birthday = db.session.scalar(select(Journey).where(Journey.name == "Birthday"))
     steps = {s["id"]: s for s in __import__("journeys.services", fromlist=["x"]).current_version(birthday).steps}
     assert steps["double"]["action"] == "points_multiplier" and steps["double"]["multiplier"] == 2
+    assert steps["double"]["until"] == "end_of_local_day" and "hours" not in steps["double"]
