@@ -5,7 +5,10 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
 * ``trigger``: ``{"type": "event", "event": <EVENTS>}``,
   ``{"type": "date", "field": "birthday"|"signup_anniversary"|"renewal_on", "offset_days": -365..365}``
   (negative: that many days *before* the date), ``{"type": "inactivity", "days": 1..730}``, or
-  ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}``.
+  ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}`` /
+  ``{"every": "quarter", "day": 1..28, "month_of_quarter": 1..3}`` (default 1: January, April, July,
+  October) / ``{"every": "year", "month": 1..12, "day": 1..28}`` (the "four ones" cadence: a weekly
+  message, a monthly training, a quarterly visit, a yearly event).
 * ``audience``: ``{"type": "everyone"}``, ``{"type": "segment", "segment_id"}``,
   ``{"type": "tier", "tiers": [...]}``.
 * ``entry``: ``{"rule": "once"}`` (once ever), ``{"rule": "per_occurrence"}`` (once per event or
@@ -139,11 +142,15 @@ def _trigger(errors: _Errors, trig) -> None:
     elif kind == "inactivity":
         _int(errors, trig, "days", "trigger", 1, 730)
     elif kind == "calendar":
-        every = _choice(errors, trig, "every", "trigger", ("week", "month"))
+        every = _choice(errors, trig, "every", "trigger", ("week", "month", "quarter", "year"))
         if every == "week":
             _int(errors, trig, "weekday", "trigger", 0, 6)
-        elif every == "month":
+        elif every in ("month", "quarter", "year"):
             _int(errors, trig, "day", "trigger", 1, 28)
+        if every == "quarter":
+            _int(errors, trig, "month_of_quarter", "trigger", 1, 3, required=False)
+        elif every == "year":
+            _int(errors, trig, "month", "trigger", 1, 12)
 
 
 def _audience(errors: _Errors, aud) -> None:
