@@ -14,10 +14,15 @@ when the insert created it, in the same transaction that moves the enrolment on.
 The enrolment row is also locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) so concurrent jobs do
 not queue behind each other.
 
-A chunk is advanced set-based (``_advance_chunk``): the execution rows of a wave of steps in one
-multi-row INSERT, the wave's notifications in another and their deliveries through messaging's
-bulk path, the outcomes and the enrolments' states in one ``UPDATE … IN (…)`` per group of
-alike rows (and one ``CASE`` update linking the sends to their notifications).
+A chunk is advanced set-based (``_advance_chunk``): the enrolments locked and their journeys
+read in one statement; the execution rows of a wave of steps in one INSERT (on PostgreSQL
+``INSERT … SELECT FROM unnest(arrays)``); the wave's notifications in another and their
+deliveries through messaging's bulk path; the remaining outcomes and the enrolments' states in
+one ``UPDATE … WHERE id = ANY(…)`` per group of alike rows.  A ``send`` is decided before its
+claim (``_decide_sends``: holdout, programme holdout, template, reachability), so its execution
+row is inserted complete: on PostgreSQL the claim's INSERT draws the notification's id from the
+notifications' sequence and the notification is then written with it; on SQLite the row is
+inserted ``done`` and linked to its notification by one ``CASE`` update.
 
 Sends are notifications with their email deliveries (what ``community.services.notify`` writes,
 written in bulk), so preferences, unsubscribes, the weekly cap and quiet hours are decided by
@@ -230,8 +235,8 @@ class _Effects:
         if self.reserved:
             from messaging.services import queue_for_notifications
 
-            # The ids came from the table's own sequence (``_reserve_notification_ids``), so the
-            # rows are inserted with them and nothing is returned or linked afterwards.
+            # The ids were drawn from the table's own sequence by the claim's INSERT
+            # (``_claim_steps``), so the rows are inserted with them and nothing is linked afterwards.
             # RETURNING makes SQLAlchemy send one multi-row INSERT (as for the unreserved path and
             # the bulk baseline) instead of one INSERT per row.
             n = Notification.__table__
