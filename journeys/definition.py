@@ -5,7 +5,10 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
 * ``trigger``: ``{"type": "event", "event": <EVENTS>}``,
   ``{"type": "date", "field": "birthday"|"signup_anniversary"|"renewal_on", "offset_days": -365..365}``
   (negative: that many days *before* the date), ``{"type": "inactivity", "days": 1..730}``, or
-  ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}``.
+  ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}`` /
+  ``{"every": "quarter", "day": 1..28, "month_of_quarter": 1..3}`` (default 1: January, April, July,
+  October) / ``{"every": "year", "month": 1..12, "day": 1..28}`` (the "four ones" cadence: a weekly
+  message, a monthly training, a quarterly visit, a yearly event).
 * ``audience``: ``{"type": "everyone"}``, ``{"type": "segment", "segment_id"}``,
   ``{"type": "tier", "tiers": [...]}``.
 * ``entry``: ``{"rule": "once"}`` (once ever), ``{"rule": "per_occurrence"}`` (once per event or
@@ -17,8 +20,9 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
   zone), ``condition`` (``condition``: ``in_segment`` + ``segment_id``, ``purchased_since_entry``,
   ``answered_survey`` + ``survey_id``; branches ``then`` / ``else``), ``action`` (``action``:
   ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``points_multiplier`` +
-  ``multiplier`` (more than 1, at most 10, 3 decimals) + ``hours`` 1..720 [+ ``kinds``: interaction
-  kinds], ``invite_survey`` + ``survey_id``,
+  ``multiplier`` (more than 1, at most 10, 3 decimals) + either ``hours`` 1..720 or ``until``:
+  ``"end_of_local_day"`` (the rest of the member's day in their messaging time zone; for a date
+  trigger, the day the schedule entered them for) [+ ``kinds``: interaction kinds], ``invite_survey`` + ``survey_id``,
   ``invite_focus_group`` + ``session_id``, ``tag`` + ``tag``, ``task`` + ``title`` [+ ``note``]) or
   ``exit``.  ``next`` names the following step (none: the journey ends there).
 
@@ -46,6 +50,9 @@ MAX_STEPS = 50
 MAX_DELAY_MINUTES = 525_600  # a year
 MAX_POINTS = 10_000
 MAX_MULTIPLIER_HOURS = 720  # 30 days
+# A multiplier's window by the member's own clock instead of ``hours``: ``end_of_local_day`` is
+# the rest of the member's local day (the schedule's date for a date trigger), see engine.
+MULTIPLIER_UNTIL = ("end_of_local_day",)
 # Actions that give points: activated by someone other than the version's author (four eyes),
 # never to the journey's authors.
 POINTS_ACTIONS = ("award_points", "points_multiplier")
@@ -135,11 +142,15 @@ def _trigger(errors: _Errors, trig) -> None:
     elif kind == "inactivity":
         _int(errors, trig, "days", "trigger", 1, 730)
     elif kind == "calendar":
-        every = _choice(errors, trig, "every", "trigger", ("week", "month"))
+        every = _choice(errors, trig, "every", "trigger", ("week", "month", "quarter", "year"))
         if every == "week":
             _int(errors, trig, "weekday", "trigger", 0, 6)
-        elif every == "month":
+        elif every in ("month", "quarter", "year"):
             _int(errors, trig, "day", "trigger", 1, 28)
+        if every == "quarter":
+            _int(errors, trig, "month_of_quarter", "trigger", 1, 3, required=False)
+        elif every == "year":
+            _int(errors, trig, "month", "trigger", 1, 12)
 
 
 def _audience(errors: _Errors, aud) -> None:
@@ -234,7 +245,13 @@ def _multiplier(errors: _Errors, step: dict, path: str) -> None:
     if (number is None or not number.is_finite() or not 1 < number <= MAX_MULTIPLIER
             or number != number.quantize(Decimal("0.001"))):
         errors.add(f"{path}.multiplier", "A number more than 1 and at most 10 (3 decimals).")
-    _int(errors, step, "hours", path, 1, MAX_MULTIPLIER_HOURS)
+    until = step.get("until")
+    if until is not None and until not in MULTIPLIER_UNTIL:
+        errors.add(f"{path}.until", f"One of {', '.join(MULTIPLIER_UNTIL)}.")
+    elif until is not None and "hours" in step:
+        errors.add(f"{path}.until", "Either hours or until, not both.")
+    elif until is None:
+        _int(errors, step, "hours", path, 1, MAX_MULTIPLIER_HOURS)
     kinds = step.get("kinds")
     if kinds is not None:
         from points.services import INTERACTION_KINDS

@@ -1,8 +1,9 @@
 """Demo journeys for ``make run``: the programme documents' touches as ready templates.
 
 Welcome, +7 days after a purchase, birthday with double points (the journey greets, grants the
-member a 2x earning multiplier for 24 hours and adds a gift; the points demo's "Birthday double
-points" campaign does the same for the UTC day, and multipliers do not stack), 30-day win-back,
+member a 2x earning multiplier for the rest of their birthday on their own clock, ``until:
+end_of_local_day``, and adds a gift; the points demo's "Birthday double points" campaign does the
+same for the UTC day, and multipliers do not stack), 30-day win-back,
 renewal countdown at -180/-90/-45/0 days, and a satisfaction survey with a gift for completing
 it, with their message templates in en and zh-CN.  The journeys that
 send only are active; the two that award points stay drafts until someone other than their
@@ -87,12 +88,13 @@ def journeys(survey_id: int | None) -> list[tuple[str, str, dict, bool]]:
                        "next": "followup"},
                       {"id": "followup", "type": "action", "action": "send", "template": "purchase-followup"}]},
          True),
-        ("Birthday", "Birthday greeting, double points for 24 hours and a gift.", {
+        ("Birthday", "Birthday greeting, double points for the rest of the member's birthday in their own "
+                     "time zone, and a gift.", {
             "trigger": {"type": "date", "field": "birthday", "offset_days": 0}, "audience": everyone,
             "entry": {"rule": "per_occurrence"}, "goal": {"event": "purchase.recorded", "within_days": 7},
             "steps": [{"id": "greet", "type": "action", "action": "send", "template": "birthday", "next": "double"},
-                      {"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2, "hours": 24,
-                       "next": "gift"},
+                      {"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2,
+                       "until": "end_of_local_day", "next": "gift"},
                       {"id": "gift", "type": "action", "action": "award_points", "points": 100}]}, False),
         ("Win-back", "An offer after 30 days without activity; a task if it did not work.", {
             "trigger": {"type": "inactivity", "days": 30}, "audience": everyone,

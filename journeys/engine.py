@@ -14,10 +14,15 @@ when the insert created it, in the same transaction that moves the enrolment on.
 The enrolment row is also locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL) so concurrent jobs do
 not queue behind each other.
 
-A chunk is advanced set-based (``_advance_chunk``): the execution rows of a wave of steps in one
-multi-row INSERT, the wave's notifications in another and their deliveries through messaging's
-bulk path, the outcomes and the enrolments' states in one ``UPDATE … IN (…)`` per group of
-alike rows (and one ``CASE`` update linking the sends to their notifications).
+A chunk is advanced set-based (``_advance_chunk``): the enrolments locked and their journeys
+read in one statement; the execution rows of a wave of steps in one INSERT (on PostgreSQL
+``INSERT … SELECT FROM unnest(arrays)``); the wave's notifications in another and their
+deliveries through messaging's bulk path; the remaining outcomes and the enrolments' states in
+one ``UPDATE … WHERE id = ANY(…)`` per group of alike rows.  A ``send`` is decided before its
+claim (``_decide_sends``: holdout, programme holdout, template, reachability), so its execution
+row is inserted complete: on PostgreSQL the claim's INSERT draws the notification's id from the
+notifications' sequence and the notification is then written with it; on SQLite the row is
+inserted ``done`` and linked to its notification by one ``CASE`` update.
 
 Sends are notifications with their email deliveries (what ``community.services.notify`` writes,
 written in bulk), so preferences, unsubscribes, the weekly cap and quiet hours are decided by
@@ -30,9 +35,10 @@ journey's authors (no one awards points to themselves).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +61,23 @@ RETRY_AFTER = timedelta(minutes=10)
 
 def _lease() -> timedelta:
     return timedelta(seconds=current_app.config.get("JOURNEYS_LEASE_SECONDS", 300))
+
+
+def _postgres() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def _id_in(column, ids):
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(:ids)``, one array parameter, so the
+    statement text is the same short string for every chunk (the driver parses and caches it
+    once instead of re-splitting a query with hundreds of placeholders each time)."""
+    ids = list(ids)
+    if _postgres():
+        from sqlalchemy import Integer, any_, literal
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(literal(ids, ARRAY(Integer)))
+    return column.in_(ids)
 
 
 # --------------------------------------------------------------------------- enrolling
@@ -122,14 +145,23 @@ class _Row:
 _MUTABLE = ("state", "arm", "current_step", "wait_until", "next_run_at", "enqueued_at", "finished_at")
 
 
+class _JourneyInfo:
+    """What the engine reads of a journey, with the chunk's lock (one statement for both)."""
+
+    __slots__ = ("id", "status", "name", "experiment_id", "created_by_id")
+
+    def __init__(self, **values):
+        for name, value in values.items():
+            setattr(self, name, value)
+
+
 class _Context:
     """What a chunk needs, loaded once: journeys, versions, templates, and per-member facts asked
     for the whole chunk at once (reachability per category, the programme holdout, time zones)."""
 
-    def __init__(self, rows: list[_Row]):
-        jids = {r.journey_id for r in rows}
+    def __init__(self, rows: list[_Row], journeys: dict[int, _JourneyInfo]):
         vids = {r.version_id for r in rows}
-        self.journeys = {j.id: j for j in db.session.scalars(select(Journey).where(Journey.id.in_(jids)))}
+        self.journeys = journeys
         self.versions = {v.id: v for v in db.session.scalars(select(JourneyVersion).where(JourneyVersion.id.in_(vids)))}
         self.templates: dict[str, JourneyTemplate | None] = {}
         self.members = [r.member_id for r in rows]
@@ -163,7 +195,7 @@ class _Context:
 
             p = MemberPreferences.__table__.c
             self._zones = dict(db.session.execute(
-                select(p.member_id, p.time_zone).where(p.member_id.in_(set(self.members)))).all())
+                select(p.member_id, p.time_zone).where(_id_in(p.member_id, set(self.members)))).all())
         return self._zones.get(member_id, DEFAULT_TIME_ZONE)
 
     def template(self, key: str) -> JourneyTemplate | None:
@@ -180,6 +212,9 @@ class _Effects:
     def __init__(self):
         self.outcomes: list[dict] = []
         self.notes: list[tuple[int, int, str, dict]] = []  # (execution id, member, kind, payload)
+        # Sends whose execution row was inserted already 'sent' with a reserved notification id
+        # (PostgreSQL): (notification id, member, kind, payload), no outcome left to write.
+        self.reserved: list[tuple[int, int, str, dict]] = []
         self.tags: dict[str, list[tuple[int, int]]] = {}
 
     def record(self, execution_id: int, outcome: str, reason: str | None = None, *,
@@ -197,6 +232,20 @@ class _Effects:
 
     def flush_wave(self) -> None:
         """Write what later steps may depend on: the notifications (and deliveries), the tags."""
+        if self.reserved:
+            from messaging.services import queue_for_notifications
+
+            # The ids were drawn from the table's own sequence by the claim's INSERT
+            # (``_claim_steps``), so the rows are inserted with them and nothing is linked afterwards.
+            # RETURNING makes SQLAlchemy send one multi-row INSERT (as for the unreserved path and
+            # the bulk baseline) instead of one INSERT per row.
+            n = Notification.__table__
+            stamp = utcnow()
+            db.session.execute(n.insert().returning(n.c.id), [
+                {"id": nid, "member_id": m, "kind": k, "payload": p, "created_at": stamp}
+                for nid, m, k, p in self.reserved]).all()
+            queue_for_notifications([nid for nid, *_ in self.reserved])
+            self.reserved = []
         if self.notes:
             from messaging.services import queue_for_notifications
 
@@ -244,10 +293,10 @@ class _Effects:
                 else:
                     single.append(o)
             for outcome, pairs in linked.items():
-                db.session.execute(update(x).where(x.c.id.in_(list(pairs))).values(
+                db.session.execute(update(x).where(_id_in(x.c.id, pairs)).values(
                     outcome=outcome, notification_id=case(pairs, value=x.c.id)))
             for (outcome, reason), ids in groups.items():
-                db.session.execute(update(x).where(x.c.id.in_(ids)).values(outcome=outcome, reason=reason))
+                db.session.execute(update(x).where(_id_in(x.c.id, ids)).values(outcome=outcome, reason=reason))
             if single:
                 db.session.execute(
                     update(x).where(x.c.id == bindparam("x_id")).values(
@@ -264,7 +313,8 @@ class _Effects:
             if len(ids) == 1:
                 lone.append({"e_id": ids[0], **{f"e_{c}": v for c, v in zip(_MUTABLE, values, strict=True)}})
             else:
-                db.session.execute(update(e).where(e.c.id.in_(ids)).values(dict(zip(_MUTABLE, values, strict=True))))
+                db.session.execute(update(e).where(_id_in(e.c.id, ids))
+                                   .values(dict(zip(_MUTABLE, values, strict=True))))
         if lone:
             db.session.execute(
                 update(e).where(e.c.id == bindparam("e_id")).values({c: bindparam(f"e_{c}") for c in _MUTABLE}),
@@ -308,14 +358,24 @@ def _advance_chunk(ids: list[int], now: datetime | None) -> int:
     effects of the rows it created (set-based where it can), and moves them on."""
     now = now or utcnow()
     e = Enrolment.__table__
-    rows = [_Row(r) for r in db.session.execute(
-        select(*(e.c[name] for name in _Row.__slots__))
-        .where(e.c.id.in_(ids), e.c.state == "active", e.c.next_run_at <= now)
-        .order_by(e.c.id).with_for_update(skip_locked=True)
-    )]
+    j = Journey.__table__
+    # The enrolments (locked) with their journey's status and what the steps need of it, read in
+    # the one statement: a journey paused before this statement is seen paused.
+    rows, journeys = [], {}
+    for r in db.session.execute(
+        select(*(e.c[name] for name in _Row.__slots__), j.c.status.label("j_status"), j.c.name.label("j_name"),
+               j.c.experiment_id.label("j_experiment_id"), j.c.created_by_id.label("j_created_by_id"))
+        .join(j, j.c.id == e.c.journey_id)
+        .where(_id_in(e.c.id, ids), e.c.state == "active", e.c.next_run_at <= now)
+        .order_by(e.c.id).with_for_update(of=e, skip_locked=True)
+    ):
+        rows.append(_Row(r))
+        if r.journey_id not in journeys:
+            journeys[r.journey_id] = _JourneyInfo(id=r.journey_id, status=r.j_status, name=r.j_name,
+                                                  experiment_id=r.j_experiment_id, created_by_id=r.j_created_by_id)
     if not rows:
         return 0
-    ctx = _Context(rows)
+    ctx = _Context(rows, journeys)
     effects = _Effects()
     moving = []
     for enrolment in rows:
@@ -373,9 +433,10 @@ def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -
             raise RuntimeError(f"journey version {version.id} did not settle in {MAX_HOPS} steps")
     if not claims:
         return []
-    claimed = _claim_steps(claims, now)
+    decided = _decide_sends(claims, ctx)
+    claimed = _claim_steps(claims, now, decided)
     onward = []
-    for (enrolment, step), (exec_id, recorded) in zip(claims, claimed, strict=True):
+    for (enrolment, step), (exec_id, recorded), decision in zip(claims, claimed, decided, strict=True):
         journey = ctx.journeys[enrolment.journey_id]
         version = ctx.versions[enrolment.version_id]
         kind = step["type"]
@@ -390,6 +451,13 @@ def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -
                 recorded = "condition_true" if condition_holds(step, enrolment) else "condition_false"
                 effects.record(exec_id, "done", recorded)
             nxt = step.get("then") if recorded == "condition_true" else step.get("else")
+        elif decision is not None:  # a send, decided before the claim (``_decide_sends``)
+            if exec_id is not None and decision.get("note") is not None:
+                kind_, payload = decision["note"]
+                if decision.get("notification_id") is not None:  # inserted 'sent' with its id
+                    effects.reserved.append((decision["notification_id"], enrolment.member_id, kind_, payload))
+                else:
+                    effects.notify(exec_id, enrolment.member_id, kind_, payload)
         elif exec_id is not None:  # an action this transaction claimed
             if enrolment.arm is None:
                 enrolment.arm = _arm(journey, enrolment.member_id)
@@ -418,18 +486,98 @@ def _finish(enrolment: _Row, state: str, now: datetime) -> None:
     enrolment.state, enrolment.finished_at, enrolment.next_run_at = state, now, None
 
 
-def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime) -> list[tuple[int | None, str | None]]:
+def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict | None]:
+    """Per claim, for ``send`` actions, what the step will record, decided before its row is
+    inserted so the row is inserted complete (no outcome UPDATE afterwards): the arm's holdout,
+    the programme holdout, an unknown template, an unreachable member (the same checks, in the
+    same order, as ``perform``), else ``sent`` with the notification to write.  On PostgreSQL the
+    claim's INSERT draws the notification's id from its sequence (``_claim_steps``); an id drawn
+    for a row that finds the step already run is not returned, and simply never used.
+
+    Nothing is written here: a replayed step (its row exists) keeps what it recorded the first
+    time, and the notification is only inserted for a row this transaction created.
+    """
+    out: list[dict | None] = []
+    reserve: list[dict] = []
+    for enrolment, step in claims:
+        if step["type"] != "action" or step.get("action") != "send":
+            out.append(None)
+            continue
+        member_id = enrolment.member_id
+        journey = ctx.journeys[enrolment.journey_id]
+        if enrolment.arm is None:
+            enrolment.arm = _arm(journey, member_id)  # deterministic: the experiment's hash of the member
+        tpl = ctx.template(step["template"])
+        if enrolment.arm == "holdout":
+            decision = {"outcome": "skipped", "reason": "holdout"}
+        elif ctx.in_holdout(member_id):
+            decision = {"outcome": "skipped", "reason": "global_holdout"}
+        elif tpl is None:
+            decision = {"outcome": "failed", "reason": "unknown_template"}
+        elif not ctx.reachable(member_id, tpl.category):
+            decision = {"outcome": "skipped", "reason": "unsubscribed"}
+        else:
+            decision = {"outcome": "sent", "reason": None, "note": (
+                f"journeys.{tpl.category}.{tpl.key}",
+                {"journey_id": journey.id, "step_id": step["id"], "subject": tpl.subject, "text": tpl.body})}
+            reserve.append(decision)
+        out.append(decision)
+    if _postgres():
+        for decision in reserve:
+            decision["reserve"] = True  # the claim's INSERT draws its notification id (nextval)
+    else:  # no sequence to reserve from (SQLite): inserted 'done', linked after the INSERT
+        for decision in reserve:
+            decision["outcome"] = "done"
+    return out
+
+
+def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
+                 decided: list[dict | None] | None = None) -> list[tuple[int | None, str | None]]:
     """Insert the execution rows of a wave in one statement; per claim (its id, None) if this
-    transaction created it, (None, the recorded reason) if the step ran before."""
+    transaction created it, (None, the recorded reason) if the step ran before.  A claim with a
+    decision (``_decide_sends``) is inserted with its outcome, reason and notification id."""
     table = StepExecution.__table__
     c = table.c
+    decided = decided or [None] * len(claims)
     values = [{"journey_id": e.journey_id, "version_id": e.version_id, "member_id": e.member_id,
-               "occurrence": e.occurrence, "step_id": step["id"], "enrolment_id": e.id, "outcome": "done",
-               "created_at": now} for e, step in claims]
-    # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
-    created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in db.session.execute(
-        dialect_insert(table).on_conflict_do_nothing()
-        .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id), values)}
+               "occurrence": e.occurrence, "step_id": step["id"], "enrolment_id": e.id,
+               "outcome": d["outcome"] if d else "done", "reason": d["reason"] if d else None,
+               "reserve": bool(d and d.get("reserve")), "created_at": now}
+              for (e, step), d in zip(claims, decided, strict=True)]
+    if _postgres():
+        # One INSERT … SELECT FROM unnest(arrays): a short statement with one array per column
+        # (a multi-row VALUES of 400 rows has 4,000 placeholders, which the driver re-parses on
+        # every call: that parsing, not the server, was most of this statement's time).
+        # A send decided before its claim (``_decide_sends``) draws its notification's id from
+        # the notifications' own sequence in this same statement, so its row is complete as
+        # inserted: outcome 'sent' and the id the notification is then written with.
+        columns = ("journey_id", "version_id", "member_id", "occurrence", "step_id", "enrolment_id", "outcome",
+                   "reason", "reserve")
+        types = ("integer", "integer", "integer", "varchar", "varchar", "integer", "varchar", "varchar", "boolean")
+        from sqlalchemy import text
+
+        stmt = text(
+            f"INSERT INTO journey_step_executions ({', '.join(columns[:-1])}, notification_id, created_at) "
+            f"SELECT {', '.join(columns[:-1])}, "
+            "CASE WHEN reserve THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
+            "FROM unnest("
+            + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in zip(columns, types, strict=True))
+            + f") AS t({', '.join(columns)}) ON CONFLICT DO NOTHING "
+            "RETURNING id, version_id, member_id, occurrence, step_id, notification_id")
+        params = {col: [v[col] for v in values] for col in columns}
+        params["created_at"] = now
+        rows = db.session.execute(stmt, params).all()
+        reserved = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.notification_id for r in rows}
+        for v, d in zip(values, decided, strict=True):
+            if d is not None and d.get("reserve"):
+                d["notification_id"] = reserved.get((v["version_id"], v["member_id"], v["occurrence"],
+                                                     v["step_id"]))
+    else:
+        # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
+        rows = db.session.execute(dialect_insert(table).on_conflict_do_nothing()
+                                  .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id),
+                                  [{k: v for k, v in row.items() if k != "reserve"} for row in values])
+    created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in rows}
     keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
     replayed = [k for k in keys if k not in created]
     reasons: dict[tuple, str | None] = {}
@@ -478,6 +626,31 @@ def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None 
     return target.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
 
 
+def local_day_window(now: datetime, time_zone: str | None, occurrence: str) -> tuple[datetime, datetime] | None:
+    """The rest of a member's local day, as a naive-UTC ``[starts, ends)``; None if it is over.
+
+    The day is the occurrence's date when the member entered on a schedule (``date:YYYY-MM-DD``:
+    the birthday, the anniversary, the renewal day), else the member's local date at ``now``.
+    The schedule scans by the UTC date, so a member west of UTC may be entered while it is still
+    the evening before on their own clock: their window then starts at their local midnight
+    (a future start) and lasts the whole day; a member east of UTC gets the rest of it from
+    ``now``.  A date whose local day is already over (a long wait before the step) gives None.
+    """
+    utc = ZoneInfo("UTC")
+    zone = _zone(time_zone)
+    local_now = now.replace(tzinfo=utc).astimezone(zone)
+    day = local_now.date()
+    kind, _, value = occurrence.partition(":")
+    if kind == "date":
+        with contextlib.suppress(ValueError):
+            day = date.fromisoformat(value)
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
+    if end <= now:
+        return None
+    return max(start, now), end
+
+
 def condition_holds(step: dict, enrolment) -> bool:
     cond = step["condition"]
     if cond == "in_segment":
@@ -517,7 +690,7 @@ def perform(step: dict, enrolment, journey: Journey, version: JourneyVersion, ex
     member_id = enrolment.member_id
     action = step["action"]
     base = {"journey_id": journey.id, "step_id": step["id"]}
-    if action in ("send", *POINTS_ACTIONS) and ctx.in_holdout(member_id):
+    if action in POINTS_ACTIONS and ctx.in_holdout(member_id):
         effects.record(exec_id, "skipped", "global_holdout")  # the programme-wide control group
         return
     if action in POINTS_ACTIONS and member_id in {journey.created_by_id, version.created_by_id}:
@@ -525,16 +698,8 @@ def perform(step: dict, enrolment, journey: Journey, version: JourneyVersion, ex
         effects.record(exec_id, "skipped", "own_journey")
         return
     if action == "send":
-        tpl = ctx.template(step["template"])
-        if tpl is None:
-            effects.record(exec_id, "failed", "unknown_template")
-            return
-        if not ctx.reachable(member_id, tpl.category):
-            effects.record(exec_id, "skipped", "unsubscribed")
-            return
-        effects.notify(exec_id, member_id, f"journeys.{tpl.category}.{tpl.key}",
-                       {**base, "subject": tpl.subject, "text": tpl.body})
-    elif action in ("invite_survey", "invite_focus_group"):
+        raise AssertionError("sends are decided before their claim (_decide_sends)")
+    if action in ("invite_survey", "invite_focus_group"):
         if not ctx.reachable(member_id, "research"):
             effects.record(exec_id, "skipped", "unsubscribed")
             return
@@ -564,7 +729,15 @@ def perform(step: dict, enrolment, journey: Journey, version: JourneyVersion, ex
         # rules (points.rules.campaign_multiplier), each earning through the ledger as usual.
         from points.services import grant_multiplier
 
-        grant_multiplier(member_id, Decimal(str(step["multiplier"])), now, now + timedelta(hours=int(step["hours"])),
+        if step.get("until") == "end_of_local_day":
+            window = local_day_window(now, ctx.time_zone(member_id), enrolment.occurrence)
+            if window is None:
+                effects.record(exec_id, "skipped", "day_over")  # the member's local day is already over
+                return
+            starts, ends = window
+        else:
+            starts, ends = now, now + timedelta(hours=int(step["hours"]))
+        grant_multiplier(member_id, Decimal(str(step["multiplier"])), starts, ends,
                          key=step_key(version.id, enrolment, step["id"]), kinds=step.get("kinds"),
                          source_type="journey", source_id=enrolment.id)
         effects.record(exec_id, "done", "multiplier")

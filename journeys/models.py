@@ -9,7 +9,8 @@
   for active rows) is when the engine next looks at it.
 * ``journey_step_executions``: one row per (version, member, occurrence, step), UNIQUE, written
   in the transaction that performs the step, so a step runs exactly once however often the job
-  that performs it runs.
+  that performs it runs.  It references its enrolment (cascading); journey, version and member
+  are the enrolment's, copied for the key and the stats without FKs of their own.
 * ``journey_tasks``: work for staff ("call this customer").
 * ``journey_templates``: the message a ``send`` step sends, in a messaging category, in ``en``
   and ``zh-CN``.
@@ -124,9 +125,11 @@ class StepExecution(db.Model):
     __tablename__ = "journey_step_executions"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id", ondelete="CASCADE"))
-    version_id: Mapped[int] = mapped_column(ForeignKey("journey_versions.id", ondelete="CASCADE"))
-    member_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The enrolment's journey, version and member, copied for the UNIQUE key and the stats index;
+    # no FKs of their own (journeys_0003): the enrolment's FK, with its cascades, covers them.
+    journey_id: Mapped[int] = mapped_column()
+    version_id: Mapped[int] = mapped_column()
+    member_id: Mapped[int] = mapped_column()
     occurrence: Mapped[str] = mapped_column(String(64))
     step_id: Mapped[str] = mapped_column(String(40))
     enrolment_id: Mapped[int] = mapped_column(ForeignKey("journey_enrolments.id", ondelete="CASCADE"))

@@ -220,9 +220,16 @@ def schedule_condition(trigger: dict, today: date):
         return users.id.in_(select(scores.member_id).where(scores.last_activity_at >= day,
                                                            scores.last_activity_at < day + timedelta(days=1)))
     if kind == "calendar":
-        if trigger["every"] == "week":
-            return literal(True) if today.weekday() == trigger["weekday"] else None
-        return literal(True) if today.day == trigger["day"] else None
+        every = trigger["every"]
+        if every == "week":
+            due = today.weekday() == trigger["weekday"]
+        elif every == "quarter":  # January, April, July, October (or their 2nd / 3rd month)
+            due = today.day == trigger["day"] and (today.month - 1) % 3 == (trigger.get("month_of_quarter") or 1) - 1
+        elif every == "year":
+            due = today.month == trigger["month"] and today.day == trigger["day"]
+        else:
+            due = today.day == trigger["day"]
+        return literal(True) if due else None
     return None
 
 

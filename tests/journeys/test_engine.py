@@ -267,3 +267,36 @@ def test_a_mixed_chunk_is_written_set_based_with_each_row_its_own_values(app, ma
     assert advance_due(now=later)["advanced"] == 12
     assert {e.state for e in enrolments(j.id)} == {"exited"}
     assert len(executions(j.id)) == 36
+
+
+def test_a_replayed_send_keeps_its_notification_and_writes_no_other(app, make_member, template, journey):
+    """The send's execution row is inserted complete (on PostgreSQL with the notification id its
+    INSERT drew from the notifications' sequence): replaying the chunk (the enrolments handed out
+    again at the start) finds the rows, writes no notification and keeps the first ones' links;
+    a member new to the chunk is sent to normally beside them."""
+    template("thanks")
+    j = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks"}])
+    first, later = [make_member() for _ in range(3)], make_member()
+    for m in first:
+        purchase(m)
+    assert advance_due()["advanced"] == 3
+    linked = {x.member_id: x.notification_id for x in executions(j.id)}
+    notes = {n.id: n.member_id for n in db.session.scalars(
+        select(Notification).where(Notification.kind == "journeys.community.thanks"))}
+    assert sorted(linked) == sorted(m.id for m in first) and {notes[nid] for nid in linked.values()} == set(linked)
+    assert all(notes[nid] == mid for mid, nid in linked.items())
+
+    db.session.execute(Enrolment.__table__.update().values(state="active", current_step=None, next_run_at=utcnow(),
+                                                           finished_at=None, enqueued_at=None))
+    db.session.commit()
+    purchase(later)
+    db.session.execute(Enrolment.__table__.update().values(enqueued_at=None))
+    db.session.commit()
+    assert advance_due()["advanced"] == 4
+    rows = {x.member_id: x for x in executions(j.id)}
+    assert {m: (x.outcome, x.notification_id) for m, x in rows.items() if m != later.id} == {
+        m: ("sent", nid) for m, nid in linked.items()}
+    notes = {n.member_id: n.id for n in db.session.scalars(
+        select(Notification).where(Notification.kind == "journeys.community.thanks"))}
+    assert len(notes) == 4 and rows[later.id].notification_id == notes[later.id]
+    assert all(e.state == "done" for e in enrolments(j.id))

@@ -34,9 +34,11 @@ def test_a_member_earns_double_inside_the_window_and_normally_after(app, login, 
     for bad, field in (({"multiplier": 1}, "multiplier"), ({"multiplier": 2.0001}, "multiplier"),
                        ({"multiplier": "2"}, "multiplier"), ({"multiplier": True}, "multiplier"),
                        ({"multiplier": 11}, "multiplier"), ({"hours": 0}, "hours"), ({"hours": 721}, "hours"),
-                       ({"kinds": ["nope"]}, "kinds"), ({"kinds": []}, "kinds")):
-        resp = author.post("/api/v1/journeys", json={"name": "bad", "definition": {
-            **DEFN, "steps": [{**STEPS[0], **bad}]}})
+                       ({"kinds": ["nope"]}, "kinds"), ({"kinds": []}, "kinds"),
+                       ({"until": "midnight"}, "until"), ({"until": "end_of_local_day"}, "until"),  # with hours
+                       ({"hours": None}, "hours")):
+        step = {k: v for k, v in {**STEPS[0], **bad}.items() if v is not None}
+        resp = author.post("/api/v1/journeys", json={"name": "bad", "definition": {**DEFN, "steps": [step]}})
         assert resp.status_code == 422, (bad, resp.get_json())
         assert f"definition.steps.0.{field}" in resp.get_json()["error"]["fields"], resp.get_json()
 
@@ -135,3 +137,100 @@ def test_caps_still_cut_multiplied_points_and_other_members_earn_normally(app, m
         db.session.commit()
     assert [_earned(f"cap-post-{i}") for i in range(3)] == [20, 20, 10]
     assert [_earned(f"cap-other-{i}") for i in range(3)] == [10, 10, 10]
+
+
+def test_birthday_double_points_last_the_members_own_local_birthday(app, make_member):
+    """The demo's birthday journey as shipped (``until: end_of_local_day``): the schedule scans
+    the UTC date at 00:30 UTC on 15 June; a member in Shanghai (UTC+8, already 08:30 on their
+    birthday) earns double until their local midnight (16:00 UTC), one in Los Angeles (UTC-7, still
+    17:30 on the 14th) from their local midnight (07:00 UTC) for the whole of their birthday, one
+    without preferences on messaging's default time zone (UTC).  Each purchase goes through the
+    real earning rules and the ledger, one minute either side of each midnight."""
+    from datetime import date, datetime
+
+    from journeys import demo, engine, services, triggers
+    from journeys.models import Enrolment
+    from messaging.preferences import DEFAULT_TIME_ZONE, member_preferences
+
+    assert DEFAULT_TIME_ZONE == "UTC"
+    author, checker = make_member(roles=("marketer",)), make_member(roles=("marketer",))
+    for key, category, subject_en, subject_zh, body_en, body_zh in demo.TEMPLATES:
+        if key == "birthday":
+            services.create_template(None, {"key": key, "category": category,
+                                            "subject": {"en": subject_en, "zh-CN": subject_zh},
+                                            "body": {"en": body_en, "zh-CN": body_zh}})
+    _, description, definition, _ = next(item for item in demo.journeys(None) if item[0] == "Birthday")
+    j = services.create(author.id, {"name": "Birthday (local)", "description": description, "definition": definition})
+    db.session.commit()
+    services.set_status(checker.id, j.id, "activate")
+    db.session.commit()
+
+    shanghai, los_angeles, default = (make_member(birthday=date(1990, 6, 15)) for _ in range(3))
+    make_member(birthday=date(1990, 6, 16))  # not today
+    for member, zone in ((shanghai, "Asia/Shanghai"), (los_angeles, "America/Los_Angeles")):
+        member_preferences(member.id).time_zone = zone
+    db.session.commit()
+
+    scan_at = datetime(2026, 6, 15, 0, 30)
+    triggers.scan_schedules(today=date(2026, 6, 15), now=scan_at)
+    ids = list(db.session.scalars(select(Enrolment.id).where(Enrolment.journey_id == j.id)))
+    assert len(ids) == 3
+    engine.advance(ids, now=scan_at)
+    outcomes = {(x.member_id, x.step_id): (x.outcome, x.reason) for x in executions(j.id)}
+    for member in (shanghai, los_angeles, default):
+        assert outcomes[(member.id, "double")] == ("done", "multiplier")
+        assert outcomes[(member.id, "gift")] == ("done", "awarded")
+    windows = {g.member_id: (g.starts_at, g.ends_at) for g in db.session.scalars(select(MemberMultiplier))}
+    assert windows == {
+        shanghai.id: (scan_at, datetime(2026, 6, 15, 16, 0)),  # midnight in Shanghai
+        los_angeles.id: (datetime(2026, 6, 15, 7, 0), datetime(2026, 6, 16, 7, 0)),  # PDT midnight to midnight
+        default.id: (scan_at, datetime(2026, 6, 16, 0, 0)),
+    }
+
+    minute = timedelta(minutes=1)
+    cases = [  # (member, occurred at (UTC), points for a purchase of 20)
+        (shanghai, datetime(2026, 6, 15, 16, 0) - minute, 40),  # 23:59 on the 15th in Shanghai
+        (shanghai, datetime(2026, 6, 15, 16, 0), 20),  # 00:00 on the 16th
+        (los_angeles, datetime(2026, 6, 15, 7, 0) - minute, 20),  # 23:59 on the 14th in Los Angeles
+        (los_angeles, datetime(2026, 6, 15, 7, 0), 40),  # 00:00 on the 15th
+        (los_angeles, datetime(2026, 6, 16, 7, 0) - minute, 40),  # 23:59 on the 15th
+        (los_angeles, datetime(2026, 6, 16, 7, 0), 20),  # 00:00 on the 16th
+        (default, datetime(2026, 6, 16, 0, 0) - minute, 40),
+        (default, datetime(2026, 6, 16, 0, 0), 20),
+    ]
+    for i, (member, at, _) in enumerate(cases):
+        record_interaction(member.id, "purchase", key=f"local-day-{i}", value=20, occurred_at=at)
+        db.session.commit()
+    assert [_earned(f"local-day-{i}") for i in range(len(cases))] == [points for *_, points in cases]
+    # Each earning is one award in the ledger, of what the rules gave.
+    from points.models import Interaction
+
+    for i, (member, _, points) in enumerate(cases):
+        interaction = db.session.scalar(select(Interaction).where(Interaction.key == f"local-day-{i}"))
+        entry = db.session.scalar(select(JournalEntry).where(JournalEntry.key == f"earn:local-day-{i}"))
+        assert entry.member_id == member.id and entry.kind == "award" and entry.amount == points == interaction.points
+
+    # Replaying the chunk grants no second window.
+    db.session.execute(update(Enrolment.__table__).values(state="active", current_step=None, next_run_at=scan_at))
+    db.session.commit()
+    engine.advance(ids, now=scan_at)
+    assert db.session.scalar(select(func.count()).select_from(MemberMultiplier)) == 3
+
+
+def test_the_local_day_window_for_events_and_for_a_day_already_over():
+    """Outside a schedule the window is the rest of the member's local day at the step; a
+    schedule date whose local day is already over gives no window (the engine records ``day_over``)."""
+    from datetime import datetime
+
+    from journeys.engine import local_day_window
+
+    # 20:00 UTC is 04:00 the next day in Shanghai: until its midnight, 16:00 UTC the next day.
+    now = datetime(2026, 6, 15, 20, 0)
+    assert local_day_window(now, "Asia/Shanghai", "purchase:abc") == (now, datetime(2026, 6, 16, 16, 0))
+    assert local_day_window(now, "America/Los_Angeles", "once") == (now, datetime(2026, 6, 16, 7, 0))
+    assert local_day_window(now, "UTC", "once") == (now, datetime(2026, 6, 16, 0, 0))
+    assert local_day_window(now, "Asia/Shanghai", "date:2026-06-15") is None
+    assert local_day_window(now, "America/Los_Angeles", "date:2026-06-15") == (now, datetime(2026, 6, 16, 7, 0))
+    # Winter: Los Angeles is UTC-8.
+    assert local_day_window(datetime(2026, 12, 1, 9, 0), "America/Los_Angeles", "date:2026-12-01") == (
+        datetime(2026, 12, 1, 9, 0), datetime(2026, 12, 2, 8, 0))

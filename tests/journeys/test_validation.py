@@ -76,3 +76,31 @@ def test_demo_journeys_are_valid_and_load_once(app):
     birthday = db.session.scalar(select(Journey).where(Journey.name == "Birthday"))
     steps = {s["id"]: s for s in __import__("journeys.services", fromlist=["x"]).current_version(birthday).steps}
     assert steps["double"]["action"] == "points_multiplier" and steps["double"]["multiplier"] == 2
+    assert steps["double"]["until"] == "end_of_local_day" and "hours" not in steps["double"]
+
+
+def test_quarterly_and_yearly_calendars_fire_on_their_days_and_bad_ones_are_named(app, template):
+    """The "four ones" cadence's quarterly visit and yearly event as calendar triggers."""
+    from datetime import date, timedelta
+
+    from journeys.triggers import schedule_condition
+
+    template("hi")
+    steps = [{"id": "a", "type": "action", "action": "send", "template": "hi"}]
+    quarter = {"type": "calendar", "every": "quarter", "day": 5}
+    second = {"type": "calendar", "every": "quarter", "day": 5, "month_of_quarter": 2}
+    year = {"type": "calendar", "every": "year", "month": 11, "day": 20}
+    for trig in (quarter, second, year):
+        definition.validate({**_defn(steps), "trigger": trig})
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(365)]
+    assert [d for d in days if schedule_condition(quarter, d) is not None] == [
+        date(2026, m, 5) for m in (1, 4, 7, 10)]
+    assert [d for d in days if schedule_condition(second, d) is not None] == [
+        date(2026, m, 5) for m in (2, 5, 8, 11)]
+    assert [d for d in days if schedule_condition(year, d) is not None] == [date(2026, 11, 20)]
+    for bad, field in (({"every": "quarter", "day": 29}, "day"), ({"every": "quarter", "day": 1, "month_of_quarter": 4},
+                                                                   "month_of_quarter"),
+                       ({"every": "year", "day": 1}, "month"), ({"every": "year", "month": 13, "day": 1}, "month"),
+                       ({"every": "fortnight"}, "every")):
+        fields = _fields({**_defn(steps), "trigger": {"type": "calendar", **bad}})
+        assert f"definition.trigger.{field}" in fields, (bad, fields)
