@@ -114,13 +114,15 @@ base AS (
     COALESCE(a.recent, 0) AS recent, COALESCE(a.prior, 0) AS prior,
     COALESCE(a.community, 0) AS community, COALESCE(a.surveys, 0) AS surveys,
     COALESCE(a.engagement, 0) AS engagement,
-    COALESCE(a.last_activity, old.last_activity_at) AS last_activity,
+    -- The previous run's last activity only for members with none in the scan (few): a probe
+    -- by key each (COALESCE evaluates it only then), not a join reading every stored row.
+    COALESCE(a.last_activity, (SELECT old.last_activity_at FROM member_scores old WHERE old.member_id = u.id))
+      AS last_activity,
     COALESCE(b.lifetime_earned, 0) AS points_earned, COALESCE(ref.n, 0) AS referrals,
     nps.nps_score AS latest_nps, COALESCE(flg.n, 0) AS open_flags, COALESCE(trj.n, 0) AS trajectory,
     CASE WHEN mf.strategic THEN 1 ELSE 0 END AS strategic_flag
   FROM users u
   LEFT JOIN act a ON a.member_id = u.id
-  LEFT JOIN member_scores old ON old.member_id = u.id
   LEFT JOIN member_balances b ON b.member_id = u.id
   LEFT JOIN ref ON ref.member_id = u.id
   LEFT JOIN nps ON nps.member_id = u.id

@@ -7,6 +7,11 @@ Create Date: 2026-12-01 20:40:00
 ``analytics_experiment_values`` holds each assigned member's pre- and post-period value of every
 result metric, rebuilt by the experiment-values job; ``analytics_experiments.values_through``
 is the post-period end they were computed for (NULL: not yet, results are computed live).
+
+PostgreSQL: ``ix_interactions_occurred_at`` gains ``INCLUDE (member_id, kind, value)`` so the KPI
+day build reads a day's and the last 30 days' interactions from the index alone (at 1 M members
+the 30-day count fetched ~850,000 heap rows at random: 10 s).  Same key, so the tier run's uses
+are unchanged; SQLite has no INCLUDE and keeps its index.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -33,9 +38,16 @@ def upgrade():
     )
     with op.batch_alter_table('analytics_experiments', schema=None) as batch_op:
         batch_op.add_column(sa.Column('values_through', sa.DateTime(), nullable=True))
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index('ix_interactions_occurred_at', table_name='interactions')
+        op.create_index('ix_interactions_occurred_at', 'interactions', ['occurred_at'], unique=False,
+                        postgresql_include=['member_id', 'kind', 'value'])
 
 
 def downgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index('ix_interactions_occurred_at', table_name='interactions')
+        op.create_index('ix_interactions_occurred_at', 'interactions', ['occurred_at'], unique=False)
     with op.batch_alter_table('analytics_experiments', schema=None) as batch_op:
         batch_op.drop_column('values_through')
     op.drop_table('analytics_experiment_values')
