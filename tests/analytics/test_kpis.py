@@ -218,8 +218,7 @@ def test_one_pass_membership_equals_a_group_by_per_breakdown(app):
     by_tier = {str(k): n for k, n in sql.run(
         f"SELECT {kpis.TIER_EXPR}, COUNT(*) FROM users u {kpis._TIER_AS_OF} WHERE {where} GROUP BY 1",
         t=True, end=end).all()}
-    overall = {"": n for _, n in sql.run(f"SELECT '', COUNT(*) FROM users u WHERE {where} GROUP BY 1",
-                                         t=True, end=end).all()}
+    overall = dict(sql.run(f"SELECT '', COUNT(*) FROM users u WHERE {where} GROUP BY 1", t=True, end=end).all())
     complete = {str(k): c for k, c in sql.run(
         f"SELECT {kpis.TIER_EXPR}, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) "
         f"FROM users u {kpis._TIER_AS_OF} WHERE {where} GROUP BY 1", t=True, end=end).all()}
