@@ -222,10 +222,12 @@ SELECT (SELECT COUNT(*) FROM new), (SELECT COUNT(*) FROM moved)"""
 _NEXT = "member_scores_next"
 
 
-def _has_dependent_views() -> bool:
+def _has_dependents() -> bool:
+    """A view over ``member_scores`` or a foreign key to it would block the swap's DROP."""
     return bool(sql.run(
         "SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid "
-        "WHERE d.refobjid = CAST('member_scores' AS regclass) AND r.ev_class <> d.refobjid LIMIT 1").first())
+        "WHERE d.refobjid = CAST('member_scores' AS regclass) AND r.ev_class <> d.refobjid "
+        "UNION ALL SELECT 1 FROM pg_constraint WHERE confrelid = CAST('member_scores' AS regclass) LIMIT 1").first())
 
 
 def _recompute_pg_swap(cfg: dict, run_id: int | None, params: dict) -> tuple[int, int]:
@@ -304,7 +306,7 @@ def recompute(run_id: int | None = None, now: datetime | None = None) -> dict:
         # aggregate: 0.6 s instead of 1.4 s (seq scan into a hash aggregate of 100,000 groups) at
         # 100,000 members (see ``sql.cached_scans``).
         sql.cached_scans()
-        if _has_dependent_views():  # a view would block the swap: upsert in place
+        if _has_dependents():  # the swap would fail: upsert in place
             members, moved = sql.run(_recompute_pg_sql(cfg), run_id=run_id, **params).one()
         else:
             members, moved = _recompute_pg_swap(cfg, run_id, params)
