@@ -33,13 +33,12 @@ from extensions import db
 from . import settings as settings_mod
 from . import sql
 from . import stats as st
-from .models import VALUE_COLUMNS, Experiment, ExperimentAssignment, ExperimentValue  # noqa: F401
+from .models import VALUE_COLUMNS, VALUE_METRICS, Experiment, ExperimentAssignment, ExperimentValue  # noqa: F401
 
 M32 = 2**32
 _MIX = 73244475  # 0x45d9f3b: a 32-bit integer hash finaliser (multiply-xorshift)
 _GOLDEN = 2654435761
-METRICS = ("net_amount", "purchases", "distinct_products", "distinct_categories", "retention",
-           "points_earned", "points_redeemed")
+METRICS = VALUE_METRICS  # net amount, purchases, distinct products / categories, retention, points
 
 
 def salt_int(salt: str) -> int:
