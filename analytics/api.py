@@ -398,8 +398,21 @@ class ExperimentResults(MethodView):
     @error_responses(409)
     def get(self, args, experiment_id):
         """Per metric: test − control, difference-in-differences, CUPED, relative lift with 95 %
-        intervals; the sample-ratio check; ROI."""
-        return experiments.results(experiment_id, args.get("metrics"))
+        intervals; the sample-ratio check; ROI.  From the per-member values the daily job stores
+        (``as_of`` says until when), or computed now with ``live=true``."""
+        return experiments.results(experiment_id, args.get("metrics"), live=args["live"])
+
+
+@blp.route("/experiments/<int:experiment_id>/refresh")
+class ExperimentRefresh(MethodView):
+    @require(MANAGE)
+    @blp.response(202, ExperimentOut)
+    @error_responses(409)
+    def post(self, experiment_id):
+        """Rebuild the stored per-member values of a started experiment now (in the background)."""
+        exp = experiments.request_refresh(experiment_id)
+        db.session.commit()
+        return exp
 
 
 # --------------------------------------------------------------------------- reviews

@@ -33,13 +33,12 @@ from extensions import db
 from . import settings as settings_mod
 from . import sql
 from . import stats as st
-from .models import Experiment, ExperimentAssignment
+from .models import VALUE_COLUMNS, VALUE_METRICS, Experiment, ExperimentAssignment, ExperimentValue  # noqa: F401
 
 M32 = 2**32
 _MIX = 73244475  # 0x45d9f3b: a 32-bit integer hash finaliser (multiply-xorshift)
 _GOLDEN = 2654435761
-METRICS = ("net_amount", "purchases", "distinct_products", "distinct_categories", "retention",
-           "points_earned", "points_redeemed")
+METRICS = VALUE_METRICS  # net amount, purchases, distinct products / categories, retention, points
 
 
 def salt_int(salt: str) -> int:
@@ -293,6 +292,10 @@ def update(actor_id: int, experiment_id: int, data: dict) -> Experiment:
             exp.test_share_bp = round(value * 10000)
         else:
             setattr(exp, key, value)
+    if exp.status == "running" and "ends_at" in data and exp.values_through is not None:
+        # The post-period changed: the stored values are of another period until rebuilt.
+        exp.values_through = None
+        queue_refresh(exp.id)
     db.session.flush()
     audit(actor_id, "analytics.experiment.update", "experiment", exp.id,
           details={k: str(v) for k, v in data.items()})
@@ -316,6 +319,7 @@ def start(actor_id: int, experiment_id: int, now: datetime | None = None, *, exc
         raise ValidationError("The experiment's population is empty.", code="empty_population",
                               fields={"segment_id": [exp.segment_id]})
     audit(actor_id, "analytics.experiment.start", "experiment", exp.id, details={"assigned": assigned})
+    queue_refresh(exp.id)
     return exp, assigned
 
 
@@ -330,7 +334,26 @@ def stop(actor_id: int, experiment_id: int, now: datetime | None = None) -> Expe
         exp.ends_at = now
     db.session.flush()
     audit(actor_id, "analytics.experiment.stop", "experiment", exp.id)
+    queue_refresh(exp.id)
     return exp
+
+
+def request_refresh(experiment_id: int) -> Experiment:
+    """Staff asked for a rebuild of a started experiment's stored values (409 for a draft)."""
+    exp = get(experiment_id)
+    if exp.status == "draft":
+        raise Conflict("The experiment has not started.", code="experiment_not_started")
+    queue_refresh(exp.id)
+    return exp
+
+
+def queue_refresh(experiment_id: int) -> None:
+    """Rebuild the experiment's stored values in the background once this transaction commits."""
+    from jobs import enqueue_after_commit
+
+    from .jobs import refresh_experiment_values
+
+    enqueue_after_commit(refresh_experiment_values, experiment_id, unique_key=f"analytics:values:{experiment_id}")
 
 
 def assign_all_running(now: datetime | None = None) -> dict:
@@ -341,10 +364,9 @@ def assign_all_running(now: datetime | None = None) -> dict:
 # --------------------------------------------------------------------------- results
 
 
-def _moments_sql(extra_where: str = "", *, everyone: bool = False) -> str:
-    """Per-arm sums for every metric in one statement: the per-member values of the period's
-    purchases/refunds, line items and ledger lines, summed (with squares and cross-products) per
-    arm.
+def _values_ctes(extra_where: str = "", *, everyone: bool = False) -> str:
+    """CTEs ending in ``v``: each assigned member's arm and pre/post value of every metric from the
+    period's purchases/refunds, line items and ledger lines (``VALUE_COLUMNS``, as doubles).
 
     ``everyone``: the population is every member (a holdout), so each source is aggregated by
     member without first joining it to the assignments (the final join drops the unassigned);
@@ -362,12 +384,6 @@ def _moments_sql(extra_where: str = "", *, everyone: bool = False) -> str:
     def only_assigned(column: str) -> str:
         return "" if everyone else f"AND {column} IN (SELECT member_id FROM a)"
 
-    metric_cols = []
-    for name in METRICS:
-        x, y = f"{name}_pre", f"{name}_post"
-        metric_cols.append(
-            f"SUM({x}) AS {name}_sx, SUM({x} * {x}) AS {name}_sxx, SUM({y}) AS {name}_sy, "
-            f"SUM({y} * {y}) AS {name}_syy, SUM({x} * {y}) AS {name}_sxy")
     return f"""
 WITH a AS (
   SELECT member_id, arm FROM analytics_experiment_assignments WHERE experiment_id = :e {extra_where}),
@@ -407,7 +423,7 @@ pts AS (
     {only_assigned("jl.member_id")}
   GROUP BY jl.member_id),
 v AS MATERIALIZED (
-  SELECT a.arm,
+  SELECT a.member_id, a.arm,
     {f('buy.net_amount_pre')} AS net_amount_pre, {f('buy.net_amount_post')} AS net_amount_post,
     {f('buy.purchases_pre')} AS purchases_pre, {f('buy.purchases_post')} AS purchases_post,
     {f('li.products_pre')} AS distinct_products_pre, {f('li.products_post')} AS distinct_products_post,
@@ -417,8 +433,56 @@ v AS MATERIALIZED (
     {f('pts.points_earned_pre')} AS points_earned_pre, {f('pts.points_earned_post')} AS points_earned_post,
     {f('pts.points_redeemed_pre')} AS points_redeemed_pre, {f('pts.points_redeemed_post')} AS points_redeemed_post
   FROM a LEFT JOIN buy ON buy.member_id = a.member_id LEFT JOIN li ON li.member_id = a.member_id
-  LEFT JOIN pts ON pts.member_id = a.member_id)
-SELECT arm, COUNT(*) AS n, {', '.join(metric_cols)} FROM v GROUP BY arm"""
+  LEFT JOIN pts ON pts.member_id = a.member_id)"""
+
+
+def _sums_sql(source: str) -> str:
+    """Per-arm sums (n, Σx, Σx², Σy, Σy², Σxy) of every metric over ``source`` (rows of arm and
+    ``VALUE_COLUMNS``)."""
+    metric_cols = []
+    for name in METRICS:
+        x, y = f"{name}_pre", f"{name}_post"
+        metric_cols.append(
+            f"SUM({x}) AS {name}_sx, SUM({x} * {x}) AS {name}_sxx, SUM({y}) AS {name}_sy, "
+            f"SUM({y} * {y}) AS {name}_syy, SUM({x} * {y}) AS {name}_sxy")
+    return f"SELECT arm, COUNT(*) AS n, {', '.join(metric_cols)} FROM {source} GROUP BY arm"
+
+
+def _moments_sql(extra_where: str = "", *, everyone: bool = False) -> str:
+    """Per-arm sums for every metric in one statement, computed from the source rows (live)."""
+    return f"{_values_ctes(extra_where, everyone=everyone)}\n{_sums_sql('v')}"
+
+
+def refresh_values(experiment_id: int, now: datetime | None = None) -> int:
+    """Rebuild the stored per-member values of a started experiment for its periods as of
+    ``now`` (the job's work; flushes, the job commits).  Returns the number of members stored.
+
+    One ``DELETE`` and one ``INSERT … SELECT`` of the same per-member values the live result
+    sums, so a result read from the store equals the live one as of ``values_through``."""
+    exp = get(experiment_id)
+    if exp.status == "draft":
+        return 0
+    sql.advisory_lock(f"values:{exp.id}")
+    p = periods(exp, now)
+    sql.tune()
+    sql.cached_scans()
+    sql.run("DELETE FROM analytics_experiment_values WHERE experiment_id = :e", e=exp.id)
+    cols = ", ".join(VALUE_COLUMNS)
+    stored = sql.run(
+        f"INSERT INTO analytics_experiment_values (experiment_id, member_id, arm, {cols}) "
+        f"{_values_ctes(everyone=exp.segment_id is None)}\n"
+        f"SELECT :e, member_id, arm, {cols} FROM v ORDER BY member_id", e=exp.id, **p).rowcount
+    exp.values_through = p["post_end"]
+    db.session.flush()
+    return stored
+
+
+def queue_refresh_running() -> list[int]:
+    """The daily chain: rebuild every running experiment's values (one job each)."""
+    ids = db.session.scalars(select(Experiment.id).where(Experiment.status == "running")).all()
+    for i in ids:
+        queue_refresh(i)
+    return list(ids)
 
 
 def periods(exp: Experiment, now: datetime | None = None) -> dict:
@@ -428,11 +492,18 @@ def periods(exp: Experiment, now: datetime | None = None) -> dict:
             "post_end": max(post_end, exp.starts_at)}
 
 
-def arm_moments(exp: Experiment, now: datetime | None = None) -> dict[str, dict[str, st.Moments]]:
-    p = periods(exp, now)
+def arm_moments(exp: Experiment, now: datetime | None = None, *, stored: bool = False
+                ) -> dict[str, dict[str, st.Moments]]:
+    """Per-arm moments of every metric: from the stored per-member values (``stored``: as of
+    ``exp.values_through``, one narrow row per member) or live from the source rows as of ``now``."""
     sql.tune()
-    sql.cached_scans()
-    rows = sql.run(_moments_sql(everyone=exp.segment_id is None), e=exp.id, **p).mappings().all()
+    if stored:
+        rows = sql.run(_sums_sql("analytics_experiment_values WHERE experiment_id = :e"),
+                       e=exp.id).mappings().all()
+    else:
+        sql.cached_scans()
+        rows = sql.run(_moments_sql(everyone=exp.segment_id is None), e=exp.id,
+                       **periods(exp, now)).mappings().all()
     out: dict[str, dict[str, st.Moments]] = {arm: {} for arm in ("test", "control")}
     for row in rows:
         for name in METRICS:
@@ -455,14 +526,23 @@ def metric_result(t: st.Moments, c: st.Moments) -> dict:
     }
 
 
-def results(experiment_id: int, metrics: list[str] | None = None, now: datetime | None = None) -> dict:
+def results(experiment_id: int, metrics: list[str] | None = None, now: datetime | None = None,
+            *, live: bool = False) -> dict:
+    """The comparison of the arms.  Read from the stored per-member values when the job has
+    computed them (``as_of`` = ``values_through``, the post-period's end then), unless ``live``
+    or none are stored yet: then from the source rows as of ``now``."""
     exp = get(experiment_id)
     unknown = sorted(set(metrics or ()) - set(METRICS))
     if unknown:
         raise ValidationError("Unknown metric.", fields={"metrics": unknown})
     if exp.status == "draft":
         raise Conflict("The experiment has not started.", code="experiment_not_started")
-    moments = arm_moments(exp, now)
+    # Stored values serve while they are of this experiment's periods (not past a moved end).
+    stored = (not live and exp.values_through is not None
+              and exp.values_through <= periods(exp, now)["post_end"])
+    if stored:
+        now = exp.values_through
+    moments = arm_moments(exp, now, stored=stored)
     t, c = moments["test"], moments["control"]
     n_t, n_c = int(t["purchases"].n), int(c["purchases"].n)
     out_metrics = {name: metric_result(t[name], c[name]) for name in (metrics or METRICS)}
@@ -475,6 +555,7 @@ def results(experiment_id: int, metrics: list[str] | None = None, now: datetime 
     incremental = did * n_t
     return {
         "experiment_id": exp.id, "kind": exp.kind, "status": exp.status,
+        "source": "stored" if stored else "live", "as_of": p["post_end"],
         "pre_period": {"start": p["pre_start"], "end": p["split"]},
         "post_period": {"start": p["split"], "end": p["post_end"]},
         "assignment": {"test": n_t, "control": n_c, "test_share": exp.test_share,

@@ -1,7 +1,8 @@
 """Analytics jobs on the "analytics" queue: runs (scores → segments → assignment; KPIs).
 
 ``run_analytics`` does one ``AnalyticsRun`` (idempotent: a finished run is not redone).  The
-schedule starts a scores run daily (which chains into segments and experiment assignment),
+schedule starts a scores run daily (which chains into segments, experiment assignment and the
+rebuild of each running experiment's stored values),
 the incremental KPI build hourly, and assignment of members who joined since every 15 minutes.
 """
 
@@ -27,6 +28,15 @@ def run_analytics(run_id: int) -> None:
         services.fail_run(run_id, f"{exc.__class__.__name__}: {exc}")
         db.session.commit()
         raise
+
+
+@job("analytics", timeout=3600, retries=1, backoff=(300,))
+def refresh_experiment_values(experiment_id: int) -> None:
+    """Rebuild one experiment's stored per-member values (idempotent: a full rebuild)."""
+    from . import experiments
+
+    experiments.refresh_values(experiment_id)
+    db.session.commit()
 
 
 @job("analytics", timeout=60, retries=0)

@@ -267,6 +267,9 @@ class Experiment(db.Model):
     pre_days: Mapped[int] = mapped_column(Integer, default=90)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     stopped_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The end of the post-period the stored per-member values (``ExperimentValue``) were computed
+    # for; None until the first refresh.
+    values_through: Mapped[datetime | None] = mapped_column(nullable=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -300,6 +303,40 @@ class ExperimentAssignment(db.Model):
         CheckConstraint("arm IN ('test','control')", name="arm"),
         Index("ix_analytics_experiment_assignments_member", "member_id", "experiment_id"),
     )
+
+
+VALUE_METRICS = ("net_amount", "purchases", "distinct_products", "distinct_categories", "retention",
+                 "points_earned", "points_redeemed")
+
+
+class ExperimentValue(db.Model):
+    """One assigned member's pre- and post-period value of every metric, as of the experiment's
+    ``values_through`` (rebuilt by ``experiments.refresh_values``), so a result sums one narrow
+    row per member instead of re-aggregating purchases, line items and the ledger.  No foreign
+    keys (a holdout writes a million rows in one statement), like the assignments."""
+
+    __tablename__ = "analytics_experiment_values"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    member_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    arm: Mapped[str] = mapped_column(String(8))
+    net_amount_pre: Mapped[float] = mapped_column(Float, default=0)
+    net_amount_post: Mapped[float] = mapped_column(Float, default=0)
+    purchases_pre: Mapped[float] = mapped_column(Float, default=0)
+    purchases_post: Mapped[float] = mapped_column(Float, default=0)
+    distinct_products_pre: Mapped[float] = mapped_column(Float, default=0)
+    distinct_products_post: Mapped[float] = mapped_column(Float, default=0)
+    distinct_categories_pre: Mapped[float] = mapped_column(Float, default=0)
+    distinct_categories_post: Mapped[float] = mapped_column(Float, default=0)
+    retention_pre: Mapped[float] = mapped_column(Float, default=0)
+    retention_post: Mapped[float] = mapped_column(Float, default=0)
+    points_earned_pre: Mapped[float] = mapped_column(Float, default=0)
+    points_earned_post: Mapped[float] = mapped_column(Float, default=0)
+    points_redeemed_pre: Mapped[float] = mapped_column(Float, default=0)
+    points_redeemed_post: Mapped[float] = mapped_column(Float, default=0)
+
+
+VALUE_COLUMNS = [f"{m}_{p}" for m in VALUE_METRICS for p in ("pre", "post")]
 
 
 class AnalyticsRun(db.Model):

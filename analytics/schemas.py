@@ -346,12 +346,17 @@ class ExperimentStartOut(ExperimentOut):
 class ResultsArgs(Schema):
     metrics = DelimitedList(cf.String(validate=ma.validate.OneOf(EXPERIMENT_METRICS)),
                             metadata={"description": "Comma-separated; default: every metric."})
+    live = ma.fields.Boolean(load_default=False, metadata={
+        "description": "Compute from the purchases and the ledger now instead of the stored per-member "
+                       "values (slow for a large population)."})
 
 
 class ExperimentResultsOut(Schema):
     experiment_id = cf.Integer()
     kind = cf.String()
     status = cf.String()
+    source = cf.String(metadata={"description": "stored (per-member values as of as_of) or live"})
+    as_of = cf.DateTime(metadata={"description": "End of the post-period the numbers cover."})
     pre_period = ma.fields.Dict()
     post_period = ma.fields.Dict()
     assignment = ma.fields.Dict()

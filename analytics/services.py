@@ -56,7 +56,8 @@ def execute_run(run_id: int) -> AnalyticsRun | None:
         stats = scores.recompute(run.id)
         start_run("segments", run.requested_by_id)
     elif run.kind == "segments":
-        stats = {"segments": segments.materialise_all(), "assigned": experiments.assign_all_running()}
+        stats = {"segments": segments.materialise_all(), "assigned": experiments.assign_all_running(),
+                 "values_queued": experiments.queue_refresh_running()}
     elif run.kind == "assign":
         stats = {"assigned": experiments.assign_all_running()}
     else:

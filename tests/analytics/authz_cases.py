@@ -102,6 +102,7 @@ CASES = [
     Case("POST", f"{P}/experiments/<int:experiment_id>/start", MARKETING, setup=_experiment),
     Case("POST", f"{P}/experiments/<int:experiment_id>/stop", MARKETING, setup=lambda ctx: _experiment(ctx, True)),
     Case("GET", f"{P}/experiments/<int:experiment_id>/results", MARKETING, setup=lambda ctx: _experiment(ctx, True)),
+    Case("POST", f"{P}/experiments/<int:experiment_id>/refresh", MARKETING, setup=lambda ctx: _experiment(ctx, True)),
     Case("GET", f"{P}/reviews", MARKETING),
     Case("POST", f"{P}/reviews", MARKETING, body={"period": "month", "start": "2026-02-01"}),
     Case("GET", f"{P}/reviews/<int:review_id>", MARKETING, setup=_review),

@@ -387,3 +387,80 @@ def test_moment_results_equal_a_per_member_reference(app, marketer):
     every, only = (sorted(tuple(r) for r in sql.run(experiments._moments_sql(everyone=e), e=exp["id"], **p).all())
                    for e in (True, False))
     assert only == every and len(every) == 2
+
+
+# --------------------------------------------------------------------------- stored per-member values
+
+
+def _without_source(body):
+    return {k: v for k, v in body.items() if k not in ("source", "as_of", "post_period")}
+
+
+def test_results_from_the_stored_values_equal_the_live_ones_and_follow_refreshes(app, marketer, run_jobs):
+    """The job stores each member's pre/post values; results read them (``as_of`` the refresh),
+    equal to the live computation at that moment, stale until the next refresh, and live again
+    when the post-period's end moves."""
+    _, client = marketer
+    exp, ids, arms = _synthetic_experiment(client, np.random.default_rng(5), 400, 4.0, name="stored")
+    url = f"/api/v1/analytics/experiments/{exp['id']}"
+    test_member = next(m for m in ids if arms[m] == "test")
+    ledger.award(test_member, 300, key="stored-award", reason="campaign")
+    db.session.commit()
+    live = client.get(f"{url}/results").get_json()
+    assert live["source"] == "live"  # the start's refresh job has not run yet
+    run_jobs()
+    stored = client.get(f"{url}/results").get_json()
+    assert stored["source"] == "stored"
+    row = db.session.get(Experiment, exp["id"])
+    db.session.refresh(row)
+    assert stored["as_of"].startswith(row.values_through.isoformat()[:19])
+    assert db.session.scalar(select(func.count()).select_from(experiments.ExperimentValue)
+                             .where(experiments.ExperimentValue.experiment_id == exp["id"])) == len(arms)
+    again_live = client.get(f"{url}/results?live=true").get_json()
+    assert again_live["source"] == "live"
+    assert _approx_equal(_without_source(stored), _without_source(live))
+    assert _approx_equal(_without_source(again_live), _without_source(live))
+    # A purchase after the refresh: the stored result is unchanged until the job runs again.
+    interactions([(test_member, "purchase", 500.0, utcnow() - timedelta(minutes=1), [("PX", "cx", 1)])])
+    db.session.commit()
+    assert _approx_equal(_without_source(client.get(f"{url}/results").get_json()), _without_source(stored))
+    fresh_live = client.get(f"{url}/results?live=true").get_json()
+    post_mean = lambda body: body["metrics"]["net_amount"]["test"]["post_mean"]  # noqa: E731
+    assert post_mean(fresh_live) > post_mean(stored)
+    resp = client.post(f"{url}/refresh")
+    assert resp.status_code == 202, resp.get_json()
+    run_jobs()
+    refreshed = client.get(f"{url}/results").get_json()
+    assert refreshed["source"] == "stored"
+    assert _approx_equal(_without_source(refreshed), _without_source(fresh_live))
+    # The post-period's end moves (PATCH ends_at): the stored values no longer apply.
+    resp = client.patch(url, json={"ends_at": (utcnow() + timedelta(days=30)).isoformat() + "Z"})
+    assert resp.status_code == 200, resp.get_json()
+    assert client.get(f"{url}/results").get_json()["source"] == "live"
+    run_jobs()
+    assert client.get(f"{url}/results").get_json()["source"] == "stored"
+
+
+def _approx_equal(a, b) -> bool:
+    """Equal up to float rounding (sums over members in another order), recursively."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_approx_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (int, float)) and not isinstance(a, bool) and isinstance(b, (int, float)):
+        return a == pytest.approx(b, rel=1e-9, abs=1e-9)
+    return a == b
+
+
+def test_refresh_of_a_draft_is_refused_and_the_job_is_idempotent(app, marketer):
+    _, client = marketer
+    members(20)
+    exp = _experiment(client, name="draft-refresh", starts_at=utcnow() - timedelta(days=1))
+    err(client.post(f"/api/v1/analytics/experiments/{exp['id']}/refresh"), 409, "experiment_not_started")
+    err(client.post("/api/v1/analytics/experiments/999999/refresh"), 404)
+    assert experiments.refresh_values(exp["id"]) == 0
+    _start(client, exp["id"])
+    first = experiments.refresh_values(exp["id"])
+    second = experiments.refresh_values(exp["id"])
+    db.session.commit()
+    assert first == second == len(_arms(exp["id"])) > 0
+    assert db.session.scalar(select(func.count()).select_from(experiments.ExperimentValue)
+                             .where(experiments.ExperimentValue.experiment_id == exp["id"])) == first

@@ -190,3 +190,41 @@ def test_breakdowns_use_membership_as_of_the_day(app, marketer):
     kpis.build_day(today)
     db.session.commit()
     assert _value(today, "members", "segment", seg_id) is None and _value(d1, "members", "segment", seg_id) == 1
+
+
+def test_one_pass_membership_equals_a_group_by_per_breakdown(app):
+    """``_membership`` (one pass over the members, rolled up in Python) gives what a GROUP BY of
+    each breakdown alone gives: active accounts overall and per tier as of the day (a later tier
+    change counts the tier held until then), complete profiles per tier, and every account
+    (inactive ones too) per sign-up cohort; a tier with only inactive accounts is absent."""
+    from datetime import date as date_
+
+    from analytics import sql
+    from tiers.models import TierChange
+
+    end = datetime.combine(utcnow().date(), datetime.min.time())
+    jan, mar = datetime(2026, 1, 15), datetime(2026, 3, 2)
+    members(3, tier="loyal", created_at=jan)
+    members(2, tier="loyal", created_at=mar, bio="hi", birthday=date_(1990, 5, 1))
+    members(2, tier="advocate", created_at=mar, is_active_account=False)  # inactive only: no advocate row
+    members(1, tier="aware", created_at=end + timedelta(hours=1))  # after the day: not counted
+    promoted = members(1, tier="engaged", created_at=jan, bio="x", birthday=date_(1991, 1, 1))[0]
+    db.session.add(TierChange(member_id=promoted, from_tier="aware", to_tier="engaged", kind="promotion",
+                              reason="t", created_at=end + timedelta(hours=2)))  # after the day: aware then
+    db.session.commit()
+    got = kpis._membership(end)
+    cohort = sql.year_month("u.created_at")
+    where = "u.is_active_account = :t AND u.created_at < :end"
+    by_tier = {str(k): n for k, n in sql.run(
+        f"SELECT {kpis.TIER_EXPR}, COUNT(*) FROM users u {kpis._TIER_AS_OF} WHERE {where} GROUP BY 1",
+        t=True, end=end).all()}
+    overall = dict(sql.run(f"SELECT '', COUNT(*) FROM users u WHERE {where} GROUP BY 1", t=True, end=end).all())
+    complete = {str(k): c for k, c in sql.run(
+        f"SELECT {kpis.TIER_EXPR}, SUM(CASE WHEN u.birthday IS NOT NULL AND u.bio <> '' THEN 1 ELSE 0 END) "
+        f"FROM users u {kpis._TIER_AS_OF} WHERE {where} GROUP BY 1", t=True, end=end).all()}
+    sizes = dict(sql.run(f"SELECT {cohort}, COUNT(*) FROM users u WHERE u.created_at < :end GROUP BY 1",
+                         end=end).all())
+    assert got["members"] == {("", ""): overall[""], **{("tier", k): n for k, n in by_tier.items()}}
+    assert got["complete"] == complete and got["sizes"] == sizes
+    assert by_tier["aware"] >= 1 and "advocate" not in by_tier and "engaged" not in by_tier
+    assert complete["loyal"] == 2 and sizes["2026-03"] == 4
