@@ -220,14 +220,17 @@ class _Batch:
     def load(cls, rows: list[EmailDelivery]) -> _Batch:
         member_ids = {r.member_id for r in rows}
         note_ids = [r.notification_id for r in rows if r.notification_id]
-        users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(member_ids)))}
-        notes = {n.id: n for n in db.session.scalars(select(Notification).where(Notification.id.in_(note_ids)))} \
-            if note_ids else {}
-        prefs = {p.member_id: p for p in db.session.scalars(
-            select(MemberPreferences).where(MemberPreferences.member_id.in_(member_ids)))}
-        overrides = {(o.member_id, o.category): o.enabled for o in db.session.scalars(
-            select(NotificationPreference).where(NotificationPreference.member_id.in_(member_ids),
-                                                 NotificationPreference.channel == "email"))}
+        # Plain rows of the few columns the decision reads (no ORM objects to build and track).
+        u, n = User.__table__.c, Notification.__table__.c
+        p, o = MemberPreferences.__table__.c, NotificationPreference.__table__.c
+        run = db.session.connection().execute
+        users = {r.id: r for r in run(select(u.id, u.email, u.display_name, u.is_active_account)
+                                      .where(u.id.in_(member_ids)))}
+        notes = {r.id: r for r in run(select(n.id, n.payload).where(n.id.in_(note_ids)))} if note_ids else {}
+        prefs = {r.member_id: r for r in run(select(p.member_id, p.locale, p.time_zone)
+                                             .where(p.member_id.in_(member_ids)))}
+        overrides = {(r.member_id, r.category): r.enabled for r in run(
+            select(o.member_id, o.category, o.enabled).where(o.member_id.in_(member_ids), o.channel == "email"))}
         marketing = {r.member_id for r in rows if (r.category or kind_info(r.kind).category) == "marketing"}
         if marketing:  # one query per batch (analytics' global control group gets no marketing)
             from analytics.experiments import holdout_members
@@ -368,39 +371,190 @@ def _injected_fault() -> None:
         time.sleep(float(fault.split(":", 1)[1]))
 
 
-def _send_one(item: Claimed, conn, counts: dict, backoff: tuple[int, ...], stale_after: timedelta) -> None:
-    """Build, send and record one claimed delivery (its outcome is committed at once)."""
+class _Direct:
+    """Outcomes recorded by the sending thread itself, one commit each (a single connection)."""
+
+    def __init__(self, counts: dict):
+        self.counts = counts
+
+    def ready(self) -> None:
+        pass
+
+    def record(self, item: Claimed, outcome: str, **values) -> None:
+        _finish(item, **values)
+        self.counts[outcome] += 1
+
+
+class _Outcome:
+    __slots__ = ("item", "outcome", "values", "done")
+
+    def __init__(self, item: Claimed, outcome: str, values: dict):
+        self.item, self.outcome, self.values, self.done = item, outcome, values, threading.Event()
+
+
+class _Recorder:
+    """Group commit of the sender threads' outcomes: one transaction for whatever is waiting.
+
+    A sender hands its outcome over right after the server's answer and, before its next SMTP
+    transaction, waits until that outcome is committed (``_Grouped.ready``).  So at any moment
+    each connection has at most one message the server accepted and the database has not
+    recorded: the at-least-once window is what it was with one commit per message (at most one
+    message per connection, ``MESSAGING_SMTP_CONNECTIONS``), but the outcomes of the messages
+    answered meanwhile on the other connections share one guarded ``UPDATE ... WHERE id IN``
+    and one COMMIT.  The sender renders its next message while the commit runs.
+    """
+
+    def __init__(self, app, counts: dict, lock: threading.Lock):
+        self.app, self.counts, self.lock = app, counts, lock
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="smtp-recorder", daemon=True)
+        self.thread.start()
+
+    def submit(self, item: Claimed, outcome: str, values: dict) -> _Outcome:
+        entry = _Outcome(item, outcome, values)
+        self.queue.put(entry)
+        return entry
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+
+    def _run(self) -> None:
+        with self.app.app_context():
+            conn = None
+            try:
+                stop = False
+                while not stop:
+                    first = self.queue.get()
+                    if first is None:
+                        break
+                    group = [first]
+                    while len(group) < CLAIM_CHUNK:
+                        try:
+                            entry = self.queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if entry is None:
+                            stop = True
+                            break
+                        group.append(entry)
+                    conn = self._write(conn, group)
+            finally:
+                _release_outcome_connection(conn)
+                db.session.remove()
+
+    def _write(self, conn, group: list[_Outcome]):
+        try:
+            conn = conn or _outcome_connection()
+            _record_group(conn, group)
+        except Exception:  # the database went away: these claims wait for their lease
+            log.exception("deliveries %s: could not record the outcome", [e.item.delivery_id for e in group])
+            _release_outcome_connection(conn)
+            conn = None
+        else:
+            with self.lock:
+                for entry in group:
+                    self.counts[entry.outcome] += 1
+        finally:
+            for entry in group:
+                entry.done.set()
+        return conn
+
+
+class _Grouped:
+    """One sender's handle on the recorder: at most one outcome of its own in flight."""
+
+    def __init__(self, recorder: _Recorder):
+        self.recorder, self.last = recorder, None
+
+    def ready(self) -> None:
+        if self.last is not None:
+            self.last.done.wait()
+            self.last = None
+
+    def record(self, item: Claimed, outcome: str, **values) -> None:
+        self.last = self.recorder.submit(item, outcome, values)
+
+
+def _outcome_connection():
+    """The recorder's own connection, in autocommit: each guarded UPDATE is its own transaction
+    (one round trip per group).  On PostgreSQL its commits do not wait for the WAL flush (as in
+    ``_finish``), set for this session and reset before the connection goes back to the pool."""
+    conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET synchronous_commit TO off")
+    return conn
+
+
+def _release_outcome_connection(conn) -> None:
+    if conn is None:
+        return
+    try:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("RESET synchronous_commit")
+        conn.close()
+    except Exception:  # a broken connection: the pool discards it
+        conn.invalidate()
+        conn.close()
+
+
+def _record_group(conn, group: list[_Outcome]) -> None:
+    """Record a group of outcomes, each guarded on its claim (``state`` ``sending`` and the claim's
+    ``Message-ID``; a ``Message-ID`` names its own delivery, so ``id IN ... AND message_id IN ...``
+    matches exactly the rows claimed).  One statement (and, in autocommit, one commit) for the
+    ``sent`` ones, one each for the rarer other outcomes."""
+    t = EmailDelivery.__table__
+    sent = [e.item for e in group if e.outcome == "sent"]
+    if sent:
+        conn.execute(
+            t.update()
+            .where(t.c.id.in_([c.delivery_id for c in sent]), t.c.state == "sending",
+                   t.c.message_id.in_([c.message_id for c in sent]))
+            .values(state="sent", sent_at=utcnow(), last_error=None, payload={})
+        )
+    for entry in group:
+        if entry.outcome != "sent":
+            conn.execute(
+                t.update()
+                .where(t.c.id == entry.item.delivery_id, t.c.state == "sending",
+                       t.c.message_id == entry.item.message_id)
+                .values(**entry.values)
+            )
+
+
+def _send_one(item: Claimed, conn, outcomes, backoff: tuple[int, ...], stale_after: timedelta,
+              counts: dict) -> None:
+    """Build, send and hand over the outcome of one claimed delivery (``outcomes``: ``_Direct``
+    commits it at once, ``_Grouped`` with the other connections' and before the next send)."""
     if utcnow() - item.claimed_at > stale_after:
         counts["skipped"] += 1  # it may be reclaimed by now: the sweeper hands it on after the lease
         return
     try:
         message = _build(item)
     except (RenderError, ValueError) as exc:
-        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
-        counts["failed"] += 1
+        outcomes.record(item, "failed", state="failed", last_error=str(exc)[:2000], payload={})
         return
     _injected_fault()
     try:
-        mail.send(message, conn)
+        # The envelope goes out while this connection's previous outcome is being committed;
+        # ``ready`` waits for that commit before the content, so the server accepts nothing
+        # while an earlier acceptance on this connection is unrecorded.
+        mail.send(message, conn, before_accept=outcomes.ready)
     except mail.TemporaryFailure as exc:
         if item.attempts > len(backoff):
-            _finish(item, state="failed", payload={},
-                    last_error=f"gave up after {item.attempts} attempts: {exc}"[:2000])
-            counts["failed"] += 1
+            outcomes.record(item, "failed", state="failed", payload={},
+                            last_error=f"gave up after {item.attempts} attempts: {exc}"[:2000])
         else:
-            _finish(item, state="pending", last_error=str(exc)[:2000], reason="retry", enqueued_at=None,
-                    not_before=utcnow() + timedelta(seconds=backoff[item.attempts - 1]))
-            counts["retry"] += 1
+            outcomes.record(item, "retry", state="pending", last_error=str(exc)[:2000], reason="retry",
+                            enqueued_at=None, not_before=utcnow() + timedelta(seconds=backoff[item.attempts - 1]))
         log.warning("delivery %s: temporary failure (%s)", item.delivery_id, exc)
         return
     except mail.PermanentFailure as exc:
-        _finish(item, state="failed", last_error=str(exc)[:2000], payload={})
-        counts["failed"] += 1
+        outcomes.record(item, "failed", state="failed", last_error=str(exc)[:2000], payload={})
         log.warning("delivery %s: permanent failure (%s)", item.delivery_id, exc)
         return
     # First thing after the server's 250: this commit closes the at-least-once window.
-    _finish(item, state="sent", sent_at=utcnow(), last_error=None, payload={})
-    counts["sent"] += 1
+    outcomes.record(item, "sent", state="sent", sent_at=utcnow(), last_error=None, payload={})
 
 
 CLAIM_CHUNK = 50
@@ -410,10 +564,12 @@ def deliver(ids: list[int]) -> dict[str, int]:
     """Deliver ``ids`` (see the module docstring); returns counts by outcome.
 
     This thread claims ``CLAIM_CHUNK`` ids at a time (one commit each).  Up to
-    ``MESSAGING_SMTP_CONNECTIONS`` sender threads, each with its own SMTP connection, app
-    context and database session, render, send and record every claimed message, so the
-    waits for the server's replies overlap with the rendering of the next messages.  A claim
-    older than half the lease when its turn comes is not sent (it may be reclaimed by now).
+    ``MESSAGING_SMTP_CONNECTIONS`` sender threads, each with its own SMTP connection and app
+    context, render and send every claimed message, so the waits for the server's replies
+    overlap with the rendering of the next messages; one recorder thread commits their
+    outcomes in groups (``_Recorder``: still at most one unrecorded accepted message per
+    connection).  A claim older than half the lease when its turn comes is not sent (it may
+    be reclaimed by now).
     """
     counts = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
     backoff = current_app.config["MESSAGING_RETRY_BACKOFF"]
@@ -421,13 +577,14 @@ def deliver(ids: list[int]) -> dict[str, int]:
     senders = max(1, min(current_app.config["MESSAGING_SMTP_CONNECTIONS"], len(ids)))
     if senders == 1:
         conn = mail.connection()
+        direct = _Direct(counts)
         try:
             for start in range(0, len(ids), CLAIM_CHUNK):
                 chunk = ids[start:start + CLAIM_CHUNK]
                 claimed = _claim_batch(chunk)
                 counts["skipped"] += len(chunk) - len(claimed)
                 for item in claimed:
-                    _send_one(item, conn, counts, backoff, stale_after)
+                    _send_one(item, conn, direct, backoff, stale_after, counts)
         finally:
             mail.close_quietly(conn)
         return counts
@@ -435,24 +592,25 @@ def deliver(ids: list[int]) -> dict[str, int]:
     app = current_app._get_current_object()
     outbox: queue.Queue = queue.Queue(maxsize=senders * 4)
     lock = threading.Lock()
+    recorder = _Recorder(app, counts, lock)
 
     def sender() -> None:
-        mine = {"sent": 0, "retry": 0, "failed": 0, "skipped": 0}
+        mine = {"skipped": 0}
+        outcomes = _Grouped(recorder)
         with app.app_context():
             conn = mail.connection()
             try:
                 while (item := outbox.get()) is not None:
                     try:
-                        _send_one(item, conn, mine, backoff, stale_after)
-                    except Exception:  # the database went away: the claim waits for the lease
-                        db.session.rollback()
-                        log.exception("delivery %s: could not record the outcome", item.delivery_id)
+                        _send_one(item, conn, outcomes, backoff, stale_after, mine)
+                    except Exception:  # unexpected: the claim waits for the lease
+                        log.exception("delivery %s: could not be delivered", item.delivery_id)
+                outcomes.ready()
             finally:
                 mail.close_quietly(conn)
                 db.session.remove()
         with lock:
-            for key, value in mine.items():
-                counts[key] += value
+            counts["skipped"] += mine["skipped"]
 
     threads = [threading.Thread(target=sender, name=f"smtp-sender-{i}", daemon=True) for i in range(senders)]
     for thread in threads:
@@ -470,6 +628,7 @@ def deliver(ids: list[int]) -> dict[str, int]:
             outbox.put(None)
         for thread in threads:
             thread.join()
+        recorder.close()
     return counts
 
 
