@@ -477,11 +477,13 @@ class _Grouped:
 
 
 def _outcome_connection():
-    """The recorder's own connection, in autocommit: each guarded UPDATE is its own transaction
-    (one round trip per group).  On PostgreSQL its commits do not wait for the WAL flush (as in
-    ``_finish``), set for this session and reset before the connection goes back to the pool."""
-    conn = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    """The recorder's own connection.  PostgreSQL: in autocommit, each guarded UPDATE is its own
+    transaction (one round trip per group, no BEGIN/COMMIT), and its commits do not wait for the
+    WAL flush (as in ``_finish``; set for this session, reset before the connection goes back to
+    the pool).  SQLite: a transaction per group (``BEGIN IMMEDIATE``, extensions.py)."""
+    conn = db.engine.connect()
     if conn.dialect.name == "postgresql":
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         conn.exec_driver_sql("SET synchronous_commit TO off")
     return conn
 
@@ -503,6 +505,14 @@ def _record_group(conn, group: list[_Outcome]) -> None:
     ``Message-ID``; a ``Message-ID`` names its own delivery, so ``id IN ... AND message_id IN ...``
     matches exactly the rows claimed).  One statement (and, in autocommit, one commit) for the
     ``sent`` ones, one each for the rarer other outcomes."""
+    if conn.dialect.name == "postgresql":
+        _record_statements(conn, group)
+    else:
+        with conn.begin():
+            _record_statements(conn, group)
+
+
+def _record_statements(conn, group: list[_Outcome]) -> None:
     t = EmailDelivery.__table__
     sent = [e.item for e in group if e.outcome == "sent"]
     if sent:
