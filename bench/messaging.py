@@ -276,8 +276,8 @@ def main() -> None:
         print(f"baseline B again, after:                       {N / minimal_after:8.0f} msg/s  ({minimal_after:.1f} s)")
         print(f"product process CPU per message: {cpu / N * 1000:.3f} ms (all its threads; {cpu / ours * 100:.0f}% "
               f"of one core over the run)")
-        print(f"SQL per message: {statements['n'] / N:.2f} statements, {statements['commits'] / N:.2f} commits (autocommit statements counted as one each) "
-              f"(keyset reads of the bench loop included)")
+        print(f"SQL per message: {statements['n'] / N:.2f} statements, {statements['commits'] / N:.2f} commits "
+              f"(an autocommit statement counts as one; keyset reads of the bench loop included)")
         print(f"ratio: {bare / ours * 100:.0f}% of baseline A's rate, {bare4 / ours * 100:.0f}% of A{connections}'s, "
               f"{minimal / ours * 100:.0f}% / {minimal_after / ours * 100:.0f}% of baseline B's before / after; "
               f"against the best of A and A{connections}: {min(bare, bare4) / ours * 100:.0f}% (target >= 50%)")

@@ -41,7 +41,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import and_, func, literal, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, literal, or_, select, text, update
 
 from community.models import Notification, User, utcnow
 from extensions import db
@@ -200,10 +200,8 @@ def _links(delivery: EmailDelivery, category: str) -> dict:
     return links
 
 
-def _suppress(delivery: EmailDelivery, reason: str) -> None:
-    delivery.state = "suppressed"
-    delivery.reason = reason
-    delivery.payload = {}
+def _suppressed(reason: str) -> dict:
+    return {"state": "suppressed", "reason": reason, "payload": {}}
 
 
 @dataclass
@@ -245,34 +243,32 @@ class _Batch:
         return DEFAULT_CHANNELS.get(category, {}).get("email", True) if found is None else found
 
 
-def _decide(delivery: EmailDelivery, batch: _Batch, now: datetime) -> Claimed | None:
-    """Decide one locked delivery: mark it ``sending`` and return what to send, or settle it."""
+def _decide(delivery, batch: _Batch, now: datetime, capped_here: dict) -> tuple[Claimed | None, dict]:
+    """Decide one locked delivery (a row): what to send, if anything, and the row's new values.
+
+    ``capped_here``: capped sends claimed earlier in this batch, per member (their UPDATEs are
+    written with the batch's, after every decision, so the cap query cannot see them yet).
+    """
     info = kind_info(delivery.kind)
-    category = delivery.category = delivery.category or info.category
+    category = delivery.category or info.category
     member = batch.users.get(delivery.member_id)
     notification = batch.notifications.get(delivery.notification_id) if delivery.notification_id else None
     if member is None or not member.is_active_account or (delivery.notification_id and notification is None):
-        _suppress(delivery, "account_inactive")
-        return None
+        return None, {"category": category, **_suppressed("account_inactive")}
     if category == "marketing" and member.id in batch.holdout:
-        _suppress(delivery, "holdout")
-        return None
+        return None, {"category": category, **_suppressed("holdout")}
     if not batch.email_enabled(member.id, category):
-        _suppress(delivery, "preference")
-        return None
+        return None, {"category": category, **_suppressed("preference")}
     prefs = batch.prefs.get(member.id)
     locale = prefs.locale if prefs else current_app.config["MESSAGING_DEFAULT_LOCALE"]
     time_zone = prefs.time_zone if prefs else "UTC"
     if not info.urgent:
         until = quiet_until(now, time_zone, current_app.config["MESSAGING_QUIET_HOURS"])
         if until is not None:
-            delivery.not_before, delivery.reason, delivery.enqueued_at = until, "quiet_hours", None
-            return None
+            return None, {"category": category, "not_before": until, "reason": "quiet_hours", "enqueued_at": None}
     if category in CAPPED:
-        # The lock on the member's row serialises their capped sends (see the module docstring);
-        # the flush makes sends claimed earlier in this batch count.
+        # The lock on the member's row serialises their capped sends (see the module docstring).
         preferences.member_preferences(member.id, lock=True)
-        db.session.flush()
         used, oldest = db.session.execute(
             select(func.count(), func.min(EmailDelivery.claimed_at)).where(
                 EmailDelivery.member_id == member.id, EmailDelivery.category.in_(CAPPED),
@@ -280,46 +276,62 @@ def _decide(delivery: EmailDelivery, batch: _Batch, now: datetime) -> Claimed | 
                 EmailDelivery.id != delivery.id,
             )
         ).one()
+        earlier = capped_here.get(member.id, 0)
+        if earlier:  # claimed at ``now`` by this batch
+            used, oldest = used + earlier, min(oldest, now) if oldest is not None else now
         if used >= current_app.config["MESSAGING_WEEKLY_CAP"]:
             if OVER_CAP[category] == "drop":
-                _suppress(delivery, "frequency_cap")
-            else:  # the next free slot: when the oldest send in the window leaves it
-                delivery.not_before = oldest + CAP_WINDOW + timedelta(seconds=1)
-                delivery.reason, delivery.enqueued_at = "frequency_cap", None
-            return None
+                return None, {"category": category, **_suppressed("frequency_cap")}
+            # the next free slot: when the oldest send in the window leaves it
+            return None, {"category": category, "not_before": oldest + CAP_WINDOW + timedelta(seconds=1),
+                          "reason": "frequency_cap", "enqueued_at": None}
+        capped_here[member.id] = earlier + 1
 
     locale = normalise_locale(locale, current_app.config["MESSAGING_DEFAULT_LOCALE"])
     message_id = delivery.message_id or (
         f"<{delivery.id}.{secrets.token_hex(8)}@{current_app.config['MESSAGING_MESSAGE_ID_DOMAIN']}>"
     )
     payload = (notification.payload if notification is not None else delivery.payload) or {}
-    delivery.state = "sending"
-    delivery.attempts += 1
-    delivery.claimed_at = now
-    delivery.message_id = message_id
-    delivery.locale = locale
-    delivery.to_address = delivery.to_address or member.email
-    delivery.reason = None
-    return Claimed(delivery.id, message_id, delivery.attempts, now, delivery.kind, dict(payload),
-                   member.display_name, locale, time_zone, _links(delivery, category), delivery.to_address)
+    attempts = delivery.attempts + 1
+    to_address = delivery.to_address or member.email
+    values = {"category": category, "state": "sending", "attempts": attempts, "claimed_at": now,
+              "message_id": message_id, "locale": locale, "to_address": to_address, "reason": None}
+    return Claimed(delivery.id, message_id, attempts, now, delivery.kind, dict(payload), member.display_name,
+                   locale, time_zone, _links(delivery, category), to_address), values
 
 
 def _claim_batch(ids: list[int]) -> list[Claimed]:
     """Lock, decide and claim ``ids`` in one committed transaction; returns what to send.
 
     ``SKIP LOCKED`` (PostgreSQL): rows another worker is claiming right now are left to it.
-    Rendering happens after the commit (in the senders), so the transaction stays short.
+    Plain rows in, one executemany of guarded-by-lock UPDATEs out (per set of columns written),
+    no ORM objects.  Rendering happens after the commit (in the senders), so the transaction
+    stays short.
     """
     now = utcnow()
-    rows = list(db.session.scalars(
-        select(EmailDelivery).where(EmailDelivery.id.in_(ids), _claimable(now)).order_by(EmailDelivery.id)
-        .with_for_update(skip_locked=True).execution_options(populate_existing=True)
-    ))
+    t = EmailDelivery.__table__
+    conn = db.session.connection()
+    rows = conn.execute(
+        select(t.c.id, t.c.member_id, t.c.notification_id, t.c.kind, t.c.category, t.c.message_id,
+               t.c.attempts, t.c.to_address, t.c.payload)
+        .where(t.c.id.in_(ids), _claimable(now)).order_by(t.c.id).with_for_update(skip_locked=True)
+    ).all()
     if not rows:
         db.session.rollback()
         return []
     batch = _Batch.load(rows)
-    claimed = [c for c in (_decide(row, batch, now) for row in rows) if c is not None]
+    claimed: list[Claimed] = []
+    updates: dict[tuple, list[dict]] = {}
+    capped_here: dict[int, int] = {}
+    for row in rows:
+        item, values = _decide(row, batch, now, capped_here)
+        if item is not None:
+            claimed.append(item)
+        updates.setdefault(tuple(sorted(values)), []).append({"_id": row.id, **values})
+    for columns, params in updates.items():
+        conn.execute(t.update().where(t.c.id == bindparam("_id"))
+                     .values({c: bindparam(f"v_{c}", type_=t.c[c].type) for c in columns}),
+                     [{"_id": p.pop("_id"), **{f"v_{c}": v for c, v in p.items()}} for p in params])
     db.session.commit()
     return claimed
 
