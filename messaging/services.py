@@ -404,6 +404,11 @@ class _Outcome:
         self.item, self.outcome, self.values, self.done = item, outcome, values, threading.Event()
 
 
+# Recorder threads (each with its own connection): an outcome handed over while one group is
+# being written goes out in the next group at once, on the other connection.
+RECORDERS = 2
+
+
 class _Recorder:
     """Group commit of the sender threads' outcomes: one transaction for whatever is waiting.
 
@@ -419,8 +424,10 @@ class _Recorder:
     def __init__(self, app, counts: dict, lock: threading.Lock):
         self.app, self.counts, self.lock = app, counts, lock
         self.queue: queue.Queue = queue.Queue()
-        self.thread = threading.Thread(target=self._run, name="smtp-recorder", daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._run, name=f"smtp-recorder-{i}", daemon=True)
+                        for i in range(RECORDERS)]
+        for thread in self.threads:
+            thread.start()
 
     def submit(self, item: Claimed, outcome: str, values: dict) -> _Outcome:
         entry = _Outcome(item, outcome, values)
@@ -428,8 +435,10 @@ class _Recorder:
         return entry
 
     def close(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join()
 
     def _run(self) -> None:
         with self.app.app_context():
