@@ -1,4 +1,4 @@
-"""Email delivery: one ``email_deliveries`` row per email, sent at most once, in two commits.
+"""Email delivery: one ``email_deliveries`` row per email, sent at most once.
 
 The life of a delivery::
 
@@ -10,18 +10,21 @@ The life of a delivery::
 ``deliver(ids)`` works in short transactions:
 
 1. **claim** (one transaction per chunk of ids, committed before anything is sent): lock the rows, decide
-   (preferences, frequency cap, quiet hours), render the message, then mark it ``sending``
+   (preferences, frequency cap, quiet hours), then mark them ``sending``
    with ``attempts + 1``, the claim time and a ``Message-ID`` chosen once and kept for every
    retry.  Only a ``pending`` row that is due, or a ``sending`` row whose claim is older than
    the lease (its worker died), can be claimed, so two jobs for one delivery never both send.
-2. **send** over the open SMTP connection.
-3. **record** ``sent`` (or the failure) and commit at once.
+2. **render and send** over the open SMTP connection (several in parallel for a batch).
+3. **record** ``sent`` (or the failure) at once: one commit for a single delivery; for a batch,
+   group-committed by the recorder (``_Recorder``) before that connection's next message can be
+   accepted.
 
-At-least-once edge: if the process dies after the SMTP server accepted the message (250) and
-before step 3 commits, the row stays ``sending`` and is sent again after the lease, with the
-same ``Message-ID`` (which receiving systems use to discard duplicates).  The window is one
-UPDATE and COMMIT wide (no rendering, no other I/O in it).  A death anywhere else (before or
-during the SMTP transaction, after the commit) sends nothing twice.
+At-least-once edge: if the process dies after the SMTP server accepted a message (250) and
+before its outcome is committed, the row stays ``sending`` and is sent again after the lease,
+with the same ``Message-ID`` (which receiving systems use to discard duplicates).  At most one
+message per SMTP connection is ever in that state (no rendering, no other I/O in the window).
+A death anywhere else (before or during the SMTP transaction, after the commit) sends nothing
+twice.
 
 The frequency cap counts this member's ``marketing`` and ``research`` deliveries claimed in the
 last 7 days (``sending`` and ``sent``), under a lock on the member's preferences row, so two
