@@ -201,15 +201,75 @@ def _is_temporary(code: int | None) -> bool:
     return code is None or 400 <= code < 500
 
 
-def send(message, conn) -> None:
-    """Send ``message`` on ``conn`` (opened on first use); classify any failure."""
+def _reset_or_close(smtp: smtplib.SMTP, code: int) -> None:
+    if code == 421:
+        smtp.close()
+    else:
+        smtp._rset()
+
+
+def _sendmail(smtp: smtplib.SMTP, from_addr: str, to_addrs: list[str], data: bytes, mail_options,
+              before_accept) -> None:
+    """``smtplib.SMTP.sendmail`` (the same commands, replies and exceptions), with
+    ``before_accept()`` called between the server's ``354`` to DATA and the message's content:
+    the envelope of this message travels while the caller still waits for something (the
+    commit of the previous message's outcome), but nothing is accepted before it returns."""
+    smtp.ehlo_or_helo_if_needed()
+    options = []
+    if smtp.does_esmtp:
+        if smtp.has_extn("size"):
+            options.append(f"size={len(data)}")
+        options.extend(mail_options)
+    code, resp = smtp.mail(from_addr, options)
+    if code != 250:
+        _reset_or_close(smtp, code)
+        raise smtplib.SMTPSenderRefused(code, resp, from_addr)
+    refused = {}
+    for each in to_addrs:
+        code, resp = smtp.rcpt(each, [])
+        if code not in (250, 251):
+            refused[each] = (code, resp)
+        if code == 421:
+            smtp.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(to_addrs):
+        smtp._rset()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    smtp.putcmd("data")
+    code, resp = smtp.getreply()
+    if code != 354:
+        _reset_or_close(smtp, code)
+        raise smtplib.SMTPDataError(code, resp)
+    before_accept()
+    content = smtplib._quote_periods(data)
+    if content[-2:] != smtplib.bCRLF:
+        content += smtplib.bCRLF
+    smtp.send(content + b"." + smtplib.bCRLF)
+    code, resp = smtp.getreply()
+    if code != 250:
+        _reset_or_close(smtp, code)
+        raise smtplib.SMTPDataError(code, resp)
+
+
+def send(message, conn, before_accept=None) -> None:
+    """Send ``message`` on ``conn`` (opened on first use); classify any failure.
+
+    ``before_accept``: called once the server is ready for the content (after the envelope and
+    its ``354``), before the server can accept the message; on a connection that is not SMTP,
+    before anything is sent."""
     try:
         conn.open()  # a no-op once open: every message of a batch shares the connection
         smtp = getattr(conn, "connection", None)
         if isinstance(smtp, smtplib.SMTP):  # the SMTP backend: hand it the bytes as they are
-            smtp.sendmail(message.envelope_from, message.recipients(), message.data,
-                          mail_options=conn.mailman.mail_options)
+            if before_accept is None:
+                smtp.sendmail(message.envelope_from, message.recipients(), message.data,
+                              mail_options=conn.mailman.mail_options)
+            else:
+                _sendmail(smtp, message.envelope_from, message.recipients(), message.data,
+                          conn.mailman.mail_options, before_accept)
         else:
+            if before_accept is not None:
+                before_accept()
             conn.send_messages([message])
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]

@@ -3,6 +3,8 @@
 * the worker is killed with SIGKILL while it holds a claimed delivery (after the claim
   committed, before the SMTP send): the delivery is sent once, by the next worker, after the
   lease;
+* the same during a batch job (four connections, outcomes group-committed): what was accepted
+  was recorded, what was claimed and not sent goes out once after the lease;
 * the SMTP server stops in the middle of a run and comes back: the deliveries that met a
   closed port are retried with backoff and each arrives once.
 
@@ -126,6 +128,34 @@ def test_worker_killed_while_holding_a_claim_sends_each_message_once(mail_app, s
     db.session.rollback()
     retried = db.session.scalars(select(EmailDelivery).where(EmailDelivery.attempts == 2)).all()
     assert len(retried) == 1  # the one the killed worker held
+
+
+def test_worker_killed_during_a_batch_job_sends_each_message_once(mail_app, smtp, make_member, workers):
+    """The batch path (``deliver_emails``: four SMTP connections, outcomes group-committed by the
+    recorder): killed between two rounds of sends, nothing accepted is left unrecorded."""
+    from community.models import Notification
+    from messaging.services import queue_for_notifications
+
+    members = [make_member() for _ in range(12)]
+    slow = workers(smtp.port, **{FAULT_ENV: "sleep_before_send:2"})
+    notes = [Notification(member_id=m.id, kind="tiers.tier_changed",
+                          payload={"from_tier": "aware", "to_tier": "engaged"}) for m in members]
+    db.session.add_all(notes)
+    db.session.flush()
+    assert queue_for_notifications([n.id for n in notes]) == 12  # one deliver_emails job at the commit
+    db.session.commit()
+
+    # A round of four sends has landed and been recorded; the next is two seconds away.
+    wait_for(lambda: 4 <= len(smtp.received) < 12 and _count("sent") == len(smtp.received), 90,
+             "a round of sends recorded", slow)
+    slow.kill()
+    sent_before = len(smtp.received)
+    assert _count("sent") == sent_before
+    assert _count("sending") == 12 - sent_before  # claimed in one chunk, not sent: they wait for the lease
+
+    healthy = workers(smtp.port)
+    wait_for(lambda: _count("sent") == len(members), 90, "every delivery sent", healthy, sweep=True)
+    _assert_exactly_once(smtp, members)
 
 
 def test_smtp_server_stopping_mid_run_is_retried_and_nothing_is_doubled(mail_app, smtp, make_member, workers):

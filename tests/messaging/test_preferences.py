@@ -164,6 +164,26 @@ def test_frequency_cap_holds_under_concurrent_senders(mail_app, smtp, make_membe
     assert sorted(d.state for d in deliveries()) == ["sent"] * 3 + ["suppressed"] * 5
 
 
+def test_frequency_cap_counts_sends_claimed_earlier_in_the_same_batch(mail_app, smtp, make_member, notify,
+                                                                     deliveries):
+    member = make_member()
+    _marketing_opt_in(member)
+    for i in range(3):
+        notify(member, "marketing.campaign", {"subject": f"M{i}", "text": "x"})
+    notify(member, "surveys.invitation", {"title": "Over: deferred"})
+    notify(member, "marketing.campaign", {"subject": "Over: dropped", "text": "x"})
+    ids = [d.id for d in deliveries()]
+    db.session.commit()
+
+    assert services.deliver(ids)["sent"] == 3  # one batch: the claims are written together
+
+    assert len(smtp.received) == 3
+    rows = sorted(deliveries(), key=lambda r: r.id)
+    assert [(r.state, r.reason) for r in rows] == [("sent", None)] * 3 + [
+        ("pending", "frequency_cap"), ("suppressed", "frequency_cap")]
+    assert rows[3].not_before > rows[0].claimed_at + timedelta(days=7)
+
+
 def test_quiet_hours_defer_non_urgent_mail_in_the_members_time_zone(mail_app, smtp, make_member, notify, run_jobs,
                                                                     deliveries):
     from zoneinfo import ZoneInfo
