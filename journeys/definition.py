@@ -17,7 +17,10 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
   the goal event happens within that many days of entering.
 * ``steps``: a list; the first is where members start.  Each has a unique ``id`` and a ``type``:
   ``wait`` (``delay_minutes`` 1..525600, and/or ``until_local_time`` "HH:MM" in the member's time
-  zone), ``condition`` (``condition``: ``in_segment`` + ``segment_id``, ``purchased_since_entry``,
+  zone; with ``on_entry_day``: true instead of a delay, that time on the local day the member
+  entered for (a date trigger's day), at once if it has passed: a birthday greeting at 09:00 on
+  the birthday itself, east or west of UTC), ``condition`` (``condition``: ``in_segment`` +
+  ``segment_id``, ``purchased_since_entry``,
   ``answered_survey`` + ``survey_id``; branches ``then`` / ``else``), ``action`` (``action``:
   ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``points_multiplier`` +
   ``multiplier`` (more than 1, at most 10, 3 decimals) + either ``hours`` 1..720 or ``until``:
@@ -194,6 +197,14 @@ def _step(errors: _Errors, step: dict, path: str) -> None:
             errors.add(f"{path}.until_local_time", "A time HH:MM (24 h).")
         if delay is None and at is None and "delay_minutes" not in step:
             errors.add(f"{path}.delay_minutes", "A wait needs delay_minutes or until_local_time.")
+        on_day = step.get("on_entry_day")
+        if on_day is not None:
+            if not isinstance(on_day, bool):
+                errors.add(f"{path}.on_entry_day", "true or false.")
+            elif on_day and at is None:
+                errors.add(f"{path}.on_entry_day", "Needs until_local_time.")
+            elif on_day and "delay_minutes" in step:
+                errors.add(f"{path}.on_entry_day", "Either delay_minutes or on_entry_day, not both.")
     elif kind == "condition":
         cond = _choice(errors, step, "condition", path, CONDITIONS)
         if cond == "in_segment":

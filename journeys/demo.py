@@ -92,10 +92,13 @@ def journeys(survey_id: int | None) -> list[tuple[str, str, dict, bool]]:
                      "time zone, and a gift.", {
             "trigger": {"type": "date", "field": "birthday", "offset_days": 0}, "audience": everyone,
             "entry": {"rule": "per_occurrence"}, "goal": {"event": "purchase.recorded", "within_days": 7},
-            "steps": [{"id": "greet", "type": "action", "action": "send", "template": "birthday", "next": "double"},
-                      {"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2,
+            "steps": [{"id": "double", "type": "action", "action": "points_multiplier", "multiplier": 2,
                        "until": "end_of_local_day", "next": "gift"},
-                      {"id": "gift", "type": "action", "action": "award_points", "points": 100}]}, False),
+                      {"id": "gift", "type": "action", "action": "award_points", "points": 100, "next": "morning"},
+                      # 09:00 on the birthday on the member's clock (the scan runs by the UTC date).
+                      {"id": "morning", "type": "wait", "until_local_time": "09:00", "on_entry_day": True,
+                       "next": "greet"},
+                      {"id": "greet", "type": "action", "action": "send", "template": "birthday"}]}, False),
         ("Win-back", "An offer after 30 days without activity; a task if it did not work.", {
             "trigger": {"type": "inactivity", "days": 30}, "audience": everyone,
             "entry": {"rule": "reentry_after", "days": 90},

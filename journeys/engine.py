@@ -418,7 +418,8 @@ def _wave(moving: list[_Row], ctx: _Context, effects: _Effects, now: datetime) -
                 break
             if enrolment.wait_until is None:
                 enrolment.wait_until = wait_until(step, enrolment.member_id, now, ctx.time_zone(enrolment.member_id)
-                                                  if step.get("until_local_time") else None)
+                                                  if step.get("until_local_time") else None,
+                                                  occurrence=enrolment.occurrence)
             if enrolment.wait_until > now:
                 enrolment.next_run_at = enrolment.wait_until
                 enrolment.enqueued_at = None
@@ -603,11 +604,17 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None = None) -> datetime:
+def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None = None,
+               occurrence: str = "") -> datetime:
     """When a wait step started ``now`` ends (naive UTC).
 
     ``delay_minutes`` first, then, with ``until_local_time``, the next time the member's clock
     (their messaging time zone: ``time_zone`` if the caller read it, else looked up) shows that time.
+    With ``on_entry_day``, that time on the day of ``occurrence`` instead (a schedule's
+    ``date:YYYY-MM-DD``; else the member's local day at ``now``), or ``now`` if it has passed:
+    the schedule scans by the UTC date, so a member west of UTC is entered the evening before
+    their day and waits for its morning, and one far east is entered after it and is not moved
+    to the next day.
     """
     at = now + timedelta(minutes=step.get("delay_minutes") or 0)
     local_time = step.get("until_local_time")
@@ -620,6 +627,14 @@ def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None 
     zone = _zone(time_zone)
     local = at.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
     hour, minute = (int(p) for p in local_time.split(":"))
+    if step.get("on_entry_day"):
+        day = local.date()
+        kind, _, value = occurrence.partition(":")
+        if kind == "date":
+            with contextlib.suppress(ValueError):
+                day = date.fromisoformat(value)
+        target = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+        return max(target, now)
     target = datetime.combine(local.date(), time(hour, minute), tzinfo=zone)
     if target < local:
         target = datetime.combine(local.date() + timedelta(days=1), time(hour, minute), tzinfo=zone)

@@ -187,6 +187,19 @@ def test_birthday_double_points_last_the_members_own_local_birthday(app, make_me
         default.id: (scan_at, datetime(2026, 6, 16, 0, 0)),
     }
 
+    # The greeting waits for 09:00 on the birthday on each member's clock (``on_entry_day``):
+    # 01:00 UTC in Shanghai, 16:00 UTC in Los Angeles (not 09:00 on the 14th), 09:00 UTC by default.
+    assert not [x for x in executions(j.id) if x.step_id in ("morning", "greet")]
+    wake = {e.member_id: e.next_run_at for e in db.session.scalars(select(Enrolment).where(Enrolment.id.in_(ids)))}
+    assert wake == {shanghai.id: datetime(2026, 6, 15, 1, 0), los_angeles.id: datetime(2026, 6, 15, 16, 0),
+                    default.id: datetime(2026, 6, 15, 9, 0)}
+    engine.advance(ids, now=datetime(2026, 6, 15, 9, 0))
+    greeted = {x.member_id: x.outcome for x in executions(j.id) if x.step_id == "greet"}
+    assert greeted == {shanghai.id: "sent", default.id: "sent"}
+    engine.advance(ids, now=datetime(2026, 6, 15, 16, 0))
+    greeted = {x.member_id: x.outcome for x in executions(j.id) if x.step_id == "greet"}
+    assert greeted == {shanghai.id: "sent", default.id: "sent", los_angeles.id: "sent"}
+
     minute = timedelta(minutes=1)
     cases = [  # (member, occurred at (UTC), points for a purchase of 20)
         (shanghai, datetime(2026, 6, 15, 16, 0) - minute, 40),  # 23:59 on the 15th in Shanghai
@@ -215,6 +228,24 @@ def test_birthday_double_points_last_the_members_own_local_birthday(app, make_me
     db.session.commit()
     engine.advance(ids, now=scan_at)
     assert db.session.scalar(select(func.count()).select_from(MemberMultiplier)) == 3
+
+
+def test_a_wait_until_a_local_time_on_the_entry_day():
+    """``on_entry_day``: that time on the schedule's day on the member's clock, or at once if it has
+    passed (never the next day); without it, the next time the clock shows it."""
+    from datetime import datetime
+
+    from journeys.engine import wait_until
+
+    step = {"type": "wait", "until_local_time": "09:00", "on_entry_day": True}
+    scan = datetime(2026, 6, 15, 0, 30)  # 17:30 on the 14th in Los Angeles, 09:30 on the 15th in Tokyo
+    assert wait_until(step, 0, scan, "America/Los_Angeles", "date:2026-06-15") == datetime(2026, 6, 15, 16, 0)
+    assert wait_until(step, 0, scan, "Asia/Tokyo", "date:2026-06-15") == scan
+    assert wait_until(step, 0, scan, "UTC", "date:2026-06-15") == datetime(2026, 6, 15, 9, 0)
+    # Outside a schedule: the member's local day at the step.
+    assert wait_until(step, 0, scan, "America/Los_Angeles", "once") == scan  # 17:30 is past 09:00 on the 14th
+    plain = {"type": "wait", "until_local_time": "09:00"}
+    assert wait_until(plain, 0, scan, "Asia/Tokyo", "date:2026-06-15") == datetime(2026, 6, 16, 0, 0)
 
 
 def test_the_local_day_window_for_events_and_for_a_day_already_over():

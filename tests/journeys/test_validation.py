@@ -49,6 +49,14 @@ def test_unreachable_unknown_and_out_of_range_are_named(app, template):
     assert "definition.steps.1.id" in _fields(_defn([{"id": "a", "type": "exit"}, {"id": "a", "type": "exit"}]))
 
 
+def test_on_entry_day_needs_a_local_time_and_no_delay(app):
+    for bad in ({"until_local_time": "09:00", "on_entry_day": "yes"},
+                {"on_entry_day": True, "delay_minutes": 60},
+                {"until_local_time": "09:00", "on_entry_day": True, "delay_minutes": 60}):
+        assert "definition.steps.0.on_entry_day" in _fields(_defn([{"id": "a", "type": "wait", **bad}])), bad
+    definition.validate(_defn([{"id": "a", "type": "wait", "until_local_time": "09:00", "on_entry_day": True}]))
+
+
 def test_api_answers_422_with_the_field(app, login, make_member, template):
     template("hi")
     client = login(make_member(roles=("marketer",)))
