@@ -174,6 +174,12 @@ def verify() -> list[Drift]:
     (available, held, lifetime earned = minus the ``issued`` lines), members with lines but no
     balance row, available balances that differ from the sum of the member's open lots, and
     negative values anywhere.
+
+    ``owed`` is checked against what the entries allow (the lines do not hold it: a clawback
+    books the owed points together with any written-off ones): it is at most what credit
+    reversals left untaken minus what was repaid (equal unless part of a clawed-back award had
+    expired unused and was written off), and while anything is owed nothing is available (every
+    credit repays first).
     """
     drifts: list[Drift] = []
     for entry_id, total in db.session.execute(
@@ -217,4 +223,44 @@ def verify() -> list[Drift]:
         lot_total = int(lots.get(member_id) or 0)
         if lot_total != have.available:
             drifts.append(Drift("lots", member_id, f"available {have.available}, open lots hold {lot_total}"))
+    drifts.extend(_owed_drifts())
+    return drifts
+
+
+def _owed_drifts() -> list[Drift]:
+    """``owed`` against the entries: the most credit reversals could have left owed, less repayments."""
+    rev, orig = JournalEntry.__table__.alias("rev"), JournalEntry.__table__.alias("orig")
+    lines = JournalLine.__table__
+    credited = (  # the original's own ``available`` line: > 0 for an award or a credit adjustment
+        select(func.coalesce(func.sum(lines.c.amount), 0))
+        .where(lines.c.entry_id == orig.c.id, lines.c.account == "available").scalar_subquery()
+    )
+    taken = (
+        select(func.coalesce(func.sum(lines.c.amount), 0))
+        .where(lines.c.entry_id == rev.c.id, lines.c.account == "available").scalar_subquery()
+    )
+    original_id = case((rev.c.source_type == "clawback", rev.c.source_id), else_=rev.c.related_id)
+    untaken = (
+        select(rev.c.member_id.label("member_id"), (rev.c.amount + taken).label("points"))
+        .select_from(rev.join(orig, orig.c.id == original_id))
+        .where(rev.c.kind == "reversal", orig.c.kind.in_(("award", "adjust")), credited > 0)
+    )
+    repaid = select(JournalEntry.member_id.label("member_id"), (-JournalEntry.amount).label("points")).where(
+        JournalEntry.kind == "adjust", JournalEntry.source_type == "owed_repayment"
+    )
+    both = untaken.union_all(repaid).subquery("owed_sources")
+    bound = dict(db.session.execute(
+        select(both.c.member_id, func.sum(both.c.points)).group_by(both.c.member_id)
+    ).all())
+    drifts = []
+    for member_id, owed, available in db.session.execute(
+        select(MemberBalance.member_id, MemberBalance.owed, MemberBalance.available).where(MemberBalance.owed != 0)
+    ):
+        most = int(bound.get(member_id) or 0)
+        if owed < 0:
+            drifts.append(Drift("negative", member_id, f"owed is {owed}"))
+        elif owed > most:
+            drifts.append(Drift("owed", member_id, f"owed {owed}, but reversals left at most {most} untaken"))
+        if owed > 0 and available > 0:
+            drifts.append(Drift("owed", member_id, f"owed {owed} while {available} points are available"))
     return drifts
