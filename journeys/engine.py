@@ -628,17 +628,22 @@ def wait_until(step: dict, member_id: int, now: datetime, time_zone: str | None 
     local = at.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone)
     hour, minute = (int(p) for p in local_time.split(":"))
     if step.get("on_entry_day"):
-        day = local.date()
-        kind, _, value = occurrence.partition(":")
-        if kind == "date":
-            with contextlib.suppress(ValueError):
-                day = date.fromisoformat(value)
+        day = _occurrence_day(occurrence, local.date())
         target = datetime.combine(day, time(hour, minute), tzinfo=zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
         return max(target, now)
     target = datetime.combine(local.date(), time(hour, minute), tzinfo=zone)
     if target < local:
         target = datetime.combine(local.date() + timedelta(days=1), time(hour, minute), tzinfo=zone)
     return target.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def _occurrence_day(occurrence: str, default: date) -> date:
+    """The day a schedule entered the member for (occurrence ``date:YYYY-MM-DD``), else ``default``."""
+    kind, _, value = occurrence.partition(":")
+    if kind == "date":
+        with contextlib.suppress(ValueError):
+            return date.fromisoformat(value)
+    return default
 
 
 def local_day_window(now: datetime, time_zone: str | None, occurrence: str) -> tuple[datetime, datetime] | None:
@@ -653,12 +658,7 @@ def local_day_window(now: datetime, time_zone: str | None, occurrence: str) -> t
     """
     utc = ZoneInfo("UTC")
     zone = _zone(time_zone)
-    local_now = now.replace(tzinfo=utc).astimezone(zone)
-    day = local_now.date()
-    kind, _, value = occurrence.partition(":")
-    if kind == "date":
-        with contextlib.suppress(ValueError):
-            day = date.fromisoformat(value)
+    day = _occurrence_day(occurrence, now.replace(tzinfo=utc).astimezone(zone).date())
     start = datetime.combine(day, time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(utc).replace(tzinfo=None)
     if end <= now:
