@@ -16,6 +16,7 @@ import contextvars
 import functools
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -199,6 +200,55 @@ def _cheap_pre_ping(engine: Engine) -> None:
     engine.dialect.do_ping = do_ping
 
 
+# A statement a read-only request may run outside a transaction: a plain SELECT that takes no
+# row lock, no advisory lock and sets nothing.  Anything else opens the transaction first.
+_PLAIN_READ = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+_NEEDS_TRANSACTION = re.compile(
+    r"\bFOR\s+(?:UPDATE|SHARE|NO\s+KEY\s+UPDATE|KEY\s+SHARE)\b|\bpg_advisory|\bset_config\b|\bnextval\b"
+    r"|\bINTO\b", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_read(statement: str) -> bool:
+    return bool(_PLAIN_READ.match(statement)) and not _NEEDS_TRANSACTION.search(statement)
+
+
+def _lazy_transactions_for_reads(engine: Engine) -> None:
+    """Read-only requests (GET, HEAD, OPTIONS) open no transaction for their plain reads (PostgreSQL).
+
+    psycopg sends ``BEGIN`` as a round trip of its own before a transaction's first statement,
+    and the pool sends ``ROLLBACK`` when the request returns its connection: two of the four
+    round trips of a page that reads the member and one result.  Under READ COMMITTED (the
+    isolation every transaction here uses) each statement reads its own snapshot anyway, so a
+    plain ``SELECT`` reads the same outside a transaction as inside one.  The connection is
+    handed to such a request in autocommit; the first statement that is not a plain read (a
+    write, ``SELECT … FOR UPDATE``, an advisory lock, ``SET LOCAL``, a savepoint, a server-side
+    cursor) switches it back before it runs, so psycopg opens the transaction there and
+    whatever the request writes is still one transaction, committed or rolled back as before.
+    Every other caller (jobs, commands, writing requests) is untouched.
+    """
+    import psycopg
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn, record, _proxy):
+        if sqlite_begin_mode.get() == "DEFERRED":  # set per request: a read-only method
+            dbapi_conn.autocommit = True
+            record.info["kinship_lazy"] = True
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(conn, cursor, statement, _parameters, _context, _executemany):
+        info = conn.info
+        if info.get("kinship_lazy") and (isinstance(cursor, psycopg.ServerCursor) or not _plain_read(statement)):
+            info["kinship_lazy"] = False
+            conn.connection.dbapi_connection.autocommit = False
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn, record):
+        if record.info.pop("kinship_lazy", None) is not None and dbapi_conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                dbapi_conn.autocommit = False
+
+
 _engine_lock = threading.Lock()
 _engines: weakref.WeakSet = weakref.WeakSet()
 
@@ -226,6 +276,7 @@ def configure_engine(app: Flask) -> None:
             _configure_sqlite(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
         elif engine.dialect.driver == "psycopg":
             _cheap_pre_ping(engine)
+            _lazy_transactions_for_reads(engine)
         engine._kinship_configured = True  # type: ignore[attr-defined]
 
 

@@ -13,11 +13,13 @@ temporary SQLite file and an embedded Redis):
    retries' path).  So the ratio compares *redemptions* per second with *empty jobs* per
    second; with the drain, one RQ job carries many redemptions.  For scale, the per-id job
    body called in-process (no queue);
-2. latency under 50 concurrent clients (2 workers): request sent -> ``fulfilled_at`` for coupon
-   redemptions made through the HTTP API (in-process WSGI client, bearer tokens), against an
-   empty RQ job's enqueue -> ``ended_at``; also request sent -> 202 received (the HTTP side
-   alone).  Each client waits for its previous redemption to be fulfilled; one poller thread
-   watches all of them (one query per 20 ms round).
+2. latency under 50 concurrent HTTP clients (2 workers): coupon redemptions posted to Kinship
+   under gunicorn (``gunicorn.conf.py``, production configuration, bearer tokens), each client
+   waiting for its previous redemption to be fulfilled; one poller thread watches all of them
+   (one query per 20 ms round).  The target figure is 202 received -> fulfilled as the poller
+   saw it (committed); also printed: 202 -> the row's ``fulfilled_at``, request sent -> 202 (the
+   HTTP side alone) and the whole round; for scale, an empty RQ job's enqueue -> ``ended_at``
+   under the same 50 clients.
 
 Both are measured for each worker class in ``BENCH_WORKER_CLASSES`` (default ``no-fork,fork``):
 ``flask worker --no-fork`` (rq's SimpleWorker: jobs run in the worker process, warm connections
@@ -32,7 +34,6 @@ script runs the migrations and leaves its rows behind.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -243,6 +244,7 @@ class Poller:
     def __init__(self, app):
         self.app = app
         self.waiting: dict[int, threading.Event] = {}
+        self.seen_at: dict[int, float] = {}  # perf_counter when the row was first read fulfilled
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
@@ -269,43 +271,75 @@ class Poller:
             if ids:
                 done = [rid for (rid,) in read(select(Redemption.id).where(
                     Redemption.id.in_(ids), Redemption.state == "fulfilled"))]
+                seen = time.perf_counter()
                 with self.lock:
                     for rid in done:
+                        self.seen_at[rid] = seen
                         self.waiting.pop(rid).set()
             time.sleep(POLL)
 
 
-def latency_redemptions(app, data, worker_class: str) -> tuple[list[float], list[float]]:
-    """Request sent -> fulfilled_at, 50 clients each waiting for their previous redemption;
-    also returns request sent -> 202 received (the HTTP side alone)."""
+def _gunicorn(app):
+    """Kinship under gunicorn with ``gunicorn.conf.py`` (``bench/web.py``'s server), production
+    configuration, on this run's database and Redis."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_web", ROOT / "bench" / "web.py")
+    web = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(web)
+    env = {
+        **os.environ, "KINSHIP_ENV": "production", "SECRET_KEY": "bench-secret", "SESSION_COOKIE_SECURE": "0",
+        "DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"], "REDIS_URL": app.extensions["redis_url"],
+        "LOG_LEVEL": "WARNING", "PUBLIC_BASE_URL": "http://127.0.0.1",
+        # Many requests per member by design: the per-member limit would turn them into 429s.
+        "REDEMPTION_RATE_LIMIT": str(10**9),
+    }
+    return web.Gunicorn("app:app", {}, env, Path(tempfile.mkdtemp(prefix="bench-rewards-http-")) / "gunicorn.log")
+
+
+def latency_redemptions(app, data, worker_class: str) -> dict[str, list[float]]:
+    """50 HTTP clients against Kinship under gunicorn (``gunicorn.conf.py``), each redeeming and
+    waiting for its previous redemption to be fulfilled before the next request.
+
+    Per redemption: ``accepted`` = request sent -> 202 received (the HTTP side alone);
+    ``to_seen`` = 202 received -> the poller saw the row ``fulfilled`` (committed; at most one
+    20 ms poll late: the target figure); ``to_stamp`` = 202 received -> the row's own
+    ``fulfilled_at`` (set just before the worker's commit); ``sent_to_seen`` = the whole round.
+    """
+    import http.client
+    import json as jsonlib
+
     from sqlalchemy import select
 
     from rewards.models import Redemption
 
-    samples: list[tuple[datetime, int]] = []
-    accepted: list[float] = []
+    samples: list[tuple[int, datetime, float, float]] = []  # rid, received (wall), sent, received (perf)
     lock = threading.Lock()
     barrier = threading.Barrier(CLIENTS)
     errors: list[str] = []
     poller = Poller(app)
+    server = _gunicorn(app)
 
     def client(i: int) -> None:
-        headers = {"Authorization": f"Bearer {data['tokens'][i]}"}
-        with app.app_context():
-            http = app.test_client()
-            barrier.wait()
-            for n in range(REQUESTS_PER_CLIENT):
-                sent, t0 = naive_utcnow(), time.perf_counter()
-                resp = http.post("/api/v1/redemptions", json={"reward_id": data["reward_id"]},
-                                 headers={**headers, "Idempotency-Key": f"lat-{data['run']}-{i}-{n}"})
-                if resp.status_code != 202:
-                    errors.append(f"{resp.status_code} {resp.get_data(as_text=True)[:200]}")
-                    return
-                rid = resp.get_json()["id"]
-                with lock:
-                    samples.append((sent, rid))
-                    accepted.append(time.perf_counter() - t0)
-                poller.wait(rid)
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+        barrier.wait()
+        for n in range(REQUESTS_PER_CLIENT):
+            body = jsonlib.dumps({"reward_id": data["reward_id"]})
+            t0 = time.perf_counter()
+            conn.request("POST", "/api/v1/redemptions", body=body, headers={
+                "Authorization": f"Bearer {data['tokens'][i]}", "Content-Type": "application/json",
+                "Idempotency-Key": f"lat-{data['run']}-{worker_class}-{i}-{n}"})
+            resp = conn.getresponse()
+            payload = resp.read()
+            t1, received = time.perf_counter(), naive_utcnow()
+            if resp.status != 202:
+                errors.append(f"{resp.status} {payload[:200]!r}")
+                return
+            rid = jsonlib.loads(payload)["id"]
+            with lock:
+                samples.append((rid, received, t0, t1))
+            poller.wait(rid)
+        conn.close()
 
     workers = Workers(app, "redemptions", 2, worker_class)
     poller.thread.start()
@@ -318,12 +352,18 @@ def latency_redemptions(app, data, worker_class: str) -> tuple[list[float], list
     finally:
         poller.stopped.set()
         workers.stop()
+        server.stop()
     if errors:
         raise RuntimeError(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    done = dict(read(
-        select(Redemption.id, Redemption.fulfilled_at).where(Redemption.id.in_([rid for _, rid in samples]))
+    stamps = dict(read(
+        select(Redemption.id, Redemption.fulfilled_at).where(Redemption.id.in_([s[0] for s in samples]))
     ))
-    return [(done[rid] - sent).total_seconds() for sent, rid in samples], accepted
+    return {
+        "accepted": [t1 - t0 for _rid, _r, t0, t1 in samples],
+        "to_seen": [max(0.0, poller.seen_at[rid] - t1) for rid, _r, _t0, t1 in samples],
+        "to_stamp": [max(0.0, (stamps[rid] - received).total_seconds()) for rid, received, _t0, _t1 in samples],
+        "sent_to_seen": [poller.seen_at[rid] - t0 for rid, _r, t0, _t1 in samples],
+    }
 
 
 def latency_empty(app, worker_class: str) -> list[float]:
@@ -400,15 +440,17 @@ def main() -> None:
             print(f"\nlatency under {CLIENTS} concurrent clients, 2 {worker_class} workers (seconds; "
                   f"redemptions processed by {modes[0]})")
             empty = latency_empty(app, worker_class)
-            real, accepted = latency_redemptions(app, data, worker_class)
-            print(f"{'':>6} {'empty RQ job':>14} {'redemption':>12} {'ratio':>8} {'sent -> 202':>12}")
-            for name, q in (("p50", 0.5), ("p95", 0.95)):
-                e, r = pct(empty, q), pct(real, q)
-                print(f"{name:>6} {e:>14.3f} {r:>12.3f} {r / e:>8.2f} {pct(accepted, q):>12.3f}")
-            print(f"{'mean':>6} {statistics.mean(empty):>14.3f} {statistics.mean(real):>12.3f} "
-                  f"{statistics.mean(real) / statistics.mean(empty):>8.2f} {statistics.mean(accepted):>12.3f}")
-            p95 = pct(real, 0.95)
-            print(f"202 -> fulfilled p95 {p95:.3f} s (target <= 1 s): {'OK' if p95 <= 1 else 'OVER'}", flush=True)
+            got = latency_redemptions(app, data, worker_class)
+            print(f"{'':>6} {'empty RQ job':>14} {'202 -> seen':>12} {'202 -> stamp':>13} "
+                  f"{'sent -> 202':>12} {'sent -> seen':>13}")
+            for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+                print(f"{name:>6} {pct(empty, q):>14.3f} {pct(got['to_seen'], q):>12.3f} "
+                      f"{pct(got['to_stamp'], q):>13.3f} {pct(got['accepted'], q):>12.3f} "
+                      f"{pct(got['sent_to_seen'], q):>13.3f}")
+            p95 = pct(got["to_seen"], 0.95)
+            print(f"202 -> fulfilled (seen by the poller) p95 {p95:.3f} s (target <= 1 s): "
+                  f"{'OK' if p95 <= 1 else 'OVER'}", flush=True)
+
 
 if __name__ == "__main__":
     from extensions import stop_embedded_redis

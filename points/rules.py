@@ -65,18 +65,30 @@ DEFAULT_RULES: dict[str, Rule] = {
 }
 
 
+# The columns a Rule is built from (labelled ``rule_*``), for callers that read them in their
+# own statement.
+_RULE_FIELDS = ("id", "points", "points_per_unit", "daily_cap", "weekly_cap", "monthly_cap", "active")
+RULE_COLUMNS = tuple(EarningRule.__table__.c[name].label(f"rule_{name}") for name in _RULE_FIELDS)
+
+
 def rule_for(kind: str) -> Rule:
-    row = db.session.scalar(select(EarningRule).where(EarningRule.kind == kind))
-    if row is None:
+    return rule_from_row(kind, db.session.execute(
+        select(*RULE_COLUMNS).where(EarningRule.kind == kind)).first())
+
+
+def rule_from_row(kind: str, row) -> Rule:
+    """The rule for ``kind`` from a row holding ``RULE_COLUMNS`` (an outer join's, whose
+    ``rule_id`` is None when the kind has no row: the default rule)."""
+    if row is None or row.rule_id is None:
         return DEFAULT_RULES.get(kind, Rule(kind, 0))
     return Rule(
-        kind=row.kind,
-        points=row.points,
-        points_per_unit=Decimal(row.points_per_unit or 0),
-        daily_cap=row.daily_cap,
-        weekly_cap=row.weekly_cap,
-        monthly_cap=row.monthly_cap,
-        active=row.active,
+        kind=kind,
+        points=row.rule_points,
+        points_per_unit=Decimal(row.rule_points_per_unit or 0),
+        daily_cap=row.rule_daily_cap,
+        weekly_cap=row.rule_weekly_cap,
+        monthly_cap=row.rule_monthly_cap,
+        active=row.rule_active,
     )
 
 

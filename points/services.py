@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 
 from blinker import Namespace
 from flask import current_app
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
@@ -134,14 +134,23 @@ def record_interaction(
     if not isinstance(key, str) or not key or len(key) > 190:
         raise ValidationError("An idempotency key of 1-190 characters is required.", fields={"key": ["Required."]})
     number = _as_decimal(value)
-    # Only what the rules need (tier, birthday): loading the User entity would also load its roles.
+    # One round trip for what the rules need: the member's tier and birthday (not the User
+    # entity, which would also load its roles), the kind's earning rule (an outer join: no row
+    # means the default rule) and, for a purchase, whether a referral waits for it to convert.
+    pending = (
+        exists().where(Referral.referee_id == User.id, Referral.status == "signed_up")
+        if kind == "purchase" else literal(False)
+    )
     member = db.session.execute(
-        select(User.id, User.tier, User.birthday, User.birthday_set_at).where(User.id == member_id)
+        select(User.id, User.tier, User.birthday, User.birthday_set_at, pending.label("referral_pending"),
+               *rules.RULE_COLUMNS)
+        .select_from(User).outerjoin(EarningRule, EarningRule.kind == kind)
+        .where(User.id == member_id)
     ).first()
     if member is None:
         raise NotFound("No such member.", fields={"member_id": [member_id]})
     at = occurred_at or utcnow()
-    rule = rules.rule_for(kind)
+    rule = rules.rule_from_row(kind, member)
     points = rules.points_for(rule, member, number, at)
     if points > 0 and rule.has_caps:
         # Caps read what was earned so far: serialise this member's earning first.
@@ -171,7 +180,7 @@ def record_interaction(
             execution_options={"synchronize_session": False},
         )
         set_committed_value(interaction, "entry_id", entry.id)
-    if kind == "purchase":
+    if member.referral_pending:  # a purchase by a referee whose referral has not converted yet
         referrals.on_purchase(member_id, at, interaction.id)
     interaction_recorded.send(interaction)
     return interaction

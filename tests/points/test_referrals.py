@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from community.models import AuditLog, Notification, User, utcnow
 from community.services import create_token
@@ -172,3 +172,47 @@ def test_monthly_cap_counts_the_conversion_month_only(app, make_member):
     db.session.commit()
     assert [r.reward_status for r in db.session.scalars(select(Referral).order_by(Referral.id))] == [
         "rewarded", "rewarded"]
+
+
+class _Statements:
+    def __init__(self, app):
+        self.app, self.seen = app, []
+
+    def _on(self, _conn, _cursor, statement, *_args):
+        word = statement.lstrip().split()[0].upper()
+        if word not in ("BEGIN", "SAVEPOINT", "RELEASE", "PRAGMA", "ROLLBACK"):
+            self.seen.append(" ".join(statement.split()[:3]))
+
+    def __enter__(self):
+        event.listen(db.engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(db.engine, "before_cursor_execute", self._on)
+
+
+def test_a_purchase_reads_member_rule_and_referral_in_one_statement(app, make_member):
+    """The earning path's reads before the award are one statement (member, earning rule, a
+    waiting referral) plus the campaigns; a purchase by a member with no waiting referral sends
+    no referral UPDATE, and a referee's first purchase still converts."""
+    from points import services
+
+    plain = make_member().id  # an id: reading an expired User inside the block would reload it
+    services.record_interaction(plain, "purchase", key="warm", value=1)
+    db.session.commit()
+    with _Statements(app) as sql:
+        services.record_interaction(plain, "purchase", key="p-1", value=10)
+        db.session.commit()
+    assert sql.seen[0].startswith("SELECT users.id,") and sum(s.startswith("SELECT") for s in sql.seen) == 2, sql.seen
+    assert not any("referrals" in s for s in sql.seen), sql.seen
+    assert len(sql.seen) <= 8, sql.seen  # 2 reads, the interaction, the award (4), its entry id
+    assert ledger.get_balance(plain).available == 1 + 10
+
+    referrer = make_member()
+    referee = register(app, referrer.referral_code, 99).id
+    with _Statements(app) as sql:
+        services.record_interaction(referee, "purchase", key="p-2", value=10)
+        db.session.commit()
+    assert any(s.startswith("UPDATE referrals") for s in sql.seen), sql.seen
+    assert db.session.scalar(select(Referral.status).where(Referral.referee_id == referee)) == "converted"
+    assert_ledger_consistent()
