@@ -129,9 +129,9 @@ class LogoutEverywhere(MethodView):
         Allowed while suspended, so a member can always lock a stolen account."""
         user = current_user._get_current_object()
         revoked = services.log_out_everywhere(user, revoke_tokens=data["revoke_tokens"])
-        db.session.commit()
+        # One transaction: the revocations, the audit line and every session row (this one's too).
         ended = auth.end_all_sessions(user.id)
-        auth.end_session()
+        auth.forget_session()
         return {"sessions_ended": ended, "tokens_revoked": revoked}
 
 
@@ -174,9 +174,8 @@ class Password(MethodView):
         """Change the password: every other session ends, every API token is revoked; this
         session gets a fresh id."""
         services.change_password(current_user, data["current_password"], data["new_password"])
-        db.session.commit()
         user = current_user._get_current_object()
-        auth.end_all_sessions(user.id)
+        auth.end_all_sessions(user.id)  # commits: the new password and the sessions' end together
         return {"csrf_token": auth.start_session(user)}
 
 

@@ -152,13 +152,18 @@ def end_session() -> None:
     if sid:
         db.session.execute(delete(UserSession).where(UserSession.sid_hash == hash_token(sid)))
         db.session.commit()
+    forget_session()
+
+
+def forget_session() -> None:
+    """Log this request out and clear its cookie, once its session row is gone."""
     logout_user()
     session.clear()
 
 
 def end_all_sessions(user_id: int) -> int:
     """End every cookie session of a member (password change or reset, suspension, "log out
-    everywhere") in its own transaction; returns how many were still live."""
+    everywhere"), committing with whatever the caller wrote before; returns how many were live."""
     live = db.session.execute(
         delete(UserSession).where(UserSession.user_id == user_id, UserSession.expires_at > utcnow())
     ).rowcount

@@ -283,8 +283,8 @@ def revoke_all_tokens(user_id: int) -> int:
 
 def log_out_everywhere(user: User, *, revoke_tokens: bool) -> int:
     """Record a member's "log out everywhere" (a lost phone, a shared computer): the API tokens
-    too when ``revoke_tokens``.  Returns the number of tokens revoked; the caller commits, then
-    ends the cookie sessions (``auth.end_all_sessions``)."""
+    too when ``revoke_tokens``.  Returns the number of tokens revoked; the caller ends the cookie
+    sessions with ``auth.end_all_sessions``, which commits all of it as one transaction."""
     revoked = revoke_all_tokens(user.id) if revoke_tokens else 0
     audit(user.id, "community.sessions.end_all", "user", user.id, details={"tokens_revoked": revoked})
     db.session.flush()

@@ -124,9 +124,10 @@ def sanction(member_id):
     })
     result = services.sanction_member(current_user, member_id, data["action"], data["reason"],
                                       data.get("duration_hours"))
-    db.session.commit()
     if result.kind == "suspend":
-        end_all_sessions(member_id)  # as the API does: a suspended member's sessions end
+        end_all_sessions(member_id)  # commits: the sanction and the sessions' end together
+    else:
+        db.session.commit()
     flash(_("Sanction recorded: %(kind)s.", kind=_(result.kind)), "success")
     return redirect(url_for("console.sanctions", member_id=member_id), code=303)
 

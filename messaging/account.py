@@ -157,7 +157,7 @@ def request_password_reset(email: str) -> None:
 def reset_password(token: str, new_password: str) -> User:
     """Set the new password, burn every other reset link, revoke every API token.
 
-    The caller ends the member's cookie sessions (``auth.end_all_sessions``) after the commit.
+    The caller ends the member's cookie sessions with ``auth.end_all_sessions``, which commits both.
     """
     row = _consume(token, ("reset_password",))
     user = db.session.get(User, row.member_id)

@@ -176,8 +176,7 @@ class PasswordResetConfirm(MethodView):
         """Set a new password with the emailed token; ends every session and revokes every API token."""
         ratelimit.hit(f"pw-reset-confirm:ip:{_client_ip()}", 30, 3600, "Too many attempts.")
         user = account.reset_password(data["token"], data["new_password"])
-        db.session.commit()
-        auth.end_all_sessions(user.id)
+        auth.end_all_sessions(user.id)  # commits: the new password and the sessions' end together
 
 
 # --------------------------------------------------------------------------- inbox
@@ -301,11 +300,10 @@ def reset_page():
     if request.method == "POST":
         try:
             user = account.reset_password(token, request.form.get("new_password", ""))
-            db.session.commit()
         except AppError as exc:
             db.session.rollback()
             return _page("Reset your password", exc.message, form="reset", token=token, status=exc.status)
-        auth.end_all_sessions(user.id)
+        auth.end_all_sessions(user.id)  # commits: the new password and the sessions' end together
         return redirect(url_for("messaging_pages.reset_page", done=1))
     if request.args.get("done"):
         return _page("Password changed", "Your password is changed. Log in with the new one.")
