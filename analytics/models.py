@@ -35,7 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from community.models import utcnow
+from community.models import User, utcnow
 from extensions import db
 
 RFM_CLASSES = ("high_value", "potential", "at_risk", "low_value")
@@ -356,3 +356,8 @@ class AnalyticsRun(db.Model):
         CheckConstraint("kind IN ('scores','segments','kpis','assign')", name="kind"),
         CheckConstraint("status IN ('queued','running','done','failed')", name="status"),
     )
+
+
+# On another domain's table (created by analytics_0004): the KPI day build counts a day's new
+# members by sign-up time, which was a full scan of ``users`` twice per day built.
+Index("ix_users_created_at", User.__table__.c.created_at)
