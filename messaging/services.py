@@ -536,10 +536,22 @@ def _record_group(conn, group: list[_Outcome]) -> None:
             _record_statements(conn, group)
 
 
+# The recorder's one frequent statement, as the driver takes it (PostgreSQL): no SQL expression
+# built, compiled or cache-keyed per group, one text whatever the group's size (arrays, not an
+# ``IN`` list per size), so psycopg prepares it once per connection.
+_RECORD_SENT_PG = (
+    "UPDATE email_deliveries SET state = 'sent', sent_at = %(now)s, last_error = NULL, payload = '{}' "
+    "WHERE id = ANY(%(ids)s) AND state = 'sending' AND message_id = ANY(%(message_ids)s)"
+)
+
+
 def _record_statements(conn, group: list[_Outcome]) -> None:
     t = EmailDelivery.__table__
     sent = [e.item for e in group if e.outcome == "sent"]
-    if sent:
+    if sent and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_RECORD_SENT_PG, {"now": utcnow(), "ids": [c.delivery_id for c in sent],
+                                               "message_ids": [c.message_id for c in sent]})
+    elif sent:
         conn.execute(
             t.update()
             .where(t.c.id.in_([c.delivery_id for c in sent]), t.c.state == "sending",
