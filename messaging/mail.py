@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import smtplib
+import time
 from email.utils import formatdate, parseaddr
 from pathlib import Path
 
@@ -115,12 +116,16 @@ def _address(value: str) -> str:
     return sanitize_address(value, "utf-8")  # IDN domains, display names; raises on CR/LF
 
 
-def _encoded_words(value: str) -> str:
-    """RFC 2047 ``B`` encoded words of at most 75 characters, folded, split between characters."""
+def _encoded_words(value: str, used: int = 0) -> str:
+    """RFC 2047 ``B`` encoded words of at most 75 characters, folded, split between characters;
+    ``used``: characters before the first word on its line (the header's name), so that no line
+    holding an encoded word is longer than 76."""
     words, chunk, size = [], [], 0
+    limit = min(_WORD_BYTES, (76 - used - 12) // 4 * 3)  # 12: "=?utf-8?b?" and "?="
     for char in value:
         n = len(char.encode())
-        if size + n > _WORD_BYTES:
+        if chunk and size + n > limit:
+            limit = _WORD_BYTES
             words.append("".join(chunk))
             chunk, size = [], 0
         chunk.append(char)
@@ -149,7 +154,26 @@ def _header(name: str, value: str) -> str:
         raise ValueError(f"header {name} contains a line break")
     if value.isascii():
         return f"{name}: {_fold(value, len(name) + 2)}\r\n"
-    return f"{name}: {_encoded_words(value)}\r\n"
+    return f"{name}: {_encoded_words(value, len(name) + 2)}\r\n"
+
+
+@functools.lru_cache(maxsize=4096)
+def _subject_line(subject: str) -> str:
+    """The Subject header line (RFC 2047 words for non-ASCII): a fan-out repeats the same few."""
+    return _header("Subject", subject)
+
+
+_date: tuple[int, str] = (0, "")  # (second, the Date header line of that second), replaced whole
+
+
+def _date_line() -> str:
+    global _date
+    now = int(time.time())
+    second, line = _date
+    if second != now:
+        line = f"Date: {formatdate(now, usegmt=True)}\r\n"
+        _date = (now, line)
+    return line
 
 
 def _quoted_printable(text: str) -> bytes:
@@ -188,7 +212,7 @@ def build(*, to: str, subject: str, text: str, html: str, message_id: str, heade
     from_line, envelope_from = _sender(current_app.config["MAIL_DEFAULT_SENDER"])
     to = _address(to)
     head = (
-        from_line + _header("To", to) + _header("Subject", subject) + f"Date: {formatdate(usegmt=True)}\r\n"
+        from_line + _header("To", to) + _subject_line(subject) + _date_line()
         + _header("Message-ID", message_id) + _fixed_headers(fixed)
         + "".join(_header(name, value) for name, value in headers.items())
     )

@@ -303,6 +303,20 @@ def _decide(delivery, batch: _Batch, now: datetime, capped_here: dict) -> tuple[
                    locale, time_zone, _links(delivery, category), to_address), values
 
 
+_SENDING_COLUMNS = ("attempts", "category", "claimed_at", "locale", "message_id", "reason", "state", "to_address")
+# The claim of the rows to send, on PostgreSQL: the rows are locked by this transaction's
+# ``SELECT ... FOR UPDATE``, so the lock is the guard, as for the per-row UPDATEs of the other
+# decisions.
+_CLAIM_PG = (
+    "UPDATE email_deliveries AS d SET state = 'sending', reason = NULL, claimed_at = %(now)s, "
+    "attempts = v.attempts, message_id = v.message_id, category = v.category, locale = v.locale, "
+    "to_address = v.to_address "
+    "FROM unnest(%(ids)s::bigint[], %(attempts)s::int[], %(message_ids)s::varchar[], %(categories)s::varchar[], "
+    "%(locales)s::varchar[], %(to_addresses)s::varchar[]) AS v(id, attempts, message_id, category, locale, "
+    "to_address) WHERE d.id = v.id"
+)
+
+
 def _claim_batch(ids: list[int]) -> list[Claimed]:
     """Lock, decide and claim ``ids`` in one committed transaction; returns what to send.
 
@@ -331,6 +345,14 @@ def _claim_batch(ids: list[int]) -> list[Claimed]:
         if item is not None:
             claimed.append(item)
         updates.setdefault(tuple(sorted(values)), []).append({"_id": row.id, **values})
+    sending = updates.pop(_SENDING_COLUMNS, None) if conn.dialect.name == "postgresql" else None
+    if sending:
+        # The usual decision, every claimed row, as one statement of arrays (not one UPDATE per row).
+        conn.exec_driver_sql(_CLAIM_PG, {
+            "now": now, "ids": [p["_id"] for p in sending], "attempts": [p["attempts"] for p in sending],
+            "message_ids": [p["message_id"] for p in sending], "categories": [p["category"] for p in sending],
+            "locales": [p["locale"] for p in sending], "to_addresses": [p["to_address"] for p in sending],
+        })
     for columns, params in updates.items():
         conn.execute(t.update().where(t.c.id == bindparam("_id"))
                      .values({c: bindparam(f"v_{c}", type_=t.c[c].type) for c in columns}),
@@ -536,10 +558,22 @@ def _record_group(conn, group: list[_Outcome]) -> None:
             _record_statements(conn, group)
 
 
+# The recorder's one frequent statement, as the driver takes it (PostgreSQL): no SQL expression
+# built, compiled or cache-keyed per group, one text whatever the group's size (arrays, not an
+# ``IN`` list per size), so psycopg prepares it once per connection.
+_RECORD_SENT_PG = (
+    "UPDATE email_deliveries SET state = 'sent', sent_at = %(now)s, last_error = NULL, payload = '{}' "
+    "WHERE id = ANY(%(ids)s) AND state = 'sending' AND message_id = ANY(%(message_ids)s)"
+)
+
+
 def _record_statements(conn, group: list[_Outcome]) -> None:
     t = EmailDelivery.__table__
     sent = [e.item for e in group if e.outcome == "sent"]
-    if sent:
+    if sent and conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_RECORD_SENT_PG, {"now": utcnow(), "ids": [c.delivery_id for c in sent],
+                                               "message_ids": [c.message_id for c in sent]})
+    elif sent:
         conn.execute(
             t.update()
             .where(t.c.id.in_([c.delivery_id for c in sent]), t.c.state == "sending",
