@@ -20,6 +20,9 @@ Measured, each in the same run:
 * **baseline_bulk**: the same enqueue written set-based (notifications in one INSERT per 200,
   their deliveries through ``messaging.services.queue_for_notifications``), as the engine writes
   a wave's sends: a stricter reference than the issue's (``ratio_vs_bulk``);
+* **reference_unnest** (information, not a target): the same enqueue with the notifications
+  written as the engine now writes them (one ``unnest`` INSERT per batch of the advance jobs,
+  payload sent once) and the same messaging deliveries (``ratio_vs_reference_unnest``);
 * **advance**: ``--advance`` enrolments waiting at a wait step that is over, advanced one step
   (the wait's execution row, then a ``send`` step: its execution row, the preference and
   holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in the jobs'
@@ -205,7 +208,7 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 conn.execute(text("VACUUM ANALYZE"))
             result["generate_s"] = round(time.perf_counter() - t0, 1)
 
-            from journeys import engine, services, triggers
+            from journeys import services, triggers
             from journeys.models import Enrolment
 
             services.create_template(None, {"key": "bench", "category": "community", "subject": {"en": "Hi"},
@@ -273,6 +276,32 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
             _analyze()
             bulk_s, bulk_stmts = _counted(baseline_bulk, phase="baseline_bulk")
 
+            # A reference, not a target: the same enqueue written the way the engine now writes a
+            # wave's notifications (one ``INSERT … SELECT FROM unnest(members)`` with the payload
+            # sent once, in transactions of the advance jobs' batch), its deliveries through the
+            # same messaging path.  Shows how much of the advance's ratio to ``baseline_bulk`` is
+            # the cheaper way of writing the notifications and the larger transactions.
+            from journeys import engine
+
+            size = engine.batch_size()
+            result["advance_batch"] = size
+            unnest = text(
+                "INSERT INTO notifications (member_id, kind, payload, created_at) "
+                "SELECT t.m, :kind, CAST(:payload AS json), :created_at "
+                "FROM unnest(CAST(:members AS integer[])) AS t(m) RETURNING id")
+
+            def baseline_unnest():
+                payload = json.dumps({"subject": {"en": "Hi"}, "text": {"en": "Hello"}})
+                for start in range(0, len(ids), size):
+                    made = db.session.scalars(unnest, {
+                        "members": ids[start:start + size], "kind": "journeys.community.bench",
+                        "payload": payload, "created_at": utcnow()}).all()
+                    queue_for_notifications(list(made))
+                    db.session.commit()
+
+            _analyze()
+            unnest_s, _ = _counted(baseline_unnest, phase="baseline_unnest")
+
             # advance_n enrolments waiting at a wait step that is over, then a send.
             j = services.create(None, {"name": "bench advance", "definition": {
                 "trigger": {"type": "event", "event": "purchase.recorded"}, "audience": {"type": "everyone"},
@@ -292,10 +321,9 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                                                     .order_by(Enrolment.id)))
             db.session.commit()
 
-            # The jobs' batch (``JOURNEYS_BATCH_SIZE``): one ``advance_enrolments`` job, one
-            # transaction, per batch, as the sweeper hands them out.  The baselines keep theirs (200).
-            size = engine.batch_size()
-            result["advance_batch"] = size
+            # The jobs' batch (``size``, ``JOURNEYS_BATCH_SIZE``): one ``advance_enrolments`` job,
+            # one transaction, per batch, as the sweeper hands them out.  The baselines keep theirs
+            # (200).
 
             def run():
                 counts = {"advanced": 0}
@@ -326,6 +354,8 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 "advanced": counts["advanced"], "sent": sent, "deliveries_enqueued": delivered,
                 "load_before_after_phases": list(loads),
                 "ratio_vs_bulk": round(rate / (len(ids) / bulk_s), 2),
+                "reference_unnest_per_s": round(len(ids) / unnest_s),
+                "ratio_vs_reference_unnest": round(rate / (len(ids) / unnest_s), 2),
             })
             if PROFILE:
                 result["profile"] = profiles

@@ -562,6 +562,19 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
     return out
 
 
+# The claim's per-claim columns (arrays, PostgreSQL); the rest of the row is its enrolment's.
+_CLAIM_ARRAYS = (("enrolment_id", "integer"), ("step_id", "varchar"), ("outcome", "varchar"), ("reason", "varchar"))
+_CLAIM = text(
+    "INSERT INTO journey_step_executions (journey_id, version_id, member_id, occurrence, step_id, enrolment_id, "
+    "outcome, reason, notification_id, created_at) "
+    "SELECT e.journey_id, e.version_id, e.member_id, e.occurrence, t.step_id, t.enrolment_id, t.outcome, t.reason, "
+    "CASE WHEN t.outcome = 'sent' THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
+    "FROM unnest(" + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in _CLAIM_ARRAYS) + ") "
+    "AS t(" + ", ".join(col for col, _ in _CLAIM_ARRAYS) + ") "
+    "JOIN journey_enrolments e ON e.id = t.enrolment_id "
+    "ON CONFLICT DO NOTHING RETURNING id, enrolment_id, step_id, notification_id")
+
+
 def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
                  decided: list[dict | None] | None = None) -> list[tuple[int | None, str | None]]:
     """Insert the execution rows of a wave in one statement; per claim (its id, None) if this
@@ -577,37 +590,31 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
               for (e, step), d in zip(claims, decided, strict=True)]
     if _postgres():
         # One INSERT … SELECT FROM unnest(arrays): a short statement with one array per column
-        # (a multi-row VALUES of 400 rows has 4,000 placeholders, which the driver re-parses on
-        # every call: that parsing, not the server, was most of this statement's time).
-        # A send decided before its claim (``_decide_sends``) draws its notification's id from
-        # the notifications' own sequence in this same statement, so its row is complete as
-        # inserted: outcome 'sent' and the id the notification is then written with.
-        columns = ("journey_id", "version_id", "member_id", "occurrence", "step_id", "enrolment_id", "outcome",
-                   "reason", "reserve")
-        types = ("integer", "integer", "integer", "varchar", "varchar", "integer", "varchar", "varchar", "boolean")
-
-        stmt = text(
-            f"INSERT INTO journey_step_executions ({', '.join(columns[:-1])}, notification_id, created_at) "
-            f"SELECT {', '.join(columns[:-1])}, "
-            "CASE WHEN reserve THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
-            "FROM unnest("
-            + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in zip(columns, types, strict=True))
-            + f") AS t({', '.join(columns)}) ON CONFLICT DO NOTHING "
-            "RETURNING id, version_id, member_id, occurrence, step_id, notification_id")
-        params = {col: [v[col] for v in values] for col in columns}
+        # that differs per claim (a multi-row VALUES of 400 rows has 4,000 placeholders, which the
+        # driver re-parses on every call); the copies of the enrolment's journey, version, member
+        # and occurrence are read from its row (locked by this transaction: the values ``claims``
+        # holds) in the same statement, so they are not sent, one array element per claim each.
+        # A send decided before its claim (``_decide_sends``: outcome 'sent', only ever with
+        # ``reserve`` on PostgreSQL) draws its notification's id from the notifications' own
+        # sequence in this same statement, so its row is complete as inserted.
+        if any(v["reserve"] != (v["outcome"] == "sent") for v in values):
+            raise RuntimeError("a 'sent' claim without a reserved notification id (or the reverse)")
+        params = {col: [v[col] for v in values] for col, _ in _CLAIM_ARRAYS}
         params["created_at"] = now
-        rows = db.session.execute(stmt, params).all()
-        reserved = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.notification_id for r in rows}
+        rows = db.session.execute(_CLAIM, params).all()
+        by_claim = {(r.enrolment_id, r.step_id): r for r in rows}
         for v, d in zip(values, decided, strict=True):
             if d is not None and d.get("reserve"):
-                d["notification_id"] = reserved.get((v["version_id"], v["member_id"], v["occurrence"],
-                                                     v["step_id"]))
+                r = by_claim.get((v["enrolment_id"], v["step_id"]))
+                d["notification_id"] = r.notification_id if r is not None else None
+        created = {(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]): by_claim[k].id
+                   for v in values if (k := (v["enrolment_id"], v["step_id"])) in by_claim}
     else:
         # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
         rows = db.session.execute(dialect_insert(table).on_conflict_do_nothing()
                                   .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id),
                                   [{k: v for k, v in row.items() if k != "reserve"} for row in values])
-    created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in rows}
+        created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in rows}
     keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
     replayed = [k for k in keys if k not in created]
     reasons: dict[tuple, str | None] = {}
