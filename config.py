@@ -165,9 +165,11 @@ class Config:
     WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS = env_int("WEBHOOKS_SUBSCRIPTION_CACHE_SECONDS", 2)
 
     # Journeys: after how long an enrolment handed to a job that never finished is handed out
-    # again (a dead worker), and how long the "which journeys listen to what" cache lives.
+    # again (a dead worker), how long the "which journeys listen to what" cache lives, and how
+    # many enrolments one advance job (one transaction) moves.
     JOURNEYS_LEASE_SECONDS = env_int("JOURNEYS_LEASE_SECONDS", 300)
     JOURNEYS_CACHE_SECONDS = env_int("JOURNEYS_CACHE_SECONDS", 2)
+    JOURNEYS_BATCH_SIZE = env_int("JOURNEYS_BATCH_SIZE", 1000)
 
     # Largest request body accepted (413 beyond): the API takes JSON, never uploads.
     MAX_CONTENT_LENGTH = env_int("MAX_CONTENT_LENGTH", 2 * 1024 * 1024)

@@ -20,10 +20,14 @@ Measured, each in the same run:
 * **baseline_bulk**: the same enqueue written set-based (notifications in one INSERT per 200,
   their deliveries through ``messaging.services.queue_for_notifications``), as the engine writes
   a wave's sends: a stricter reference than the issue's (``ratio_vs_bulk``);
+* **reference_unnest** (information, not a target): the same enqueue with the notifications
+  written as the engine now writes them (one ``unnest`` INSERT per batch of the advance jobs,
+  payload sent once) and the same messaging deliveries (``ratio_vs_reference_unnest``);
 * **advance**: ``--advance`` enrolments waiting at a wait step that is over, advanced one step
   (the wait's execution row, then a ``send`` step: its execution row, the preference and
-  holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in batches
-  of 200 as the jobs do (target: ≥ 50 % of the baseline's rate).
+  holdout checks, the same notification + delivery + enqueue), by ``engine.advance`` in the jobs'
+  batches (``JOURNEYS_BATCH_SIZE``, 1,000; ``--batch`` to try another) (target: ≥ 50 % of the
+  baseline's rate).  The baselines keep their transactions of 200.
 
 Statements per member (``*_statements_per_member``) count what each phase sends to the server.
 
@@ -41,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -54,6 +59,8 @@ from bench.common import bench_database, database_name, finish, series, timed  #
 
 BATCH = 200
 loads: list[float | None] = []  # the load average before and after each counted phase
+profiles: dict[str, dict] = {}  # --profile: per phase, SQL time by statement (first words)
+PROFILE = False
 
 
 def _generate(conn, members: int, now) -> None:
@@ -117,29 +124,60 @@ def _load() -> float | None:
         return None
 
 
-def _counted(fn, *, with_result: bool = False):
-    """Run ``fn`` timed, counting the SQL statements it sends: (seconds, statements[, result])."""
+def _label(statement: str) -> str:
+    """A statement's first words, for the profile (``INSERT INTO notifications``, ``SELECT … FROM x``)."""
+    words = " ".join(statement.split())
+    head = " ".join(words.split()[:3])
+    if words.startswith("SELECT"):
+        m = re.search(r"\bFROM (\w+)", words)
+        head += f" … FROM {m.group(1)}" if m else ""
+    return head[:80]
+
+
+def _counted(fn, *, with_result: bool = False, phase: str | None = None):
+    """Run ``fn`` timed, counting the SQL statements it sends: (seconds, statements[, result]).
+
+    With ``--profile`` also the time spent in each kind of statement (the cursor's execute, i.e.
+    the round trip and the server's work), recorded in ``profiles[phase]``.
+    """
     from sqlalchemy import event
 
     from extensions import db
 
     statements = [0]
+    spent: dict[str, list] = {}
+    started: list[float] = []
 
     def count(*_args):
         statements[0] += 1
+        if PROFILE:
+            started.append(time.perf_counter())
+
+    def done(_conn, _cursor, statement, *_args):
+        if PROFILE and started:
+            item = spent.setdefault(_label(statement), [0, 0.0])
+            item[0] += 1
+            item[1] += time.perf_counter() - started.pop()
 
     event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.engine, "after_cursor_execute", done)
     loads.append(_load())
     try:
         seconds, out = timed(fn)
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
+        event.remove(db.engine, "after_cursor_execute", done)
         loads.append(_load())
+    if PROFILE and phase:
+        sql = sum(t for _, t in spent.values())
+        profiles[phase] = {"total_s": round(seconds, 2), "sql_s": round(sql, 2), "other_s": round(seconds - sql, 2),
+                           "statements": {k: [n, round(t, 2)] for k, (n, t) in
+                                          sorted(spent.items(), key=lambda kv: -kv[1][1])}}
     return (seconds, statements[0], out) if with_result else (seconds, statements[0])
 
 
 def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False, reuse: bool = False,
-          skip_notify: bool = False) -> dict:
+          skip_notify: bool = False, batch: int | None = None) -> dict:
     from flask_migrate import upgrade
 
     from app import create_app
@@ -150,7 +188,9 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
     tmp = tempfile.mkdtemp(prefix="kinship-bench-journeys-")
     url, admin, generate = bench_database(database_url, database_name(database_url, f"bench_journeys_{members}"),
                                           reuse)
-    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db")))
+    overrides = {"JOURNEYS_BATCH_SIZE": batch} if batch else {}
+    app = create_app(make_config(SQLALCHEMY_DATABASE_URI=url, REDISLITE_PATH=os.path.join(tmp, "redis.db"),
+                                 **overrides))
     result: dict = {"members": members, "advance": advance_n}
     try:
         with app.app_context():
@@ -168,7 +208,7 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 conn.execute(text("VACUUM ANALYZE"))
             result["generate_s"] = round(time.perf_counter() - t0, 1)
 
-            from journeys import engine, services, triggers
+            from journeys import services, triggers
             from journeys.models import Enrolment
 
             services.create_template(None, {"key": "bench", "category": "community", "subject": {"en": "Hi"},
@@ -214,7 +254,7 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
 
             # --skip-notify (iteration only): the per-message baseline takes minutes at 100,000.
             _analyze()
-            base_s, base_stmts = (None, None) if skip_notify else _counted(baseline)
+            base_s, base_stmts = (None, None) if skip_notify else _counted(baseline, phase="baseline")
 
             # The same enqueue written set-based, as the engine now writes a wave's sends: the
             # notifications in one INSERT per 200 and their deliveries through messaging's bulk
@@ -234,7 +274,13 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                     db.session.commit()
 
             _analyze()
-            bulk_s, bulk_stmts = _counted(baseline_bulk)
+            bulk_s, bulk_stmts = _counted(baseline_bulk, phase="baseline_bulk")
+
+
+            from journeys import engine
+
+            size = engine.batch_size()
+            result["advance_batch"] = size
 
             # advance_n enrolments waiting at a wait step that is over, then a send.
             j = services.create(None, {"name": "bench advance", "definition": {
@@ -255,14 +301,18 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                                                     .order_by(Enrolment.id)))
             db.session.commit()
 
+            # The jobs' batch (``size``, ``JOURNEYS_BATCH_SIZE``): one ``advance_enrolments`` job,
+            # one transaction, per batch, as the sweeper hands them out.  The baselines keep theirs
+            # (200).
+
             def run():
                 counts = {"advanced": 0}
-                for start in range(0, len(enrolment_ids), BATCH):
-                    out = engine.advance(enrolment_ids[start:start + BATCH])
+                for start in range(0, len(enrolment_ids), size):
+                    out = engine.advance(enrolment_ids[start:start + size])
                     counts["advanced"] += out["advanced"]
                 return counts
 
-            adv_s, adv_stmts, counts = _counted(run, with_result=True)
+            adv_s, adv_stmts, counts = _counted(run, with_result=True, phase="advance")
             sent = db.session.scalar(text("SELECT count(*) FROM journey_step_executions WHERE journey_id = :j "
                                           "AND step_id = 'send' AND outcome = 'sent'"), {"j": j.id})
             # Every send has its email delivery, handed to a deliver job (enqueued_at set).
@@ -271,6 +321,28 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 "ON d.notification_id = x.notification_id WHERE x.journey_id = :j AND d.enqueued_at IS NOT NULL"),
                 {"j": j.id})
             rate = counts["advanced"] / adv_s
+            # A reference, not a target (measured after the advance, so the advance runs on the same
+            # tables as in the earlier passes): the same enqueue written the way the engine now writes a
+            # wave's notifications (one ``INSERT … SELECT FROM unnest(members)`` with the payload
+            # sent once, in transactions of the advance jobs' batch), its deliveries through the
+            # same messaging path.  Shows how much of the advance's ratio to ``baseline_bulk`` is
+            # the cheaper way of writing the notifications and the larger transactions.
+            unnest = text(
+                "INSERT INTO notifications (member_id, kind, payload, created_at) "
+                "SELECT t.m, :kind, CAST(:payload AS json), :created_at "
+                "FROM unnest(CAST(:members AS integer[])) AS t(m) RETURNING id")
+
+            def baseline_unnest():
+                payload = json.dumps({"subject": {"en": "Hi"}, "text": {"en": "Hello"}})
+                for start in range(0, len(ids), size):
+                    made = db.session.scalars(unnest, {
+                        "members": ids[start:start + size], "kind": "journeys.community.bench",
+                        "payload": payload, "created_at": utcnow()}).all()
+                    queue_for_notifications(list(made))
+                    db.session.commit()
+
+            _analyze()
+            unnest_s, _ = _counted(baseline_unnest, phase="baseline_unnest")
             if base_s is not None:
                 result.update({
                     "baseline_s": round(base_s, 2), "baseline_per_s": round(len(ids) / base_s),
@@ -284,7 +356,11 @@ def bench(members: int, advance_n: int, database_url: str, *, keep: bool = False
                 "advanced": counts["advanced"], "sent": sent, "deliveries_enqueued": delivered,
                 "load_before_after_phases": list(loads),
                 "ratio_vs_bulk": round(rate / (len(ids) / bulk_s), 2),
+                "reference_unnest_per_s": round(len(ids) / unnest_s),
+                "ratio_vs_reference_unnest": round(rate / (len(ids) / unnest_s), 2),
             })
+            if PROFILE:
+                result["profile"] = profiles
     finally:
         finish(app, admin, url, keep)
     return result
@@ -297,12 +373,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--reuse", action="store_true")
     parser.add_argument("--skip-notify", action="store_true", help="iteration only: no per-message baseline")
+    parser.add_argument("--profile", action="store_true", help="time each kind of statement in each phase")
+    parser.add_argument("--batch", type=int, help="the advance jobs' batch (JOURNEYS_BATCH_SIZE; default its setting)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     database_url = os.environ.get("DATABASE_URL")
     if not database_url or not database_url.startswith("postgres"):
         sys.exit("bench/journeys.py measures PostgreSQL: set DATABASE_URL=postgresql://…")
     print(json.dumps(bench(args.members, args.advance, database_url, keep=args.keep, reuse=args.reuse,
-                                skip_notify=args.skip_notify), indent=2))
+                                skip_notify=args.skip_notify, batch=args.batch), indent=2))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ journey's authors (no one awards points to themselves).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 from datetime import date, datetime, time, timedelta
@@ -43,7 +44,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import current_app
-from sqlalchemy import bindparam, case, or_, select, tuple_, update
+from sqlalchemy import bindparam, case, or_, select, text, tuple_, update
 
 from community.models import Notification, utcnow
 from extensions import db, dialect_insert
@@ -54,9 +55,15 @@ from .models import Enrolment, Journey, JourneyTask, JourneyTemplate, JourneyVer
 log = logging.getLogger(__name__)
 
 FAULT_ENV = "KINSHIP_JOURNEYS_FAULT"
-CHUNK = 200  # the jobs' batch (jobs.BATCH): one transaction per job, statement costs shared by 200
 MAX_HOPS = 60  # more than MAX_STEPS: a version is acyclic, so this only guards against bugs
 RETRY_AFTER = timedelta(minutes=10)
+
+
+def batch_size() -> int:
+    """Enrolments per advance job and per transaction (``JOURNEYS_BATCH_SIZE``, 1,000): every
+    statement of a chunk (the lock, the reads, the claim, the sends, the enrolments' update) and
+    the commit are shared by that many members."""
+    return max(1, int(current_app.config.get("JOURNEYS_BATCH_SIZE", 1000)))
 
 
 def _lease() -> timedelta:
@@ -93,8 +100,9 @@ def schedule(ids: list[int]) -> None:
 
     db.session.execute(update(Enrolment).where(Enrolment.id.in_(ids)).values(enqueued_at=utcnow())
                        .execution_options(synchronize_session=False))
-    for start in range(0, len(ids), jobs.BATCH):
-        enqueue_after_commit(jobs.advance_enrolments, ids[start:start + jobs.BATCH])
+    size = batch_size()
+    for start in range(0, len(ids), size):
+        enqueue_after_commit(jobs.advance_enrolments, ids[start:start + size])
 
 
 def enrol(journey: Journey, member_id: int, occurrence: str, now: datetime | None = None) -> int | None:
@@ -204,6 +212,13 @@ class _Context:
         return self.templates[key]
 
 
+# The reserved-id notifications of one message (PostgreSQL): ids drawn by the claim, one member each.
+_NOTIFY_RESERVED = text(
+    "INSERT INTO notifications (id, member_id, kind, payload, created_at) "
+    "SELECT t.id, t.member_id, :kind, CAST(:payload AS json), :created_at "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:members AS integer[])) AS t(id, member_id)")
+
+
 class _Effects:
     """The effects of one wave of steps, written set-based: the notifications in one INSERT (their
     email deliveries in one more, through messaging), tags one statement per tag; the executions'
@@ -239,11 +254,21 @@ class _Effects:
             # (``_claim_steps``), so the rows are inserted with them and nothing is linked afterwards.
             # RETURNING makes SQLAlchemy send one multi-row INSERT (as for the unreserved path and
             # the bulk baseline) instead of one INSERT per row.
-            n = Notification.__table__
+            # One ``INSERT … SELECT FROM unnest(ids, members)`` per distinct message (a wave's sends
+            # of one step share their kind and payload object, ``_decide_sends``): the payload
+            # is serialised and sent once, not once per member, and the statement text is the
+            # same short string whatever the chunk's size (no multi-row VALUES to re-parse).
+            groups: dict[tuple[str, int], tuple[dict, list[int], list[int]]] = {}
+            for nid, m, k, p in self.reserved:
+                group = groups.setdefault((k, id(p)), (p, [], []))
+                group[1].append(nid)
+                group[2].append(m)
             stamp = utcnow()
-            db.session.execute(n.insert().returning(n.c.id), [
-                {"id": nid, "member_id": m, "kind": k, "payload": p, "created_at": stamp}
-                for nid, m, k, p in self.reserved]).all()
+            serialise = db.session.get_bind().dialect._json_serializer or json.dumps
+            for (kind, _), (payload, nids, members) in groups.items():
+                db.session.execute(_NOTIFY_RESERVED, {
+                    "ids": nids, "members": members, "kind": kind, "payload": serialise(payload),
+                    "created_at": stamp})
             queue_for_notifications([nid for nid, *_ in self.reserved])
             self.reserved = []
         if self.notes:
@@ -324,12 +349,13 @@ class _Effects:
 def advance(ids: list[int], now: datetime | None = None) -> dict:
     """Advance each due enrolment as far as it can go now; returns counts.  Idempotent.
 
-    Works in chunks of ``CHUNK`` enrolments, one transaction each; a chunk that fails is retried
+    Works in chunks of ``batch_size()`` enrolments, one transaction each; a chunk that fails is retried
     one enrolment at a time, and an enrolment that fails alone is retried after ``RETRY_AFTER``.
     """
     counts = {"advanced": 0, "skipped": 0, "failed": 0}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start:start + CHUNK]
+    size = batch_size()
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
         try:
             counts["advanced"] += _advance_chunk(chunk, now)
             db.session.commit()
@@ -500,6 +526,7 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
     """
     out: list[dict | None] = []
     reserve: list[dict] = []
+    notes: dict[tuple[int, str, str], tuple[str, dict]] = {}  # one message object per journey and step
     for enrolment, step in claims:
         if step["type"] != "action" or step.get("action") != "send":
             out.append(None)
@@ -518,9 +545,12 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
         elif not ctx.reachable(member_id, tpl.category):
             decision = {"outcome": "skipped", "reason": "unsubscribed"}
         else:
-            decision = {"outcome": "sent", "reason": None, "note": (
-                f"journeys.{tpl.category}.{tpl.key}",
-                {"journey_id": journey.id, "step_id": step["id"], "subject": tpl.subject, "text": tpl.body})}
+            note = notes.get((journey.id, step["id"], tpl.key))
+            if note is None:
+                note = notes[(journey.id, step["id"], tpl.key)] = (
+                    f"journeys.{tpl.category}.{tpl.key}",
+                    {"journey_id": journey.id, "step_id": step["id"], "subject": tpl.subject, "text": tpl.body})
+            decision = {"outcome": "sent", "reason": None, "note": note}
             reserve.append(decision)
         out.append(decision)
     if _postgres():
@@ -530,6 +560,19 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
         for decision in reserve:
             decision["outcome"] = "done"
     return out
+
+
+# The claim's per-claim columns (arrays, PostgreSQL); the rest of the row is its enrolment's.
+_CLAIM_ARRAYS = (("enrolment_id", "integer"), ("step_id", "varchar"), ("outcome", "varchar"), ("reason", "varchar"))
+_CLAIM = text(
+    "INSERT INTO journey_step_executions (journey_id, version_id, member_id, occurrence, step_id, enrolment_id, "
+    "outcome, reason, notification_id, created_at) "
+    "SELECT e.journey_id, e.version_id, e.member_id, e.occurrence, t.step_id, t.enrolment_id, t.outcome, t.reason, "
+    "CASE WHEN t.outcome = 'sent' THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
+    "FROM unnest(" + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in _CLAIM_ARRAYS) + ") "
+    "AS t(" + ", ".join(col for col, _ in _CLAIM_ARRAYS) + ") "
+    "JOIN journey_enrolments e ON e.id = t.enrolment_id "
+    "ON CONFLICT DO NOTHING RETURNING id, enrolment_id, step_id, notification_id")
 
 
 def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
@@ -547,38 +590,31 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
               for (e, step), d in zip(claims, decided, strict=True)]
     if _postgres():
         # One INSERT … SELECT FROM unnest(arrays): a short statement with one array per column
-        # (a multi-row VALUES of 400 rows has 4,000 placeholders, which the driver re-parses on
-        # every call: that parsing, not the server, was most of this statement's time).
-        # A send decided before its claim (``_decide_sends``) draws its notification's id from
-        # the notifications' own sequence in this same statement, so its row is complete as
-        # inserted: outcome 'sent' and the id the notification is then written with.
-        columns = ("journey_id", "version_id", "member_id", "occurrence", "step_id", "enrolment_id", "outcome",
-                   "reason", "reserve")
-        types = ("integer", "integer", "integer", "varchar", "varchar", "integer", "varchar", "varchar", "boolean")
-        from sqlalchemy import text
-
-        stmt = text(
-            f"INSERT INTO journey_step_executions ({', '.join(columns[:-1])}, notification_id, created_at) "
-            f"SELECT {', '.join(columns[:-1])}, "
-            "CASE WHEN reserve THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
-            "FROM unnest("
-            + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in zip(columns, types, strict=True))
-            + f") AS t({', '.join(columns)}) ON CONFLICT DO NOTHING "
-            "RETURNING id, version_id, member_id, occurrence, step_id, notification_id")
-        params = {col: [v[col] for v in values] for col in columns}
+        # that differs per claim (a multi-row VALUES of 400 rows has 4,000 placeholders, which the
+        # driver re-parses on every call); the copies of the enrolment's journey, version, member
+        # and occurrence are read from its row (locked by this transaction: the values ``claims``
+        # holds) in the same statement, so they are not sent, one array element per claim each.
+        # A send decided before its claim (``_decide_sends``: outcome 'sent', only ever with
+        # ``reserve`` on PostgreSQL) draws its notification's id from the notifications' own
+        # sequence in this same statement, so its row is complete as inserted.
+        if any(v["reserve"] != (v["outcome"] == "sent") for v in values):
+            raise RuntimeError("a 'sent' claim without a reserved notification id (or the reverse)")
+        params = {col: [v[col] for v in values] for col, _ in _CLAIM_ARRAYS}
         params["created_at"] = now
-        rows = db.session.execute(stmt, params).all()
-        reserved = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.notification_id for r in rows}
+        rows = db.session.execute(_CLAIM, params).all()
+        by_claim = {(r.enrolment_id, r.step_id): r for r in rows}
         for v, d in zip(values, decided, strict=True):
             if d is not None and d.get("reserve"):
-                d["notification_id"] = reserved.get((v["version_id"], v["member_id"], v["occurrence"],
-                                                     v["step_id"]))
+                r = by_claim.get((v["enrolment_id"], v["step_id"]))
+                d["notification_id"] = r.notification_id if r is not None else None
+        created = {(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]): by_claim[k].id
+                   for v in values if (k := (v["enrolment_id"], v["step_id"])) in by_claim}
     else:
         # An executemany that SQLAlchemy sends as multi-row INSERTs ("insertmanyvalues"), compiled once.
         rows = db.session.execute(dialect_insert(table).on_conflict_do_nothing()
                                   .returning(c.id, c.version_id, c.member_id, c.occurrence, c.step_id),
                                   [{k: v for k, v in row.items() if k != "reserve"} for row in values])
-    created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in rows}
+        created = {(r.version_id, r.member_id, r.occurrence, r.step_id): r.id for r in rows}
     keys = [(v["version_id"], v["member_id"], v["occurrence"], v["step_id"]) for v in values]
     replayed = [k for k in keys if k not in created]
     reasons: dict[tuple, str | None] = {}

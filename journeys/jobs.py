@@ -3,8 +3,9 @@
 * ``advance_enrolments(ids)``: advance these enrolments (idempotent: each step runs once, see
   ``engine``); enqueued after the commit that enrolled them, and by the sweeper.
 * ``sweep_due`` (every 30 s, ``periodic``): hands due enrolments of active journeys to advance
-  jobs in batches of ``BATCH``, found through the partial index on ``next_run_at``; a job lost
-  with Redis, or whose worker died, is handed out again after ``JOURNEYS_LEASE_SECONDS``.
+  jobs in batches of ``JOURNEYS_BATCH_SIZE`` (``engine.batch_size``), found through the partial
+  index on ``next_run_at``; a job lost with Redis, or whose worker died, is handed out again
+  after ``JOURNEYS_LEASE_SECONDS``.
 * ``scan_schedules`` (every 15 min): enrols today's members of date / inactivity / calendar
   journeys, each journey once a day.
 """
@@ -20,7 +21,6 @@ from . import engine, triggers
 
 log = logging.getLogger(__name__)
 
-BATCH = 200
 MAX_BATCHES = 100
 
 
@@ -33,7 +33,7 @@ def advance_enrolments(ids: list[int]) -> dict:
 def sweep_due(max_batches: int = MAX_BATCHES) -> int:
     handed = 0
     for _ in range(max_batches):
-        ids = engine.due_ids(BATCH)
+        ids = engine.due_ids(engine.batch_size())
         db.session.commit()
         if not ids:
             break

@@ -300,3 +300,44 @@ def test_a_replayed_send_keeps_its_notification_and_writes_no_other(app, make_me
         select(Notification).where(Notification.kind == "journeys.community.thanks"))}
     assert len(notes) == 4 and rows[later.id].notification_id == notes[later.id]
     assert all(e.state == "done" for e in enrolments(j.id))
+
+
+def test_a_chunk_of_three_journeys_sends_each_member_its_own_message_in_batches(app, make_member, template, journey):
+    """Sends are written one INSERT per distinct message (PostgreSQL: ids drawn by the claim,
+    payload sent once per journey and step): members of three journeys (two with the same
+    template) in the same chunks get each journey's own message, once, linked from their own
+    execution row, whatever the batch size (``JOURNEYS_BATCH_SIZE`` 3 here: 21 enrolments in
+    seven transactions, then 7 in three)."""
+    template("thanks")
+    template("welcome", category="marketing")
+    thanks = journey([{"id": "thanks", "type": "action", "action": "send", "template": "thanks"}])
+    again = journey([{"id": "again", "type": "action", "action": "send", "template": "thanks"}])  # same kind
+    welcome = journey([{"id": "hello", "type": "wait", "delay_minutes": 1, "next": "welcome"},
+                       {"id": "welcome", "type": "action", "action": "send", "template": "welcome"}])
+    members = [make_member() for _ in range(7)]
+    for m in members:
+        purchase(m)
+    db.session.execute(Enrolment.__table__.update().values(enqueued_at=None))
+    db.session.commit()
+    app.config["JOURNEYS_BATCH_SIZE"] = 3
+    try:
+        assert engine.batch_size() == 3
+        assert advance_due()["advanced"] == 21  # thanks sent twice; the welcome journey's members start waiting
+        assert advance_due(now=utcnow() + timedelta(minutes=2))["advanced"] == 7  # the wait over, then the send
+    finally:
+        app.config["JOURNEYS_BATCH_SIZE"] = 1000
+    notes = {n.id: n for n in db.session.scalars(select(Notification).where(Notification.kind.like("journeys.%")))}
+    assert len(notes) == 21
+    for j, step, kind, subject in ((thanks, "thanks", "journeys.community.thanks", "Subject thanks"),
+                                   (again, "again", "journeys.community.thanks", "Subject thanks"),
+                                   (welcome, "welcome", "journeys.marketing.welcome", "Subject welcome")):
+        sends = [x for x in executions(j.id) if x.step_id == step]
+        assert sorted(x.member_id for x in sends) == sorted(m.id for m in members)
+        for x in sends:
+            n = notes[x.notification_id]
+            assert (x.outcome, n.member_id, n.kind) == ("sent", x.member_id, kind)
+            assert n.payload["journey_id"] == j.id and n.payload["step_id"] == step
+            assert n.payload["subject"]["en"] == subject
+    assert {x.outcome for x in executions(welcome.id) if x.step_id == "hello"} == {"done"}
+    assert len(executions(welcome.id)) == 14
+    assert {e.state for e in enrolments(thanks.id) + enrolments(again.id) + enrolments(welcome.id)} == {"done"}
