@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import marshmallow as ma
 
 from contract import PatchSchema, Schema
@@ -54,6 +56,8 @@ class StaffMemberOut(MemberOut):
     signup_ip = f.String(allow_none=True)
     referred_by_id = f.Integer(allow_none=True)
     is_active = ma.fields.Boolean(attribute="is_active_account")
+    renewal_on = ma.fields.Date(allow_none=True)
+    contract_on = ma.fields.Date(allow_none=True)
 
 
 class SessionOut(Schema):
@@ -101,6 +105,22 @@ class TokenIn(Schema):
 class BirthdayCorrectionIn(Schema):
     birthday = ma.fields.Date(required=True, allow_none=True)
     reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
+
+
+_MEMBER_DATE = ma.validate.Range(min=date(1900, 1, 1), max=date(2199, 12, 31), error="A date from 1900 to 2199.")
+
+
+class MemberDatesIn(Schema):
+    renewal_on = ma.fields.Date(allow_none=True, validate=_MEMBER_DATE, metadata={
+        "description": "When the member's membership or plan renews (journeys count down to the date itself)."})
+    contract_on = ma.fields.Date(allow_none=True, validate=_MEMBER_DATE, metadata={
+        "description": "When the member's contract started (journeys greet its yearly anniversary)."})
+    reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
+
+    @ma.validates_schema
+    def _a_date(self, data, **kwargs):
+        if "renewal_on" not in data and "contract_on" not in data:
+            raise ma.ValidationError("Send renewal_on, contract_on or both.", "_schema")
 
 
 class TokenOut(Schema):
