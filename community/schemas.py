@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import marshmallow as ma
 
 from contract import PatchSchema, Schema
@@ -107,13 +105,12 @@ class BirthdayCorrectionIn(Schema):
     reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
 
 
-_MEMBER_DATE = ma.validate.Range(min=date(1900, 1, 1), max=date(2199, 12, 31), error="A date from 1900 to 2199.")
-
-
 class MemberDatesIn(Schema):
-    renewal_on = ma.fields.Date(allow_none=True, validate=_MEMBER_DATE, metadata={
+    openapi_extra = {"anyOf": [{"required": ["renewal_on"]}, {"required": ["contract_on"]}]}
+
+    renewal_on = ma.fields.Date(allow_none=True, metadata={
         "description": "When the member's membership or plan renews (journeys count down to the date itself)."})
-    contract_on = ma.fields.Date(allow_none=True, validate=_MEMBER_DATE, metadata={
+    contract_on = ma.fields.Date(allow_none=True, metadata={
         "description": "When the member's contract started (journeys greet its yearly anniversary)."})
     reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
 

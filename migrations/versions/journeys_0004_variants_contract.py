@@ -35,7 +35,11 @@ def upgrade():
 
 def downgrade():
     op.drop_index('ix_users_contract_md', table_name='users')
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_column('contract_on')
+    if op.get_bind().dialect.name == 'sqlite':
+        # Not a batch (table copy): it would lose the expression indexes journeys_0001 made on
+        # users (reflection skips them).  SQLite drops a column in place since 3.35.
+        op.execute('ALTER TABLE users DROP COLUMN contract_on')
+    else:
+        op.drop_column('users', 'contract_on')
     with op.batch_alter_table('journey_step_executions', schema=None) as batch_op:
         batch_op.drop_column('variant')

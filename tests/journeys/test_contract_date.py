@@ -95,7 +95,6 @@ def test_staff_set_the_renewal_and_contract_dates_audited(app, login, make_membe
     # Bad input: 422 naming the field.
     for bad, field in (({"contract_on": "2024-03-01"}, "reason"),
                        ({"reason": "x"}, "_schema"),
-                       ({"contract_on": "1800-01-01", "reason": "x"}, "contract_on"),
                        ({"renewal_on": "soon", "reason": "x"}, "renewal_on"),
                        ({"contract_on": "2024-03-01", "reason": "x", "tier": "loyal"}, "tier")):
         resp = admin.patch(url, json=bad)
