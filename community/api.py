@@ -28,6 +28,7 @@ from .schemas import (
     LoginIn,
     LogoutEverywhereIn,
     LogoutEverywhereOut,
+    MemberDatesIn,
     MemberOut,
     NotificationOut,
     PasswordChangeIn,
@@ -284,6 +285,20 @@ class AdminUserBirthday(MethodView):
     def put(self, data, user_id):
         """Correct a member's birthday (members set theirs once); audited."""
         user = services.correct_birthday(current_user, user_id, data["birthday"], data["reason"])
+        db.session.commit()
+        return user
+
+
+@admin_blp.route("/users/<int:user_id>/dates")
+class AdminUserDates(MethodView):
+    @require(ADMIN_USERS)
+    @admin_blp.arguments(MemberDatesIn)
+    @admin_blp.response(200, StaffMemberOut)
+    def patch(self, data, user_id):
+        """Set the member's renewal date and / or contract start date (journeys' date triggers
+        ``renewal_on`` and ``contract_on``; null clears one); audited."""
+        reason = data.pop("reason")
+        user = services.set_member_dates(current_user, user_id, data, reason)
         db.session.commit()
         return user
 

@@ -49,8 +49,10 @@ class User(UserMixin, db.Model):
     birthday: Mapped[date | None] = mapped_column(db.Date, nullable=True)
     # When the birthday was set: birthday campaigns ignore one set only just now.
     birthday_set_at: Mapped[datetime | None] = mapped_column(nullable=True)
-    # A renewal or contract date (journeys count down to it); added by journeys_0001.
+    # A renewal date (journeys count down to it); added by journeys_0001.
     renewal_on: Mapped[date | None] = mapped_column(db.Date, nullable=True)
+    # The start of the member's contract (journeys greet its yearly anniversary); journeys_0004.
+    contract_on: Mapped[date | None] = mapped_column(db.Date, nullable=True)
     is_active_account: Mapped[bool] = mapped_column(default=True)
     tier: Mapped[str] = mapped_column(String(20), default="aware", server_default="aware")
     referral_code: Mapped[str] = mapped_column(String(16), unique=True, default=new_referral_code)

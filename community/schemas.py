@@ -54,6 +54,8 @@ class StaffMemberOut(MemberOut):
     signup_ip = f.String(allow_none=True)
     referred_by_id = f.Integer(allow_none=True)
     is_active = ma.fields.Boolean(attribute="is_active_account")
+    renewal_on = ma.fields.Date(allow_none=True)
+    contract_on = ma.fields.Date(allow_none=True)
 
 
 class SessionOut(Schema):
@@ -101,6 +103,21 @@ class TokenIn(Schema):
 class BirthdayCorrectionIn(Schema):
     birthday = ma.fields.Date(required=True, allow_none=True)
     reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
+
+
+class MemberDatesIn(Schema):
+    openapi_extra = {"anyOf": [{"required": ["renewal_on"]}, {"required": ["contract_on"]}]}
+
+    renewal_on = ma.fields.Date(allow_none=True, metadata={
+        "description": "When the member's membership or plan renews (journeys count down to the date itself)."})
+    contract_on = ma.fields.Date(allow_none=True, metadata={
+        "description": "When the member's contract started (journeys greet its yearly anniversary)."})
+    reason = f.String(required=True, validate=ma.validate.Length(min=1, max=500))
+
+    @ma.validates_schema
+    def _a_date(self, data, **kwargs):
+        if "renewal_on" not in data and "contract_on" not in data:
+            raise ma.ValidationError("Send renewal_on, contract_on or both.", "_schema")
 
 
 class TokenOut(Schema):

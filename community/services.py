@@ -248,6 +248,28 @@ def correct_birthday(actor: User, user_id: int, birthday: date | None, reason: s
     return user
 
 
+MEMBER_DATES = ("renewal_on", "contract_on")
+
+
+def set_member_dates(actor: User, user_id: int, changes: dict, reason: str) -> User:
+    """Staff set a member's renewal and contract dates (held on the member record for journeys'
+    date triggers; null clears one); audited with the values before and after."""
+    if not (reason or "").strip():
+        raise ValidationError("A reason is required.", fields={"reason": ["Required."]})
+    user = get_user(user_id)
+    before, after = {}, {}
+    for name in MEMBER_DATES:
+        if name in changes:
+            old = getattr(user, name)
+            before[name] = old.isoformat() if old else None
+            after[name] = changes[name].isoformat() if changes[name] else None
+            setattr(user, name, changes[name])
+    audit(actor.id, "community.member_dates.set", "user", user.id, reason=reason.strip(),
+          details={"before": before, "after": after})
+    db.session.flush()
+    return user
+
+
 def birthday_counts(user, at, min_age_days: int) -> bool:
     """A birthday set fewer than ``min_age_days`` before ``at`` does not earn birthday bonuses."""
     set_at = getattr(user, "birthday_set_at", None)

@@ -1,5 +1,5 @@
 """Console pages of journeys: the list with status and pause / resume, and one journey's
-per-step counts (a chart with its numbers table).
+per-step counts (a chart with its numbers table) and its A/B sends' variants compared.
 
 The routes join the console's blueprint (its sign-in, CSRF, error pages and security headers
 apply) when ``journeys.api`` is imported, which the app does before it registers the console;
@@ -65,7 +65,8 @@ def journey(journey_id):
     by_step = {s["step_id"]: s for s in numbers["steps"]}
     order = [s["id"] for s in version.steps] + [sid for sid in by_step if sid not in {s["id"] for s in version.steps}]
     rows = [by_step.get(sid, {"step_id": sid, "executed": 0, "sent": 0, "done": 0, "skipped": 0, "failed": 0,
-                              "waiting": 0, "skipped_by_reason": {}, "branches": {}, "email": {}}) for sid in order]
+                              "waiting": 0, "skipped_by_reason": {}, "branches": {}, "email": {}, "variants": [],
+                              "variant_sample_ratio": None}) for sid in order]
     chart = charts.bar(_("Members per step"), _("Step"), [r["step_id"] for r in rows], {
         _("Sent"): [r["sent"] for r in rows], _("Done"): [r["done"] for r in rows],
         _("Skipped"): [r["skipped"] for r in rows], _("Waiting"): [r["waiting"] for r in rows],

@@ -3,8 +3,10 @@
 A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
 
 * ``trigger``: ``{"type": "event", "event": <EVENTS>}``,
-  ``{"type": "date", "field": "birthday"|"signup_anniversary"|"renewal_on", "offset_days": -365..365}``
-  (negative: that many days *before* the date), ``{"type": "inactivity", "days": 1..730}``, or
+  ``{"type": "date", "field": "birthday"|"signup_anniversary"|"renewal_on"|"contract_on",
+  "offset_days": -365..365}`` (negative: that many days *before* the date; ``renewal_on`` is the
+  date itself, ``contract_on`` its yearly anniversary, as birthdays and sign-ups),
+  ``{"type": "inactivity", "days": 1..730}``, or
   ``{"type": "calendar", "every": "week", "weekday": 0..6}`` / ``{"every": "month", "day": 1..28}`` /
   ``{"every": "quarter", "day": 1..28, "month_of_quarter": 1..3}`` (default 1: January, April, July,
   October) / ``{"every": "year", "month": 1..12, "day": 1..28}`` (the "four ones" cadence: a weekly
@@ -22,7 +24,8 @@ A definition is ``{"trigger", "audience", "entry", "goal", "steps"}``:
   the birthday itself, east or west of UTC), ``condition`` (``condition``: ``in_segment`` +
   ``segment_id``, ``purchased_since_entry``,
   ``answered_survey`` + ``survey_id``; branches ``then`` / ``else``), ``action`` (``action``:
-  ``send`` + ``template``, ``award_points`` + ``points`` 1..10000, ``points_multiplier`` +
+  ``send`` + ``template`` or + ``variants`` (an A/B test: 2-5 ``{"id", "weight", "template"}``),
+  ``award_points`` + ``points`` 1..10000, ``points_multiplier`` +
   ``multiplier`` (more than 1, at most 10, 3 decimals) + either ``hours`` 1..720 or ``until``:
   ``"end_of_local_day"`` (the rest of the member's day in their messaging time zone; for a date
   trigger, the day the schedule entered them for) [+ ``kinds``: interaction kinds], ``invite_survey`` + ``survey_id``,
@@ -44,7 +47,7 @@ EVENTS = (
     "member.registered", "purchase.recorded", "tier.changed", "points.expiring", "redemption.fulfilled",
     "survey.completed", "focus_group.attended", "referral.converted",
 )
-DATE_FIELDS = ("birthday", "signup_anniversary", "renewal_on")
+DATE_FIELDS = ("birthday", "signup_anniversary", "renewal_on", "contract_on")
 STEP_TYPES = ("wait", "condition", "action", "exit")
 CONDITIONS = ("in_segment", "purchased_since_entry", "answered_survey")
 ACTIONS = ("send", "award_points", "points_multiplier", "invite_survey", "invite_focus_group", "tag", "task")
@@ -56,6 +59,11 @@ MAX_MULTIPLIER_HOURS = 720  # 30 days
 # A multiplier's window by the member's own clock instead of ``hours``: ``end_of_local_day`` is
 # the rest of the member's local day (the schedule's date for a date trigger), see engine.
 MULTIPLIER_UNTIL = ("end_of_local_day",)
+# A send's A/B test: 2-5 variants, each a message (the same fields a plain send takes) with a
+# positive integer weight (the share of members is weight / the sum of the weights).
+MESSAGE_FIELDS = ("template",)
+MIN_VARIANTS, MAX_VARIANTS = 2, 5
+MAX_VARIANT_WEIGHT = 10_000
 # Actions that give points: activated by someone other than the version's author (four eyes),
 # never to the journey's authors.
 POINTS_ACTIONS = ("award_points", "points_multiplier")
@@ -214,14 +222,7 @@ def _step(errors: _Errors, step: dict, path: str) -> None:
     elif kind == "action":
         action = _choice(errors, step, "action", path, ACTIONS)
         if action == "send":
-            key = step.get("template")
-            if not isinstance(key, str) or not key:
-                errors.add(f"{path}.template", "Required.")
-            else:
-                try:
-                    _template(key)
-                except NotFound:
-                    errors.add(f"{path}.template", f"Unknown template: {key}.")
+            _send(errors, step, path)
         elif action == "award_points":
             _int(errors, step, "points", path, 1, MAX_POINTS)
         elif action == "points_multiplier":
@@ -240,6 +241,50 @@ def _step(errors: _Errors, step: dict, path: str) -> None:
                 errors.add(f"{path}.title", "1-200 characters.")
             if not isinstance(step.get("note", ""), str) or len(step.get("note", "")) > 2000:
                 errors.add(f"{path}.note", "At most 2000 characters.")
+
+
+def _message(errors: _Errors, obj: dict, path: str) -> None:
+    """The message fields of a send (or of one of its variants): ``template``, a known key."""
+    key = obj.get("template")
+    if not isinstance(key, str) or not key:
+        errors.add(f"{path}.template", "Required.")
+        return
+    try:
+        _template(key)
+    except NotFound:
+        errors.add(f"{path}.template", f"Unknown template: {key}.")
+
+
+def _send(errors: _Errors, step: dict, path: str) -> None:
+    """A send carries one message (``template``) or ``variants``: an A/B test of 2-5 messages,
+    each ``{"id", "weight", "template"}`` (the engine assigns members by a hash, see
+    ``engine.variant_of``), never both."""
+    if "variants" not in step:
+        _message(errors, step, path)
+        return
+    variants = step["variants"]
+    if any(key in step for key in MESSAGE_FIELDS):
+        errors.add(f"{path}.variants", f"Either {' / '.join(MESSAGE_FIELDS)} or variants, not both.")
+    if not isinstance(variants, list) or not MIN_VARIANTS <= len(variants) <= MAX_VARIANTS:
+        errors.add(f"{path}.variants", f"A list of {MIN_VARIANTS} to {MAX_VARIANTS} variants.")
+        return
+    seen: set[str] = set()
+    for i, variant in enumerate(variants):
+        vpath = f"{path}.variants.{i}"
+        if not isinstance(variant, dict):
+            errors.add(vpath, "An object {id, weight, template}.")
+            continue
+        for key in sorted(set(variant) - {"id", "weight", *MESSAGE_FIELDS}):
+            errors.add(f"{vpath}.{key}", "Unknown field.")
+        vid = variant.get("id")
+        if not isinstance(vid, str) or not _STEP_ID.match(vid):
+            errors.add(f"{vpath}.id", "1-40 letters, digits, _ or -.")
+        elif vid in seen:
+            errors.add(f"{vpath}.id", f"Duplicate variant id: {vid}.")
+        else:
+            seen.add(vid)
+        _int(errors, variant, "weight", vpath, 1, MAX_VARIANT_WEIGHT)
+        _message(errors, variant, vpath)
 
 
 def _multiplier(errors: _Errors, step: dict, path: str) -> None:

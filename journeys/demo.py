@@ -4,7 +4,9 @@ Welcome, +7 days after a purchase, birthday with double points (the journey gree
 member a 2x earning multiplier for the rest of their birthday on their own clock, ``until:
 end_of_local_day``, and adds a gift; the points demo's "Birthday double points" campaign does the
 same for the UTC day, and multipliers do not stack), 30-day win-back,
-renewal countdown at -180/-90/-45/0 days, and a satisfaction survey with a gift for completing
+renewal countdown at -180/-90/-45/0 days, a contract anniversary whose thank-you is an A/B test of
+two messages (on the members' ``contract_on``, set here for three demo members with their
+``renewal_on``), and a satisfaction survey with a gift for completing
 it, with their message templates in en and zh-CN.  The journeys that
 send only are active; the two that award points stay drafts until someone other than their
 author activates them (four eyes).  Idempotent: loading twice changes nothing.
@@ -48,6 +50,12 @@ TEMPLATES = [
      "距离续约还有 45 天。回复即可联系您的客户经理。"),
     ("renewal-0", "marketing", "Your renewal is today", "您的续约日就是今天",
      "Today is your renewal date. Thank you for another year with us.", "今天是您的续约日。感谢您又一年的陪伴。"),
+    ("contract-anniversary", "marketing", "A year together", "携手又一年",
+     "It is the anniversary of your contract. Thank you for another year with us.",
+     "今天是您签约的周年纪念日。感谢您又一年的陪伴。"),
+    ("contract-anniversary-story", "marketing", "Your year with Kinship", "您与 Kinship 的这一年",
+     "One more year since you signed: here is what you earned, redeemed and shared this year.",
+     "自您签约以来又过了一年：这是您今年赚取、兑换和分享的一切。"),
     ("survey-thanks", "research", "Thank you for your feedback", "感谢您的反馈",
      "Thank you for answering our survey. A gift of points is in your account.",
      "感谢您参与我们的问卷。积分礼物已存入您的账户。"),
@@ -112,6 +120,14 @@ def journeys(survey_id: int | None) -> list[tuple[str, str, dict, bool]]:
         ("Renewal countdown", "Touches 180, 90, 45 and 0 days before the renewal date, and a call at 45.", {
             "trigger": {"type": "date", "field": "renewal_on", "offset_days": -180}, "audience": everyone,
             "entry": {"rule": "per_occurrence"}, "goal": None, "steps": _steps_renewal()}, True),
+        ("Contract anniversary", "A thank-you on each yearly anniversary of the contract, two messages A/B tested.", {
+            "trigger": {"type": "date", "field": "contract_on", "offset_days": 0}, "audience": everyone,
+            "entry": {"rule": "per_occurrence"}, "goal": {"event": "purchase.recorded", "within_days": 30},
+            "steps": [{"id": "wait", "type": "wait", "until_local_time": "10:00", "on_entry_day": True,
+                       "next": "thanks"},
+                      {"id": "thanks", "type": "action", "action": "send", "variants": [
+                          {"id": "short", "weight": 1, "template": "contract-anniversary"},
+                          {"id": "story", "weight": 1, "template": "contract-anniversary-story"}]}]}, True),
     ]
     if survey_id is not None:
         items.append(("Satisfaction survey", "A survey 3 days after a fulfilled redemption; a gift for answering.", {
@@ -130,9 +146,32 @@ def journeys(survey_id: int | None) -> list[tuple[str, str, dict, bool]]:
     return items
 
 
+# Demo members' dates on their record (set by staff with PATCH /api/v1/admin/users/{id}/dates):
+# (member, renewal in N days, contract signed N years ago today).
+MEMBER_DATES = [("alice", 90, 1), ("bob", 180, 2), ("carol", None, 3)]
+
+
+def _member_dates(members: dict) -> None:
+    from datetime import timedelta
+
+    from community.models import utcnow
+
+    today = utcnow().date()
+    for name, renew_in, years in MEMBER_DATES:
+        member = members.get(name)
+        if member is None or member.renewal_on is not None or member.contract_on is not None:
+            continue
+        member.renewal_on = today + timedelta(days=renew_in) if renew_in is not None else None
+        try:
+            member.contract_on = today.replace(year=today.year - years)
+        except ValueError:  # 29 February: the anniversary is kept on the 28th in other years
+            member.contract_on = today.replace(year=today.year - years, day=28)
+
+
 def load(ctx: dict) -> None:
     marketing = ctx.get("members", {}).get("marketing")
     author = marketing.id if marketing is not None else None
+    _member_dates(ctx.get("members", {}))
     for key, category, subject_en, subject_zh, body_en, body_zh in TEMPLATES:
         if db.session.scalar(select(JourneyTemplate.id).where(JourneyTemplate.key == key)) is None:
             services.create_template(author, {"key": key, "category": category,

@@ -517,7 +517,9 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
     """Per claim, for ``send`` actions, what the step will record, decided before its row is
     inserted so the row is inserted complete (no outcome UPDATE afterwards): the arm's holdout,
     the programme holdout, an unknown template, an unreachable member (the same checks, in the
-    same order, as ``perform``), else ``sent`` with the notification to write.  On PostgreSQL the
+    same order, as ``perform``), else ``sent`` with the notification to write.  A send with
+    ``variants`` first picks the member's variant (``variant_of``; none for the holdout arm),
+    whose template it sends and whose id its row records.  On PostgreSQL the
     claim's INSERT draws the notification's id from its sequence (``_claim_steps``); an id drawn
     for a row that finds the step already run is not returned, and simply never used.
 
@@ -535,7 +537,12 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
         journey = ctx.journeys[enrolment.journey_id]
         if enrolment.arm is None:
             enrolment.arm = _arm(journey, member_id)  # deterministic: the experiment's hash of the member
-        tpl = ctx.template(step["template"])
+        # An A/B send: the member's variant (a hash, stable across versions) names the message;
+        # the journey's holdout arm gets no variant, as it gets no message.
+        variant = (variant_of(journey.id, step["id"], member_id, step["variants"])
+                   if step.get("variants") and enrolment.arm != "holdout" else None)
+        key = (variant or step).get("template")  # none for the holdout arm of an A/B send
+        tpl = ctx.template(key) if key else None
         if enrolment.arm == "holdout":
             decision = {"outcome": "skipped", "reason": "holdout"}
         elif ctx.in_holdout(member_id):
@@ -545,13 +552,16 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
         elif not ctx.reachable(member_id, tpl.category):
             decision = {"outcome": "skipped", "reason": "unsubscribed"}
         else:
-            note = notes.get((journey.id, step["id"], tpl.key))
+            vid = variant["id"] if variant else None
+            note = notes.get((journey.id, step["id"], tpl.key, vid))
             if note is None:
-                note = notes[(journey.id, step["id"], tpl.key)] = (
+                note = notes[(journey.id, step["id"], tpl.key, vid)] = (
                     f"journeys.{tpl.category}.{tpl.key}",
-                    {"journey_id": journey.id, "step_id": step["id"], "subject": tpl.subject, "text": tpl.body})
+                    {"journey_id": journey.id, "step_id": step["id"], "subject": tpl.subject, "text": tpl.body,
+                     **({"variant": vid} if vid else {})})
             decision = {"outcome": "sent", "reason": None, "note": note}
             reserve.append(decision)
+        decision["variant"] = variant["id"] if variant else None
         out.append(decision)
     if _postgres():
         for decision in reserve:
@@ -563,11 +573,13 @@ def _decide_sends(claims: list[tuple[_Row, dict]], ctx: _Context) -> list[dict |
 
 
 # The claim's per-claim columns (arrays, PostgreSQL); the rest of the row is its enrolment's.
-_CLAIM_ARRAYS = (("enrolment_id", "integer"), ("step_id", "varchar"), ("outcome", "varchar"), ("reason", "varchar"))
+_CLAIM_ARRAYS = (("enrolment_id", "integer"), ("step_id", "varchar"), ("outcome", "varchar"), ("reason", "varchar"),
+                 ("variant", "varchar"))
 _CLAIM = text(
     "INSERT INTO journey_step_executions (journey_id, version_id, member_id, occurrence, step_id, enrolment_id, "
-    "outcome, reason, notification_id, created_at) "
+    "outcome, reason, variant, notification_id, created_at) "
     "SELECT e.journey_id, e.version_id, e.member_id, e.occurrence, t.step_id, t.enrolment_id, t.outcome, t.reason, "
+    "t.variant, "
     "CASE WHEN t.outcome = 'sent' THEN nextval(pg_get_serial_sequence('notifications', 'id')) END, :created_at "
     "FROM unnest(" + ", ".join(f"CAST(:{col} AS {kind}[])" for col, kind in _CLAIM_ARRAYS) + ") "
     "AS t(" + ", ".join(col for col, _ in _CLAIM_ARRAYS) + ") "
@@ -586,6 +598,7 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
     values = [{"journey_id": e.journey_id, "version_id": e.version_id, "member_id": e.member_id,
                "occurrence": e.occurrence, "step_id": step["id"], "enrolment_id": e.id,
                "outcome": d["outcome"] if d else "done", "reason": d["reason"] if d else None,
+               "variant": d.get("variant") if d else None,
                "reserve": bool(d and d.get("reserve")), "created_at": now}
               for (e, step), d in zip(claims, decided, strict=True)]
     if _postgres():
@@ -623,6 +636,23 @@ def _claim_steps(claims: list[tuple[_Row, dict]], now: datetime,
             select(c.version_id, c.member_id, c.occurrence, c.step_id, c.reason)
             .where(tuple_(c.version_id, c.member_id, c.occurrence, c.step_id).in_(replayed)))}
     return [(created[k], None) if k in created else (None, reasons.get(k)) for k in keys]
+
+
+def variant_of(journey_id: int, step_id: str, member_id: int, variants: list[dict]) -> dict:
+    """The variant of an A/B send a member gets: deterministic and weighted.
+
+    A SHA-256 of (journey, step, member), not of the version, so a member keeps their variant
+    when the journey is edited (as long as the variants and weights stay), scaled to
+    0 .. sum of weights - 1 and placed on the variants' cumulative weights."""
+    import hashlib
+
+    digest = hashlib.sha256(f"journey-variant:{journey_id}:{step_id}:{member_id}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") * sum(v["weight"] for v in variants) >> 64  # 0 .. total-1
+    for variant in variants:
+        point -= variant["weight"]
+        if point < 0:
+            return variant
+    return variants[-1]
 
 
 def _arm(journey: Journey, member_id: int) -> str:

@@ -16,8 +16,8 @@
   and ``zh-CN``.
 
 The member dates the schedules use are found through indexes declared here on other domains'
-tables (birthday and sign-up month/day expression indexes on ``users``, the renewal date, the
-last activity of ``member_scores``), created by the journeys migration.
+tables (birthday, sign-up and contract month/day expression indexes on ``users``, the renewal
+date, the last activity of ``member_scores``), created by the journeys migrations.
 """
 
 from __future__ import annotations
@@ -137,6 +137,9 @@ class StepExecution(db.Model):
     # Why it was skipped (holdout, unsubscribed, own_journey, paused…) or which branch a condition took.
     reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     notification_id: Mapped[int | None] = mapped_column(nullable=True)
+    # The A/B variant a send step with ``variants`` chose for the member (its id); NULL otherwise
+    # and for the journey's holdout arm (journeys_0004).
+    variant: Mapped[str | None] = mapped_column(String(40), nullable=True)
     entry_id: Mapped[int | None] = mapped_column(nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -190,4 +193,5 @@ _users = User.__table__
 Index("ix_users_birthday_md", extract("month", _users.c.birthday), extract("day", _users.c.birthday))
 Index("ix_users_signup_md", extract("month", _users.c.created_at), extract("day", _users.c.created_at))
 Index("ix_users_renewal_on", _users.c.renewal_on)
+Index("ix_users_contract_md", extract("month", _users.c.contract_on), extract("day", _users.c.contract_on))
 Index("ix_member_scores_last_activity", MemberScore.__table__.c.last_activity_at)

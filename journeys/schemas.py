@@ -106,6 +106,35 @@ class JourneyArmStatsOut(Schema):
     conversion_rate = ma.fields.Float(allow_none=True)
 
 
+class JourneyVariantComparisonOut(Schema):
+    difference = ma.fields.Float(metadata={"description": "Conversion rate of this variant minus the first's."})
+    ci_low = ma.fields.Float(metadata={"description": "95 % interval of the difference (unpooled Wald)."})
+    ci_high = ma.fields.Float()
+    p_value = ma.fields.Float(allow_none=True, metadata={
+        "description": "Two-sided, pooled two-proportion z-test; null when neither variant converted or all did."})
+
+
+class JourneyVariantStatsOut(Schema):
+    variant_id = cf.String()
+    weight = cf.Integer(allow_none=True, metadata={"description": "In the current version (null: no longer in it)."})
+    assigned = cf.Integer(metadata={"description": "Members the step ran for with this variant (holdout arm "
+                                                   "excluded)."})
+    sent = cf.Integer()
+    skipped = cf.Integer()
+    failed = cf.Integer()
+    skipped_by_reason = ma.fields.Dict(keys=cf.String(), values=cf.Integer())
+    converted = cf.Integer(metadata={"description": "Members it was sent to who reached the journey's goal within "
+                                                    "its window."})
+    conversion_rate = ma.fields.Float(allow_none=True, metadata={"description": "converted / sent."})
+    vs_first = ma.fields.Nested(JourneyVariantComparisonOut, allow_none=True, metadata={
+        "description": "Against the first variant (null for the first, or when either was sent to nobody)."})
+
+
+class JourneySampleRatioOut(Schema):
+    p_value = ma.fields.Float()
+    mismatch = cf.Boolean(metadata={"description": "p < 0.001: the split does not follow the weights."})
+
+
 class JourneyStepStatsOut(Schema):
     step_id = cf.String()
     executed = cf.Integer()
@@ -118,6 +147,10 @@ class JourneyStepStatsOut(Schema):
     branches = ma.fields.Dict(keys=cf.String(), values=cf.Integer())
     email = ma.fields.Dict(keys=cf.String(), values=cf.Integer(),
                            metadata={"description": "Delivery states (state or state:reason) of the emails sent."})
+    variants = ma.fields.List(ma.fields.Nested(JourneyVariantStatsOut), metadata={
+        "description": "An A/B send's variants, the first (the one the others are compared with) first; else empty."})
+    variant_sample_ratio = ma.fields.Nested(JourneySampleRatioOut, allow_none=True, metadata={
+        "description": "Chi-square of the variants' assigned counts against the current weights."})
 
 
 class JourneyStatsOut(Schema):

@@ -16,8 +16,8 @@ Which journeys listen to what is cached per process for ``JOURNEYS_CACHE_SECONDS
 dropped at once when a journey changes in this process.
 
 Schedules (``scan_schedules``, every 15 minutes, each journey once a day) enrol set-based with
-one ``INSERT … SELECT`` per journey on indexed predicates: birthday and sign-up month/day
-(expression indexes), ``users.renewal_on`` (equality), ``member_scores.last_activity_at`` (a
+one ``INSERT … SELECT`` per journey on indexed predicates: birthday, sign-up and contract
+month/day (expression indexes), ``users.renewal_on`` (equality), ``member_scores.last_activity_at`` (a
 one-day range), a weekday / day of month for calendars.  The enrolments are due at once; the
 sweeper hands them to advance jobs in batches.
 """
@@ -211,6 +211,9 @@ def schedule_condition(trigger: dict, today: date):
             return _md(users.birthday, target)
         if trigger["field"] == "signup_anniversary":
             return and_(_md(users.created_at, target), users.created_at < datetime(target.year, 1, 1))
+        if trigger["field"] == "contract_on":
+            # The contract's yearly anniversary (not the day it starts, nor a contract starting later).
+            return and_(_md(users.contract_on, target), users.contract_on < date(target.year, 1, 1))
         return users.renewal_on == target
     if kind == "inactivity":
         from analytics.models import MemberScore

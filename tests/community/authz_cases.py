@@ -46,6 +46,8 @@ CASES = [
          setup=lambda ctx: {"user_id": ctx.users["member"].id, "role": "moderator"}),
     Case("PUT", "/api/v1/admin/users/<int:user_id>/birthday", frozenset({"admin"}), setup=_other_user,
          body={"birthday": "1990-05-17", "reason": "member's request, ID seen"}),
+    Case("PATCH", "/api/v1/admin/users/<int:user_id>/dates", frozenset({"admin"}), setup=_other_user,
+         body={"contract_on": "2024-03-01", "reason": "contract signed"}),
     Case("GET", "/api/v1/admin/audit", frozenset({"admin"})),
     Case("GET", "/api/v1/admin/audit.csv", frozenset({"admin"})),
 ]

@@ -76,9 +76,9 @@ def test_demo_journeys_are_valid_and_load_once(app):
     load_demo()
     load_demo()
     names = set(db.session.scalars(select(Journey.name)))
-    assert {"Welcome", "After purchase", "Birthday", "Win-back", "Renewal countdown",
+    assert {"Welcome", "After purchase", "Birthday", "Win-back", "Renewal countdown", "Contract anniversary",
             "Satisfaction survey"} <= names
-    assert db.session.scalar(select(func.count()).select_from(JourneyTemplate)) == 11
+    assert db.session.scalar(select(func.count()).select_from(JourneyTemplate)) == 13
     statuses = dict(db.session.execute(select(Journey.name, Journey.status)).all())
     assert statuses["Welcome"] == "active" and statuses["Birthday"] == "draft"  # four eyes for points
     birthday = db.session.scalar(select(Journey).where(Journey.name == "Birthday"))
