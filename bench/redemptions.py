@@ -56,6 +56,7 @@ REQUESTS_PER_CLIENT = int(os.environ.get("BENCH_REQUESTS_PER_CLIENT", "2"))
 POLL = 0.02
 WORKER_CLASSES = os.environ.get("BENCH_WORKER_CLASSES", "no-fork,fork").split(",")
 LATENCY_CLASSES = os.environ.get("BENCH_LATENCY_CLASSES", "no-fork").split(",")
+WORKER_COUNTS = [int(n) for n in os.environ.get("BENCH_WORKER_COUNTS", "1,2").split(",")]
 
 
 def naive_utcnow() -> datetime:
@@ -426,7 +427,7 @@ def main() -> None:
         print(f"{'worker class':>13} {'workers':>8} {'empty RQ job':>14} "
               + " ".join(f"{m + ' /s':>12} {'ratio':>6}" for m in modes))
         for worker_class in WORKER_CLASSES:
-            for n in (1, 2):
+            for n in WORKER_COUNTS:
                 empty = throughput_empty(app, n, worker_class)
                 rates = [throughput_redemptions(app, data, n, worker_class, mode) for mode in modes]
                 print(f"{worker_class:>13} {n:>8} {empty:>14.1f} "
