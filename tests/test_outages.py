@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry
 from sqlalchemy import select
 
 from community.models import Notification
@@ -162,6 +163,11 @@ def test_due_retries_resume_after_a_redis_restart_and_after_their_worker_was_kil
     with other.app_context():
         enqueue_now(flaky_job, second.id)
     _wait(lambda: has(second.id, "flaky-1"), 60, "the second job's first attempt", worker)
+    # Its first attempt committed; kill once the failure is handled and the retry waits in the
+    # scheduled registry (killed before that, the attempt is an abandoned job instead, which RQ
+    # recovers only after the job's timeout: not this test's subject).
+    scheduled = ScheduledJobRegistry("default", connection=redis.Redis.from_url(server.url))
+    _wait(lambda: scheduled.count > 0, 30, "the second job's retry to be scheduled", worker)
     worker.kill()  # worker, horse and retry scheduler, holding rq:scheduler-lock:default
     assert redis.Redis.from_url(server.url).exists("rq:scheduler-lock:default")
     killed = time.monotonic()
