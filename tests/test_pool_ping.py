@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from extensions import db
+from extensions import db, sqlite_begin_mode
 
 
 def _admin(engine):
@@ -27,7 +27,11 @@ def pg_engine(app):
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL only (SQLite has no server to drop a connection)")
     engine.dispose()
-    return engine
+    # As a job or a writing request checks connections out: in transactions (the app fixture
+    # makes the test's own code a read-only caller, whose plain reads send no BEGIN/COMMIT).
+    token = sqlite_begin_mode.set("IMMEDIATE")
+    yield engine
+    sqlite_begin_mode.reset(token)
 
 
 def test_a_quiet_connection_is_checked_out_without_select_1(pg_engine):
