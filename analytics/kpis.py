@@ -162,7 +162,8 @@ def _membership(end: datetime) -> dict:
     return {"members": members, "complete": complete, "sizes": sizes}
 
 
-def _member_activity(out: _Rows, start: datetime, end: datetime, last30: dict, membership: dict) -> None:
+def _member_activity(out: _Rows, start: datetime, end: datetime, last30: dict, membership: dict) -> int:
+    """Member and purchase KPIs of the day; returns the day's new members (``_community`` needs them)."""
     members = {}
     for dim, (expr, join) in _DIMS.items():
         if dim == "segment":
@@ -214,6 +215,7 @@ def _member_activity(out: _Rows, start: datetime, end: datetime, last30: dict, m
     for tier, n, c in complete:
         out.ratio("profile_completeness", c, n, "tier", tier)
     out.ratio("profile_completeness", sum(c for _, _, c in complete), sum(n for _, n, _ in complete))
+    return int(new or 0)
 
 
 def _points(out: _Rows, start: datetime, end: datetime, previous_liability: float | None) -> None:
@@ -274,7 +276,7 @@ def _surveys(out: _Rows, start: datetime, end: datetime) -> None:
             out.ratio("survey_response_rate", done, n, dim, dv)
 
 
-def _community(out: _Rows, start: datetime, end: datetime) -> None:
+def _community(out: _Rows, start: datetime, end: datetime, new: int) -> None:
     def count(statement):
         return sql.run(statement, start=start, end=end, f=False).scalar() or 0
 
@@ -289,7 +291,6 @@ def _community(out: _Rows, start: datetime, end: datetime) -> None:
     out.ratio("flag_resolution_hours", hours[1], hours[0])
     signups = count("SELECT COUNT(*) FROM referrals WHERE signed_up_at >= :start AND signed_up_at < :end")
     conversions = count("SELECT COUNT(*) FROM referrals WHERE converted_at >= :start AND converted_at < :end")
-    new = count("SELECT COUNT(*) FROM users WHERE created_at >= :start AND created_at < :end")
     out.put("referral_signups", signups)
     out.put("referral_conversions", conversions)
     out.ratio("referral_rate", signups, new)
@@ -346,10 +347,10 @@ def build_day(day: date) -> int:
     out = _Rows()
     last30 = _last_30_days(end)
     membership = _membership(end)
-    _member_activity(out, start, end, last30, membership)
+    new = _member_activity(out, start, end, last30, membership)
     _points(out, start, end, liability.value if liability is not None else None)
     _surveys(out, start, end)
-    _community(out, start, end)
+    _community(out, start, end, new)
     _cohorts(out, start, end, {dv: (r.value, r.numerator, r.denominator)
                                for (m, dv), r in prev.items() if m == "cohort_ltv"}, last30, membership["sizes"])
     db.session.execute(delete(KpiDaily).where(KpiDaily.day == day))
